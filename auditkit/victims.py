@@ -1,0 +1,118 @@
+"""Victim models: ReLU MLPs trained to (near) zero training error by full-batch gradient descent."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+BiasMode = Literal["none", "first", "all"]
+
+
+def build_mlp(
+    input_dim: int,
+    hidden: list[int],
+    bias: BiasMode = "none",
+    init_scale: float | None = None,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float64,
+) -> nn.Sequential:
+    """``Linear, ReLU, ..., Linear(., 1)``.
+
+    bias: "none" gives a homogeneous net (the standard victim), "all" biases in every layer
+    (non-homogeneous), "first" only in the first layer (the authors' released nets).
+    init_scale: first-layer weights (and bias) drawn N(0, init_scale^2); other layers PyTorch's default.
+    """
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        widths = [input_dim, *hidden, 1]
+        layers: list[nn.Module] = []
+        for index, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:])):
+            has_bias = bias == "all" or (bias == "first" and index == 0)
+            layers.append(nn.Linear(fan_in, fan_out, bias=has_bias, dtype=dtype))
+            if index < len(widths) - 2:
+                layers.append(nn.ReLU())
+        model = nn.Sequential(*layers)
+        if init_scale is not None:
+            first = model[0]
+            with torch.no_grad():
+                first.weight.normal_(0.0, init_scale)
+                if first.bias is not None:
+                    first.bias.normal_(0.0, init_scale)
+        return model
+    finally:
+        torch.random.set_rng_state(generator_state)
+
+
+@dataclass
+class TrainingLog:
+    """What training recorded: accuracies, final loss, steps and time, plus defense-specific facts."""
+
+    train_accuracy: float
+    test_accuracy: float
+    final_loss: float
+    epochs: int
+    seconds: float
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "train_accuracy": self.train_accuracy,
+            "test_accuracy": self.test_accuracy,
+            "final_loss": self.final_loss,
+            "epochs": self.epochs,
+            "train_seconds": self.seconds,
+            **self.extra,
+        }
+
+
+def logistic_loss(output: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy on logits with labels in {-1, +1}: mean log(1 + exp(-y Phi))."""
+    return F.softplus(-labels * output).mean()
+
+
+def accuracy(model: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> float:
+    if len(x) == 0:
+        return math.nan
+    with torch.no_grad():
+        return (torch.sign(model(x).squeeze(-1)) == labels).double().mean().item()
+
+
+def train_gd(
+    model: nn.Module,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    lr: float,
+    epochs: int,
+    weight_decay: float = 0.0,
+    test: tuple[torch.Tensor, torch.Tensor] | None = None,
+    progress: Callable[[int, float], None] | None = None,
+    log_every: int = 100,
+) -> TrainingLog:
+    """Full-batch gradient descent on the logistic loss (weight decay as an L2 term in the gradient)."""
+    start = time.perf_counter()
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, weight_decay=weight_decay)
+    loss = torch.tensor(math.nan)
+    for epoch in range(1, epochs + 1):
+        optimizer.zero_grad(set_to_none=True)
+        loss = logistic_loss(model(x).squeeze(-1), labels)
+        loss.backward()
+        optimizer.step()
+        if progress is not None and (epoch % log_every == 0 or epoch == epochs):
+            progress(epoch, loss.item())
+    with torch.no_grad():
+        final_loss = logistic_loss(model(x).squeeze(-1), labels).item()
+    return TrainingLog(
+        train_accuracy=accuracy(model, x, labels),
+        test_accuracy=accuracy(model, *test) if test is not None else math.nan,
+        final_loss=final_loss,
+        epochs=epochs,
+        seconds=time.perf_counter() - start,
+    )

@@ -1,0 +1,90 @@
+"""Scenario files: composition, presets, and one-line errors that name the field."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from auditkit.scenario import ScenarioError, load_scenario
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def project(tmp_path):
+    for folder in ("attacks", "defenses", "scenarios"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    return tmp_path
+
+
+def _write(project: Path, text: str) -> Path:
+    path = project / "scenarios" / "case.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_shipped_scenarios_validate():
+    for path in sorted((ROOT / "scenarios").glob("*.yaml")):
+        scenario = load_scenario(path)
+        assert scenario.defenses and scenario.attack.steps >= 0
+
+
+def test_extends_and_presets_compose(project):
+    path = _write(project, "extends: mnist_quick\nname: case\nvictim: {bias: all}\nattack: {preset: kkt_quick, steps: 7}\n")
+    scenario = load_scenario(path)
+    assert scenario.victim.bias == "all"
+    assert scenario.victim.hidden == [500, 500]  # inherited
+    assert scenario.attack.steps == 7 and scenario.attack.lr_x == 0.01  # preset + override
+    assert [d.name for d in scenario.defenses] == ["none"]
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("name: c\ndefenses: [none]\ncolour: red\n", "colour: unknown field"),
+        ("name: c\ndefenses: [none]\ndevice: tpu\n", "device: Input should be 'auto', 'cpu' or 'cuda'"),
+        ("name: c\ndefenses: [none]\ndata: {n_per_class: many}\n", "data.n_per_class: Input should be a valid integer"),
+        ("name: c\ndefenses: [none]\ndata: {n_per_class: 0}\n", "data.n_per_class: Input should be greater than 0"),
+        ("name: c\ndefenses: [none]\nattack: kkt_nope\n", "attack: unknown attack preset 'kkt_nope'; allowed: kkt_paper, kkt_quick"),
+        ("name: c\ndefenses: [none, dp_eps0]\n", "defenses.1: unknown defense preset 'dp_eps0'; allowed:"),
+        ("name: c\ndefenses: [none]\nvictim: {bias: some}\n", "victim.bias: Input should be 'none', 'first' or 'all'"),
+        ("name: c\ndefenses: [none]\ndata: {task: digits, negative: [3]}\n", "data: task 'digits' needs both"),
+        ("name: c\ndefenses: [none]\nattack: {preset: kkt_quick, alpha: -1}\n", "attack.alpha: Input should be greater than 0"),
+        ("name: c\ndefenses: [{name: x, kind: recipe, training: {weight_dacay: 1}}]\n", "defenses.0.training"),
+        ("name: [unclosed\n", "not valid YAML"),
+    ],
+)
+def test_schema_errors_name_the_field(project, text, expected):
+    with pytest.raises(ScenarioError) as error:
+        load_scenario(_write(project, text))
+    assert expected in str(error.value)
+
+
+def _cli(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "auditkit", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
+
+
+def test_cli_reports_bad_input_in_one_line(project):
+    path = _write(project, "extends: mnist_quick\ndata: {n_per_class: 4000}\n")
+    result = _cli("validate", str(path))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0
+    assert "data.n_per_class + data.test_per_class = 4250 exceeds the 2500 images" in result.stderr
+
+    missing = _cli("run", str(project / "scenarios" / "nope.yaml"))
+    assert missing.returncode == 2 and "nope.yaml: file not found" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+
+def test_missing_mnist_files_say_where(project):
+    path = _write(project, f"extends: mnist_quick\ndata: {{path: {project / 'mnist'}}}\n")
+    result = _cli("validate", str(path))
+    assert result.returncode == 2
+    assert f"missing MNIST file {project / 'mnist' / 'train-images-idx3-ubyte'}" in result.stderr
