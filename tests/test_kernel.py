@@ -86,7 +86,7 @@ def test_kkt_residual_is_small_at_the_training_set_only(small_victim):
     at_truth, fitted = kkt_residual(layers, x, y)
     at_random, _ = kkt_residual(layers, torch.randn_like(x) * x.std(), y)
     at_non_members, _ = kkt_residual(layers, torch.as_tensor(data.pool_x[: len(x)]), y)
-    # measured: 0.13 at the truth, 0.95 at random inputs, ~0.8 at non-members
+    # measured: 0.115 at the truth, 0.994 at random inputs, 0.916 at 20 non-members
     assert at_truth < 0.3
     assert at_random > 0.8
     assert at_non_members > 2 * at_truth

@@ -1,0 +1,174 @@
+"""DP-SGD victims with Opacus: Poisson-sampled minibatches, per-sample clipping, Gaussian noise.
+
+The noise multiplier is found (or checked) by the accountant before any training, so an impossible
+budget fails fast. Both Opacus generators (the Poisson sampler's and the noise) are seeded. The attack
+gets the clean module's weights (Opacus's wrapper is stripped).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import math
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from auditkit.victims import TrainingLog, accuracy, logistic_loss
+
+ACCOUNTANT_SECONDS = 60.0
+
+
+class DPConfigError(ValueError):
+    """DP-SGD settings that cannot be met (named field, allowed values)."""
+
+
+@dataclass(frozen=True)
+class DPPlan:
+    """Resolved DP-SGD hyperparameters: what will run and what it guarantees (by the accountant)."""
+
+    noise_multiplier: float
+    sample_rate: float
+    steps: int
+    epochs: int
+    batch_size: int
+    max_grad_norm: float
+    delta: float
+    epsilon: float
+    accountant: str
+    note: str = ""
+
+
+def _bounded(call: Callable, seconds: float = ACCOUNTANT_SECONDS):
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(call)
+        try:
+            return future.result(timeout=seconds)
+        except concurrent.futures.TimeoutError:
+            raise TimeoutError(f"the accountant did not answer within {seconds:.0f}s") from None
+
+
+def accountant_epsilon(accountant: str, noise_multiplier: float, sample_rate: float, steps: int, delta: float) -> float:
+    from opacus.accountants import create_accountant
+
+    def compute() -> float:
+        acc = create_accountant(accountant)
+        acc.history = [(noise_multiplier, sample_rate, steps)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return float(acc.get_epsilon(delta=delta))
+
+    return _bounded(compute)
+
+
+def plan_dp(
+    n: int,
+    *,
+    batch_size: int,
+    epochs: int,
+    max_grad_norm: float,
+    delta: float,
+    target_epsilon: float | None = None,
+    noise_multiplier: float | None = None,
+    accountant: str = "rdp",
+    field: str = "defense",
+) -> DPPlan:
+    """Resolve sigma (from a target epsilon) or epsilon (from sigma), before any training."""
+    from opacus.accountants.utils import get_noise_multiplier
+
+    if batch_size > n:
+        raise DPConfigError(f"{field}.batch_size: {batch_size} is larger than the {n} training samples")
+    sample_rate = batch_size / n
+    steps = epochs * max(1, round(1 / sample_rate))
+    note = ""
+    if noise_multiplier is None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                noise_multiplier = _bounded(
+                    lambda: get_noise_multiplier(
+                        target_epsilon=target_epsilon, target_delta=delta, sample_rate=sample_rate,
+                        steps=steps, accountant=accountant,
+                    )
+                )
+        except (ValueError, TimeoutError, OverflowError) as error:
+            raise DPConfigError(
+                f"{field}.target_epsilon: {target_epsilon} cannot be reached with delta={delta}, "
+                f"q={sample_rate:.3g}, {steps} steps ({error}); raise epsilon, or lower epochs/batch_size"
+            ) from None
+    try:
+        epsilon = accountant_epsilon(accountant, noise_multiplier, sample_rate, steps, delta)
+    except (ValueError, TimeoutError, OverflowError, ZeroDivisionError) as error:
+        if accountant == "rdp":
+            raise DPConfigError(f"{field}: the RDP accountant failed ({error})") from None
+        note = f"{accountant} accountant failed ({error}); epsilon from rdp"
+        accountant = "rdp"
+        epsilon = accountant_epsilon(accountant, noise_multiplier, sample_rate, steps, delta)
+    return DPPlan(noise_multiplier, sample_rate, steps, epochs, batch_size, max_grad_norm, delta, epsilon,
+                  accountant, note)
+
+
+def train_dp_sgd(
+    model: nn.Module,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    plan: DPPlan,
+    *,
+    lr: float,
+    seed: int,
+    test: tuple[torch.Tensor, torch.Tensor] | None = None,
+    progress: Callable[[int, float], None] | None = None,
+) -> TrainingLog:
+    """DP-SGD with Opacus (Poisson sampling); returns the log with epsilon as the engine's accountant says."""
+    from opacus import PrivacyEngine
+
+    start = time.perf_counter()
+    dataset = torch.utils.data.TensorDataset(x, labels)
+    loader_generator = torch.Generator().manual_seed(seed)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=plan.batch_size, generator=loader_generator)
+    noise_generator = torch.Generator(device=x.device).manual_seed(seed + 1)
+    engine = PrivacyEngine(accountant=plan.accountant)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        private, optimizer, loader = engine.make_private(
+            module=model, optimizer=optimizer, data_loader=loader, noise_multiplier=plan.noise_multiplier,
+            max_grad_norm=plan.max_grad_norm, poisson_sampling=True, noise_generator=noise_generator,
+        )
+    loss_value = math.nan
+    for epoch in range(1, plan.epochs + 1):
+        for batch_x, batch_y in loader:
+            optimizer.zero_grad(set_to_none=True)
+            loss = logistic_loss(private(batch_x).squeeze(-1), batch_y) if len(batch_x) else None
+            if loss is not None:
+                loss.backward()
+                loss_value = loss.item()
+            optimizer.step()
+        if progress is not None:
+            progress(epoch, loss_value)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        epsilon = float(engine.get_epsilon(plan.delta))
+    with torch.no_grad():
+        final_loss = logistic_loss(model(x).squeeze(-1), labels).item()
+    return TrainingLog(
+        train_accuracy=accuracy(model, x, labels),
+        test_accuracy=accuracy(model, *test) if test is not None else math.nan,
+        final_loss=final_loss,
+        epochs=plan.epochs,
+        seconds=time.perf_counter() - start,
+        extra={
+            "epsilon": epsilon,
+            "delta": plan.delta,
+            "accountant": plan.accountant,
+            "noise_multiplier": plan.noise_multiplier,
+            "sample_rate": plan.sample_rate,
+            "steps": engine.accountant.history[0][2] if engine.accountant.history else 0,
+            "max_grad_norm": plan.max_grad_norm,
+            "lr": lr,
+            "accountant_note": plan.note,
+        },
+    )

@@ -1,0 +1,121 @@
+"""Attack step time: closed-form kernel vs the authors' double-backward reference, same process.
+
+    python benchmarks/kernel.py [--m 200 1000 4000] [--dtypes float32 float64] [--repeats 3]
+
+Prints a table and writes benchmarks/results/kernel_<device>.{json,md}. One step = stationarity loss +
+backward to x and lambda, 784-1000-1000-1. GFLOP/s is set against this machine's dense matmul rate
+measured in the same run (peak_fraction), so results from different machines compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from auditkit.environment import describe_device, resolve_device
+from auditkit.kernel import stationarity_loss, stationarity_loss_autograd
+from auditkit.victims import build_mlp
+from auditkit.kernel import extract_layers
+
+WIDTHS = (784, 1000, 1000)
+
+
+def step_flops(m: int) -> float:
+    """Matmul FLOPs of one step: forward + gradient combination, times 3 for the backward pass."""
+    sizes = [a * b for a, b in zip(WIDTHS, (*WIDTHS[1:], 1))]
+    per_candidate = sum(sizes) + sum(sizes) + sum(sizes[1:])  # forward, G_l, delta propagation
+    return 3 * 2 * m * per_candidate
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device: torch.device, repeats: int) -> float:
+    fn()
+    synchronize(device)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def matmul_rate(device: torch.device, dtype: torch.dtype, repeats: int) -> float:
+    a = torch.randn(2000, 1000, device=device, dtype=dtype)
+    b = torch.randn(1000, 1000, device=device, dtype=dtype)
+    seconds = timed(lambda: [a @ b for _ in range(5)], device, repeats)
+    return 5 * 2 * 2000 * 1000 * 1000 / seconds / 1e9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--m", type=int, nargs="+", default=[200, 1000, 4000])
+    parser.add_argument("--dtypes", nargs="+", default=["float32", "float64"])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    records = []
+    for dtype_name in args.dtypes:
+        dtype = getattr(torch, dtype_name)
+        layers = extract_layers(build_mlp(WIDTHS[0], list(WIDTHS[1:]), "none", seed=0, dtype=dtype)).to(device, dtype)
+        rate = matmul_rate(device, dtype, args.repeats)
+        for m in args.m:
+            x = (0.1 * torch.randn(1, m, WIDTHS[0], device=device, dtype=dtype)).requires_grad_(True)
+            lam = torch.rand(1, m, device=device, dtype=dtype).requires_grad_(True)
+            labels = torch.cat([torch.ones(m // 2), -torch.ones(m - m // 2)]).to(device, dtype)
+
+            def fast():
+                stationarity_loss(layers, x, lam, labels, 20.0).sum().backward()
+
+            def reference():
+                stationarity_loss_autograd(layers, x[0], lam[0], labels, 20.0).backward()
+
+            reference_s = timed(reference, device, args.repeats)
+            fast_s = timed(fast, device, args.repeats)
+            gflops = step_flops(m) / fast_s / 1e9
+            records.append(
+                {
+                    "device": describe_device(device),
+                    "dtype": dtype_name,
+                    "m": m,
+                    "reference_s": reference_s,
+                    "fast_s": fast_s,
+                    "speedup": reference_s / fast_s,
+                    "step_gflop": step_flops(m) / 1e9,
+                    "gflops": gflops,
+                    "matmul_gflops": rate,
+                    "peak_fraction": gflops / rate,
+                }
+            )
+            print(_row(records[-1]), flush=True)
+    out = Path(__file__).parent / "results"
+    out.mkdir(exist_ok=True)
+    tag = f"{device.type}_{platform.node() or 'host'}" if device.type == "cuda" else "cpu"
+    (out / f"kernel_{tag}.json").write_text(json.dumps(records, indent=2) + "\n")
+    (out / f"kernel_{tag}.md").write_text("\n".join([HEADER, *(_row(r) for r in records)]) + "\n")
+
+
+HEADER = "| device | dtype | m | reference s | fast s | speedup | GFLOP/step | GFLOP/s | matmul GFLOP/s | peak fraction |\n" + "|---" * 10 + "|"
+
+
+def _row(r: dict) -> str:
+    return (
+        f"| {r['device']} | {r['dtype']} | {r['m']} | {r['reference_s']:.3f} | {r['fast_s']:.3f} | "
+        f"{r['speedup']:.2f}x | {r['step_gflop']:.1f} | {r['gflops']:.1f} | {r['matmul_gflops']:.1f} | "
+        f"{r['peak_fraction']:.2f} |"
+    )
+
+
+if __name__ == "__main__":
+    print(HEADER)
+    main()

@@ -1,0 +1,69 @@
+"""End to end on the toy colour scenario: report files, colours of reconstructions, resume, re-render."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from auditkit import AuditResult, load_scenario, run_scenario
+from auditkit.progress import Progress
+
+ROOT = Path(__file__).resolve().parents[1]
+SUMMARY_KEYS = {"n", "identified", "identified_fraction", "ssim_above_threshold", "baseline_ssim_above_threshold",
+                "seed", "versions", "device", "dtype", "config", "seconds"}
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("toy")
+    scenario = load_scenario(ROOT / "scenarios" / "toy_colors.yaml", {"attack": {"steps": 1000}, "device": "cpu"})
+    summary = run_scenario(scenario, out, progress=Progress(enabled=False))
+    return scenario, out, summary
+
+
+def test_report_files_and_keys(toy_run):
+    scenario, out, summary = toy_run
+    assert SUMMARY_KEYS <= set(summary)
+    assert summary["config"]["attack"]["steps"] == 1000
+    for name in ("summary.json", "comparison.csv", "none/per_sample.csv", "none/summary.json",
+                 "none/reconstructions.npz", "none/reconstructions.png"):
+        assert (out / name).is_file(), name
+    assert not list(out.rglob(".*")), "temporary files left behind"
+    frame = AuditResult.load(out / "none").to_frame()
+    assert len(frame) == 2 * scenario.data.n_per_class
+    assert {"margin", "normalized_margin", "ssim", "identified", "candidate_lambda", "control_ssim"} <= set(frame)
+
+
+def test_reconstructions_have_the_right_colour(toy_run):
+    _, out, _ = toy_run
+    result = AuditResult.load(out / "none")
+    frame = result.to_frame()
+    matched = result.candidates[frame["candidate"].to_numpy()]  # (n, 3, H, W) pixel space
+    red, blue = matched[:, 0].mean((1, 2)), matched[:, 2].mean((1, 2))
+    is_red = frame["label"].to_numpy() == -1
+    assert (red[is_red] > blue[is_red] + 0.3).all()
+    assert (blue[~is_red] > red[~is_red] + 0.3).all()
+
+
+def test_resume_reuses_finished_audits(toy_run, tmp_path):
+    scenario, out, summary = toy_run
+    before = (out / "none" / "summary.json").stat().st_mtime_ns
+    again = run_scenario(scenario, out, resume=True, progress=Progress(enabled=False))
+    assert (out / "none" / "summary.json").stat().st_mtime_ns == before
+    assert again["victims"][0]["identified"] == summary["victims"][0]["identified"]
+    assert json.loads((out / "summary.json").read_text())["identified"] == summary["identified"]
+
+
+def test_victims_are_cached_and_runs_reproduce(tmp_path, monkeypatch):
+    monkeypatch.setenv("AUDITKIT_CACHE", str(tmp_path / "cache"))
+    scenario = load_scenario(ROOT / "scenarios" / "toy_colors.yaml", {"attack": {"steps": 200}, "device": "cpu"})
+    first = run_scenario(scenario, tmp_path / "a", progress=Progress(enabled=False))
+    second = run_scenario(scenario, tmp_path / "b", progress=Progress(enabled=False))
+    assert first["victim"]["test_accuracy"] == second["victim"]["test_accuracy"]
+    a = np.load(tmp_path / "a" / "none" / "reconstructions.npz")["candidates"]
+    b = np.load(tmp_path / "b" / "none" / "reconstructions.npz")["candidates"]
+    np.testing.assert_array_equal(a, b)
+    assert len(list((tmp_path / "cache" / "victims").glob("*.pt"))) == 1
