@@ -1,7 +1,7 @@
 """auditkit: which training samples of a PyTorch model can be reconstructed from its weights."""
 
 from auditkit.attack import AttackOutput, KKTAttack, KKTConfig
-from auditkit.auditor import AuditResult, Auditor
+from auditkit.auditor import Auditor, AuditResult
 from auditkit.data import AuditData, binary_task, load_mnist_images, toy_colors
 from auditkit.kernel import UnsupportedModelError, extract_layers, kkt_residual
 from auditkit.runner import comparison, run_scenario

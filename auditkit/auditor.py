@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -160,7 +160,7 @@ class Auditor:
                 "source_index": data.train_index,
                 "label": data.train_y.astype(int),
                 "margin": margins,
-                "normalized_margin": margins / margins.min() if margins.min() > 0 else np.nan,
+                "normalized_margin": margins / _smallest_positive(margins),
                 "kkt_lambda": fitted_lambda,
                 "baseline_ssim": baseline,
             }
@@ -198,9 +198,7 @@ class Auditor:
             "baseline_ssim_above_threshold": int((frame["baseline_ssim"] > self.ssim_threshold).sum()),
             "median_ssim": float(np.median(ssim_scores)) if finite.all() else math.nan,
             "top10_mean_ssim": float(np.sort(ssim_scores[finite])[-10:].mean()) if finite.any() else math.nan,
-            "identified_median_normalized_margin": float(
-                frame.loc[frame["identified"], "normalized_margin"].median()
-            )
+            "identified_median_normalized_margin": float(frame.loc[frame["identified"], "normalized_margin"].median())
             if identified
             else math.nan,
             "victim_kkt_residual": residual,
@@ -224,3 +222,9 @@ class Auditor:
         if not len(output.candidates):
             info["warning"] = "every attack restart diverged (NaN/inf): no candidates to score"
         return info
+
+
+def _smallest_positive(values: np.ndarray) -> float:
+    """The margin the normalisation divides by: the smallest one among correctly classified samples."""
+    positive = values[values > 0]
+    return float(positive.min()) if len(positive) else math.nan

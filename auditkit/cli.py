@@ -76,8 +76,7 @@ def validate(scenario: Path) -> None:
     except USER_ERRORS as error:
         _fail(error)
     click.echo(
-        f"{scenario}: ok ({resolved.name}: {len(resolved.defenses)} victim(s), "
-        f"{resolved.attack.steps} attack steps)"
+        f"{scenario}: ok ({resolved.name}: {len(resolved.defenses)} victim(s), {resolved.attack.steps} attack steps)"
     )
 
 
@@ -95,13 +94,19 @@ def list_presets(root: Path) -> None:
 @main.command()
 @click.argument("run_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
 def report(run_dir: Path) -> None:
-    """Re-render the figures of a finished run from its saved results (no attack is run)."""
-    from auditkit.auditor import AuditResult
-    from auditkit.plots import reconstruction_grid
+    """Re-render the figures and report.html of a finished run from its saved results (no attack)."""
+    import json
 
-    audits = sorted(p.parent for p in run_dir.glob("*/summary.json"))
-    if not audits:
-        _fail(FileNotFoundError(f"no audit results (*/summary.json) under {run_dir}"))
-    for directory in audits:
-        reconstruction_grid(AuditResult.load(directory), directory / "reconstructions.png")
-        click.echo(f"re-rendered {directory / 'reconstructions.png'}")
+    from auditkit.auditor import AuditResult
+    from auditkit.html import render
+    from auditkit.plots import reconstruction_grid, ssim_vs_margin
+
+    summary_path = run_dir / "summary.json"
+    if not summary_path.is_file():
+        _fail(FileNotFoundError(f"{summary_path}: not found; is {run_dir} the --out of a finished run?"))
+    summary = json.loads(summary_path.read_text())
+    results = [AuditResult.load(run_dir / victim["name"]) for victim in summary["victims"]]
+    for result in results:
+        reconstruction_grid(result, run_dir / result.name / "reconstructions.png")
+    ssim_vs_margin(results, run_dir / "ssim_vs_margin.png")
+    click.echo(f"re-rendered {render(run_dir, summary)}")

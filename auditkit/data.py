@@ -143,6 +143,4 @@ def toy_colors(
     images = colors[:, None, :, None, None] + noise * rng.standard_normal((2, per_class, 3, size, size))
     images = np.clip(images, 0.0, 1.0).reshape(2 * per_class, -1)
     digits = np.repeat([0, 1], per_class)
-    return binary_task(
-        images, digits, (0,), (1,), n_per_class, test_per_class, seed, (3, size, size), "toy_colors"
-    )
+    return binary_task(images, digits, (0,), (1,), n_per_class, test_per_class, seed, (3, size, size), "toy_colors")

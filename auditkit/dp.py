@@ -11,8 +11,8 @@ import concurrent.futures
 import math
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
@@ -90,8 +90,11 @@ def plan_dp(
                 warnings.simplefilter("ignore")
                 noise_multiplier = _bounded(
                     lambda: get_noise_multiplier(
-                        target_epsilon=target_epsilon, target_delta=delta, sample_rate=sample_rate,
-                        steps=steps, accountant=accountant,
+                        target_epsilon=target_epsilon,
+                        target_delta=delta,
+                        sample_rate=sample_rate,
+                        steps=steps,
+                        accountant=accountant,
                     )
                 )
         except (ValueError, TimeoutError, OverflowError) as error:
@@ -107,8 +110,9 @@ def plan_dp(
         note = f"{accountant} accountant failed ({error}); epsilon from rdp"
         accountant = "rdp"
         epsilon = accountant_epsilon(accountant, noise_multiplier, sample_rate, steps, delta)
-    return DPPlan(noise_multiplier, sample_rate, steps, epochs, batch_size, max_grad_norm, delta, epsilon,
-                  accountant, note)
+    return DPPlan(
+        noise_multiplier, sample_rate, steps, epochs, batch_size, max_grad_norm, delta, epsilon, accountant, note
+    )
 
 
 def train_dp_sgd(
@@ -119,6 +123,7 @@ def train_dp_sgd(
     *,
     lr: float,
     seed: int,
+    weight_decay: float = 0.0,
     test: tuple[torch.Tensor, torch.Tensor] | None = None,
     progress: Callable[[int, float], None] | None = None,
 ) -> TrainingLog:
@@ -131,12 +136,17 @@ def train_dp_sgd(
     loader = torch.utils.data.DataLoader(dataset, batch_size=plan.batch_size, generator=loader_generator)
     noise_generator = torch.Generator(device=x.device).manual_seed(seed + 1)
     engine = PrivacyEngine(accountant=plan.accountant)
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, weight_decay=weight_decay)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         private, optimizer, loader = engine.make_private(
-            module=model, optimizer=optimizer, data_loader=loader, noise_multiplier=plan.noise_multiplier,
-            max_grad_norm=plan.max_grad_norm, poisson_sampling=True, noise_generator=noise_generator,
+            module=model,
+            optimizer=optimizer,
+            data_loader=loader,
+            noise_multiplier=plan.noise_multiplier,
+            max_grad_norm=plan.max_grad_norm,
+            poisson_sampling=True,
+            noise_generator=noise_generator,
         )
     loss_value = math.nan
     for epoch in range(1, plan.epochs + 1):
@@ -169,6 +179,7 @@ def train_dp_sgd(
             "steps": engine.accountant.history[0][2] if engine.accountant.history else 0,
             "max_grad_norm": plan.max_grad_norm,
             "lr": lr,
+            "weight_decay": weight_decay,
             "accountant_note": plan.note,
         },
     )

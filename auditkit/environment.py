@@ -19,7 +19,7 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """"auto" is CUDA when present, else the CPU; "cuda" without a GPU is an error, not a silent fallback."""
+    """ "auto" is CUDA when present, else the CPU; "cuda" without a GPU is an error, not a silent fallback."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     resolved = torch.device(device)

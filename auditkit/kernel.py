@@ -85,8 +85,7 @@ def extract_layers(model: nn.Module) -> MLPLayers:
                 tuple(m.bias for m in linears),
             )
     raise UnsupportedModelError(
-        "the KKT attack supports ReLU MLPs built as Linear, ReLU, ..., Linear "
-        f"(an nn.Sequential); got layers {kinds}"
+        f"the KKT attack supports ReLU MLPs built as Linear, ReLU, ..., Linear (an nn.Sequential); got layers {kinds}"
     )
 
 

@@ -44,9 +44,7 @@ def gaussian_window(size: int, sigma: float) -> np.ndarray:
     return np.outer(g, g)
 
 
-def ssim(
-    a: np.ndarray, b: np.ndarray, window: int = 3, sigma: float = 1.5, padding: str = "same"
-) -> np.ndarray:
+def ssim(a: np.ndarray, b: np.ndarray, window: int = 3, sigma: float = 1.5, padding: str = "same") -> np.ndarray:
     """Mean SSIM of image pairs (data range 1), shape (k,).
 
     a, b: (k, H, W) or (k, C, H, W), values in [0, 1]. padding "same": zero padding and the mean over

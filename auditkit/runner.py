@@ -13,10 +13,15 @@ import pandas as pd
 import torch
 
 from auditkit.attack import KKTAttack, KKTConfig
-from auditkit.auditor import AuditResult, Auditor
+from auditkit.auditor import Auditor, AuditResult
+from auditkit.bounds import bound_for, kappa_ssim
 from auditkit.data import PARITY, AuditData, binary_task, load_mnist_images, toy_colors
+from auditkit.dp import DPPlan, plan_dp, train_dp_sgd
 from auditkit.environment import describe_device, resolve_device, resolve_dtype, seed_everything, versions
+from auditkit.html import render as render_html
 from auditkit.io import atomic_path, write_json, write_text
+from auditkit.kernel import unwrap
+from auditkit.plots import ssim_vs_margin
 from auditkit.progress import Progress
 from auditkit.scenario import DataConfig, DefenseConfig, Scenario, TrainingConfig
 from auditkit.victims import TrainingLog, build_mlp, train_gd
@@ -30,8 +35,15 @@ def load_data(config: DataConfig, seed: int) -> AuditData:
     images, digits = load_mnist_images(config.path)
     negative, positive = PARITY if config.task == "parity" else (config.negative, config.positive)
     return binary_task(
-        images, digits, tuple(negative), tuple(positive), config.n_per_class, config.test_per_class,
-        seed, (28, 28), "mnist",
+        images,
+        digits,
+        tuple(negative),
+        tuple(positive),
+        config.n_per_class,
+        config.test_per_class,
+        seed,
+        (28, 28),
+        "mnist",
     )
 
 
@@ -60,8 +72,33 @@ def victim_key(scenario: Scenario, defense: DefenseConfig, device: torch.device)
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:20]
 
 
+def plan_defenses(scenario: Scenario, n: int) -> dict[str, DPPlan]:
+    """Resolve every DP defense's noise and budget before anything trains (impossible settings fail fast)."""
+    plans = {}
+    for index, defense in enumerate(scenario.defenses):
+        if defense.kind == "dp_sgd":
+            dp = defense.dp
+            plans[defense.name] = plan_dp(
+                n,
+                batch_size=dp.batch_size,
+                epochs=dp.epochs,
+                max_grad_norm=dp.max_grad_norm,
+                delta=dp.delta,
+                target_epsilon=dp.target_epsilon,
+                noise_multiplier=dp.noise_multiplier,
+                accountant=dp.accountant,
+                field=f"defenses.{index}.dp",
+            )
+    return plans
+
+
 def obtain_victim(
-    scenario: Scenario, defense: DefenseConfig, data: AuditData, device: torch.device, progress: Progress
+    scenario: Scenario,
+    defense: DefenseConfig,
+    data: AuditData,
+    device: torch.device,
+    progress: Progress,
+    plan: DPPlan | None = None,
 ) -> Victim:
     """Train the victim for one defense, or load it from the cache (weights_only=True)."""
     dtype = resolve_dtype(scenario.dtype)
@@ -78,16 +115,36 @@ def obtain_victim(
     x, y = (torch.as_tensor(a, dtype=dtype, device=device) for a in (data.train_x, data.train_y))
     test = tuple(torch.as_tensor(a, dtype=dtype, device=device) for a in (data.test_x, data.test_y))
     seed_everything(scenario.seed)
-    with progress.task(f"[{defense.name}] training", training.epochs) as update:
-        log = train_gd(
-            model, x, y, lr=training.lr, epochs=training.epochs, weight_decay=training.weight_decay,
-            test=test, progress=update,
-        )
-    log.extra.update({"lr": training.lr, "weight_decay": training.weight_decay})
+    if plan is None:
+        with progress.task(f"[{defense.name}] training", training.epochs) as update:
+            log = train_gd(
+                model,
+                x,
+                y,
+                lr=training.lr,
+                epochs=training.epochs,
+                weight_decay=training.weight_decay,
+                test=test,
+                progress=update,
+            )
+        log.extra.update({"lr": training.lr, "weight_decay": training.weight_decay})
+    else:
+        with progress.task(f"[{defense.name}] DP-SGD training (epochs)", plan.epochs) as update:
+            log = train_dp_sgd(
+                model,
+                x,
+                y,
+                plan,
+                lr=defense.dp.lr,
+                weight_decay=training.weight_decay,
+                seed=scenario.seed,
+                test=test,
+                progress=update,
+            )
     with atomic_path(weights_path) as temporary:
-        torch.save({k: v.cpu() for k, v in model.state_dict().items()}, temporary)
+        torch.save({k: v.cpu() for k, v in unwrap(model).state_dict().items()}, temporary)
     write_json(log_path, log.__dict__)
-    return Victim(model, log, cached=False)
+    return Victim(unwrap(model), log, cached=False)
 
 
 def run_scenario(
@@ -105,6 +162,8 @@ def run_scenario(
     config = scenario.model_dump()
     seed_everything(scenario.seed)
     data = load_data(scenario.data, scenario.seed)
+    plans = plan_defenses(scenario, len(data.train_x))
+    kappas: dict[str, float] = {}
     results: list[AuditResult] = []
     for defense in scenario.defenses:
         audit_dir = out / defense.name
@@ -113,7 +172,7 @@ def run_scenario(
             progress.note(f"[{defense.name}] audit found in {audit_dir}: reused (--resume)")
             results.append(AuditResult.load(audit_dir))
             continue
-        victim = obtain_victim(scenario, defense, data, device, progress)
+        victim = obtain_victim(scenario, defense, data, device, progress, plans.get(defense.name))
         if victim.cached:
             progress.note(f"[{defense.name}] victim loaded from cache")
         auditor = Auditor(
@@ -125,9 +184,14 @@ def run_scenario(
         )
         with progress.task(f"[{defense.name}] attack", scenario.attack.steps) as update:
             result = auditor.audit(
-                victim.model, data, name=defense.name,
-                victim_info={"defense": defense.model_dump(), **victim.log.to_dict()}, progress=update,
+                victim.model,
+                data,
+                name=defense.name,
+                victim_info={"defense": defense.model_dump(), **victim.log.to_dict()},
+                progress=update,
             )
+        if defense.name in plans:
+            result.info["bounds"] = reconstruction_bounds(result, data, plans[defense.name], kappas, victim.log)
         result.info.update(_run_facts(scenario, device, config))
         result.save(audit_dir)
         progress.note(_headline(result.info))
@@ -141,9 +205,58 @@ def run_scenario(
     }
     if len(results) == 1:
         summary.update({k: v for k, v in results[0].summary().items() if k not in summary})
-    write_text(out / "comparison.csv", comparison(results).to_csv(index=False))
+    table = comparison(results)
+    summary["comparison"] = table.to_dict(orient="records")
+    write_text(out / "comparison.csv", table.to_csv(index=False))
+    ssim_vs_margin(results, out / "ssim_vs_margin.png")
     write_json(out / "summary.json", summary)
+    render_html(out, summary)
     return summary
+
+
+def reconstruction_bounds(
+    result: AuditResult, data: AuditData, plan: DPPlan, kappas: dict[str, float], log: TrainingLog
+) -> dict:
+    """The DP ceiling beside each success criterion the report counts, each with its own baseline."""
+    info = result.info
+    tries = info["attack"]["candidates"]
+    threshold = info["ssim_threshold"]
+    if "ssim" not in kappas:
+        kappas["ssim"] = kappa_ssim(data.to_pixels(data.pool_x), threshold)
+    sigma, q, steps = log.extra["noise_multiplier"], log.extra["sample_rate"], log.extra["steps"]
+    identified = bound_for(
+        "identified",
+        1.0 / (len(data.train_x) + len(data.pool_x)),
+        tries,
+        sigma,
+        q,
+        steps,
+        "kappa = 1 / (members + non-members): picking the sample out of the identification pool by chance",
+    )
+    above = bound_for(
+        f"ssim > {threshold}",
+        kappas["ssim"],
+        tries,
+        sigma,
+        q,
+        steps,
+        "kappa = max over held-out targets of the fraction of pool images above the SSIM threshold: a lower "
+        "estimate of the sup, so this bound is an estimate",
+    )
+    return {
+        "mechanism": f"Poisson-subsampled Gaussian, sigma={sigma:.4g}, q={q:.4g}, T={steps} (PLD, dp-accounting)",
+        "bounds_hold_for": "any attacker who sees every noisy gradient, so the KKT attack on the final weights",
+        "identified": {
+            **identified.to_dict(),
+            "measured": info["identified_fraction"],
+            "within": info["identified_fraction"] <= identified.bound,
+        },
+        "ssim": {
+            **above.to_dict(),
+            "measured": info["ssim_above_threshold"] / info["n"],
+            "within": info["ssim_above_threshold"] / info["n"] <= above.bound,
+        },
+    }
 
 
 def _run_facts(scenario: Scenario, device: torch.device, config: dict) -> dict:
@@ -157,8 +270,20 @@ def _run_facts(scenario: Scenario, device: torch.device, config: dict) -> dict:
 
 
 COMPARISON_COLUMNS = [
-    "defense", "test_accuracy", "train_accuracy", "n", "identified", "identified_fraction",
-    "ssim_above_threshold", "baseline_ssim_above_threshold", "median_ssim", "victim_kkt_residual",
+    "defense",
+    "epsilon",
+    "delta",
+    "test_accuracy",
+    "train_accuracy",
+    "n",
+    "identified",
+    "identified_fraction",
+    "bound_identified",
+    "ssim_above_threshold",
+    "baseline_ssim_above_threshold",
+    "bound_ssim",
+    "median_ssim",
+    "victim_kkt_residual",
     "attack_relative_residual",
 ]
 
@@ -169,12 +294,17 @@ def comparison(results: list[AuditResult]) -> pd.DataFrame:
     for result in results:
         info = result.summary()
         victim = info.get("victim", {})
+        bounds = info.get("bounds", {})
         rows.append(
             {
+                **{key: info.get(key) for key in COMPARISON_COLUMNS},
                 "defense": result.name,
+                "epsilon": victim.get("epsilon"),
+                "delta": victim.get("delta"),
                 "test_accuracy": victim.get("test_accuracy"),
                 "train_accuracy": victim.get("train_accuracy"),
-                **{key: info.get(key) for key in COMPARISON_COLUMNS[3:]},
+                "bound_identified": bounds.get("identified", {}).get("bound"),
+                "bound_ssim": bounds.get("ssim", {}).get("bound"),
             }
         )
     return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)

@@ -8,7 +8,7 @@ Every error names the field and what is allowed, in one line.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -67,11 +67,37 @@ class VictimConfig(_Strict):
         return widths
 
 
+class DPConfig(_Strict):
+    """DP-SGD with Opacus: give target_epsilon (sigma found by the accountant) or noise_multiplier."""
+
+    target_epsilon: float | None = Field(None, gt=0)
+    noise_multiplier: float | None = Field(None, ge=0)
+    delta: float = Field(1e-5, gt=0, lt=1)
+    max_grad_norm: float = Field(1.0, gt=0)
+    batch_size: int = Field(25, gt=0, description="expected Poisson batch size: sampling rate q = batch_size / n")
+    epochs: int = Field(100, gt=0)
+    lr: float = Field(0.5, gt=0)
+    accountant: Literal["rdp", "prv", "gdp"] = "rdp"
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> DPConfig:
+        if (self.target_epsilon is None) == (self.noise_multiplier is None):
+            raise ValueError("give exactly one of 'target_epsilon' or 'noise_multiplier'")
+        return self
+
+
 class DefenseConfig(_Strict):
     name: str
-    kind: Literal["none", "recipe"] = "none"
+    kind: Literal["none", "recipe", "dp_sgd"] = "none"
     description: str = ""
     training: dict[str, Any] = Field(default_factory=dict, description="overrides of victim.training")
+    dp: DPConfig | None = None
+
+    @model_validator(mode="after")
+    def _dp_settings(self) -> DefenseConfig:
+        if (self.kind == "dp_sgd") != (self.dp is not None):
+            raise ValueError("kind 'dp_sgd' needs a 'dp' mapping, and only it takes one")
+        return self
 
     @field_validator("training")
     @classmethod

@@ -1,8 +1,8 @@
 """Helpers for pytest checks that keep attack strength (and defenses) from regressing.
 
-    from auditkit.testing import assert_leaks, assert_leaks_at_most
-    assert_leaks(model, data, KKTAttack(steps=3000), at_least=8)        # the attack still works
-    assert_leaks_at_most(dp_model, data, KKTAttack(steps=3000), at_most=0)  # the defense still holds
+from auditkit.testing import assert_leaks, assert_leaks_at_most
+assert_leaks(model, data, KKTAttack(steps=3000), at_least=8)        # the attack still works
+assert_leaks_at_most(dp_model, data, KKTAttack(steps=3000), at_most=0)  # the defense still holds
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from torch import nn
 
 from auditkit.attack import KKTAttack
-from auditkit.auditor import AuditResult, Auditor
+from auditkit.auditor import Auditor, AuditResult
 from auditkit.data import AuditData
 
 

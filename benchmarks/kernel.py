@@ -18,9 +18,8 @@ from pathlib import Path
 import torch
 
 from auditkit.environment import describe_device, resolve_device
-from auditkit.kernel import stationarity_loss, stationarity_loss_autograd
+from auditkit.kernel import extract_layers, stationarity_loss, stationarity_loss_autograd
 from auditkit.victims import build_mlp
-from auditkit.kernel import extract_layers
 
 WIDTHS = (784, 1000, 1000)
 
@@ -56,6 +55,21 @@ def matmul_rate(device: torch.device, dtype: torch.dtype, repeats: int) -> float
     return 5 * 2 * 2000 * 1000 * 1000 / seconds / 1e9
 
 
+def _step_functions(layers, m: int, device: torch.device, dtype: torch.dtype):
+    """One attack step (loss + backward to x and lambda) with the fast kernel and with the reference."""
+    x = (0.1 * torch.randn(1, m, WIDTHS[0], device=device, dtype=dtype)).requires_grad_(True)
+    lam = torch.rand(1, m, device=device, dtype=dtype).requires_grad_(True)
+    labels = torch.cat([torch.ones(m // 2), -torch.ones(m - m // 2)]).to(device, dtype)
+
+    def fast():
+        stationarity_loss(layers, x, lam, labels, 20.0).sum().backward()
+
+    def reference():
+        stationarity_loss_autograd(layers, x[0], lam[0], labels, 20.0).backward()
+
+    return fast, reference
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--m", type=int, nargs="+", default=[200, 1000, 4000])
@@ -70,16 +84,7 @@ def main() -> None:
         layers = extract_layers(build_mlp(WIDTHS[0], list(WIDTHS[1:]), "none", seed=0, dtype=dtype)).to(device, dtype)
         rate = matmul_rate(device, dtype, args.repeats)
         for m in args.m:
-            x = (0.1 * torch.randn(1, m, WIDTHS[0], device=device, dtype=dtype)).requires_grad_(True)
-            lam = torch.rand(1, m, device=device, dtype=dtype).requires_grad_(True)
-            labels = torch.cat([torch.ones(m // 2), -torch.ones(m - m // 2)]).to(device, dtype)
-
-            def fast():
-                stationarity_loss(layers, x, lam, labels, 20.0).sum().backward()
-
-            def reference():
-                stationarity_loss_autograd(layers, x[0], lam[0], labels, 20.0).backward()
-
+            fast, reference = _step_functions(layers, m, device, dtype)
             reference_s = timed(reference, device, args.repeats)
             fast_s = timed(fast, device, args.repeats)
             gflops = step_flops(m) / fast_s / 1e9
@@ -105,7 +110,11 @@ def main() -> None:
     (out / f"kernel_{tag}.md").write_text("\n".join([HEADER, *(_row(r) for r in records)]) + "\n")
 
 
-HEADER = "| device | dtype | m | reference s | fast s | speedup | GFLOP/step | GFLOP/s | matmul GFLOP/s | peak fraction |\n" + "|---" * 10 + "|"
+HEADER = (
+    "| device | dtype | m | reference s | fast s | speedup | GFLOP/step | GFLOP/s | matmul GFLOP/s | peak fraction |\n"
+    + "|---" * 10
+    + "|"
+)
 
 
 def _row(r: dict) -> str:

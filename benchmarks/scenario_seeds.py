@@ -18,9 +18,21 @@ from pathlib import Path
 from auditkit import load_scenario, run_scenario
 from auditkit.progress import Progress
 
-COLUMNS = ["seed", "victim", "n", "identified", "identified_fraction", "ssim_above_threshold",
-           "baseline_ssim_above_threshold", "median_ssim", "victim_kkt_residual", "test_accuracy",
-           "train_seconds", "attack_seconds", "wall_seconds"]
+COLUMNS = [
+    "seed",
+    "victim",
+    "n",
+    "identified",
+    "identified_fraction",
+    "ssim_above_threshold",
+    "baseline_ssim_above_threshold",
+    "median_ssim",
+    "victim_kkt_residual",
+    "test_accuracy",
+    "train_seconds",
+    "attack_seconds",
+    "wall_seconds",
+]
 
 
 def main() -> None:

@@ -20,8 +20,7 @@ def mnist():
 @pytest.fixture(scope="session")
 def small_victim(mnist):
     """A small real victim: 20 MNIST digits (parity), 784-200-200-1, weight decay (close to a KKT point)."""
-    data = binary_task(*mnist, *PARITY, n_per_class=10, test_per_class=100, seed=0,
-                       image_shape=(28, 28), name="mnist")
+    data = binary_task(*mnist, *PARITY, n_per_class=10, test_per_class=100, seed=0, image_shape=(28, 28), name="mnist")
     model = build_mlp(784, [200, 200], "none", seed=0, dtype=torch.float64)
     x, y = torch.as_tensor(data.train_x), torch.as_tensor(data.train_y)
     log = train_gd(model, x, y, lr=0.3, epochs=1500, weight_decay=0.01)

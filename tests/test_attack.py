@@ -18,8 +18,13 @@ def test_attack_started_at_the_training_set_stays_there(small_victim):
     _, fitted = kkt_residual(layers, x, y)
     attack = KKTAttack(steps=300, lambda_min=0.0, alpha=40.0)
     output = attack.run(
-        layers, len(x), torch.as_tensor(data.lower), torch.as_tensor(data.upper),
-        torch.as_tensor(data.pool_x[:256]), dtype=torch.float64, initial=(x, fitted * len(x), y),
+        layers,
+        len(x),
+        torch.as_tensor(data.lower),
+        torch.as_tensor(data.upper),
+        torch.as_tensor(data.pool_x[:256]),
+        dtype=torch.float64,
+        initial=(x, fitted * len(x), y),
     )
     scores = match(data.to_pixels(data.train_x), data.to_pixels(output.candidates), data.to_pixels(data.pool_x))
     assert (scores["candidate"] == np.arange(len(x))).all()

@@ -12,8 +12,19 @@ from auditkit import AuditResult, load_scenario, run_scenario
 from auditkit.progress import Progress
 
 ROOT = Path(__file__).resolve().parents[1]
-SUMMARY_KEYS = {"n", "identified", "identified_fraction", "ssim_above_threshold", "baseline_ssim_above_threshold",
-                "seed", "versions", "device", "dtype", "config", "seconds"}
+SUMMARY_KEYS = {
+    "n",
+    "identified",
+    "identified_fraction",
+    "ssim_above_threshold",
+    "baseline_ssim_above_threshold",
+    "seed",
+    "versions",
+    "device",
+    "dtype",
+    "config",
+    "seconds",
+}
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +39,14 @@ def test_report_files_and_keys(toy_run):
     scenario, out, summary = toy_run
     assert SUMMARY_KEYS <= set(summary)
     assert summary["config"]["attack"]["steps"] == 1000
-    for name in ("summary.json", "comparison.csv", "none/per_sample.csv", "none/summary.json",
-                 "none/reconstructions.npz", "none/reconstructions.png"):
+    for name in (
+        "summary.json",
+        "comparison.csv",
+        "none/per_sample.csv",
+        "none/summary.json",
+        "none/reconstructions.npz",
+        "none/reconstructions.png",
+    ):
         assert (out / name).is_file(), name
     assert not list(out.rglob(".*")), "temporary files left behind"
     frame = AuditResult.load(out / "none").to_frame()

@@ -34,7 +34,9 @@ def test_shipped_scenarios_validate():
 
 
 def test_extends_and_presets_compose(project):
-    path = _write(project, "extends: mnist_quick\nname: case\nvictim: {bias: all}\nattack: {preset: kkt_quick, steps: 7}\n")
+    path = _write(
+        project, "extends: mnist_quick\nname: case\nvictim: {bias: all}\nattack: {preset: kkt_quick, steps: 7}\n"
+    )
     scenario = load_scenario(path)
     assert scenario.victim.bias == "all"
     assert scenario.victim.hidden == [500, 500]  # inherited
@@ -49,11 +51,17 @@ def test_extends_and_presets_compose(project):
         ("name: c\ndefenses: [none]\ndevice: tpu\n", "device: Input should be 'auto', 'cpu' or 'cuda'"),
         ("name: c\ndefenses: [none]\ndata: {n_per_class: many}\n", "data.n_per_class: Input should be a valid integer"),
         ("name: c\ndefenses: [none]\ndata: {n_per_class: 0}\n", "data.n_per_class: Input should be greater than 0"),
-        ("name: c\ndefenses: [none]\nattack: kkt_nope\n", "attack: unknown attack preset 'kkt_nope'; allowed: kkt_paper, kkt_quick"),
+        (
+            "name: c\ndefenses: [none]\nattack: kkt_nope\n",
+            "attack: unknown attack preset 'kkt_nope'; allowed: kkt_paper, kkt_quick",
+        ),
         ("name: c\ndefenses: [none, dp_eps0]\n", "defenses.1: unknown defense preset 'dp_eps0'; allowed:"),
         ("name: c\ndefenses: [none]\nvictim: {bias: some}\n", "victim.bias: Input should be 'none', 'first' or 'all'"),
         ("name: c\ndefenses: [none]\ndata: {task: digits, negative: [3]}\n", "data: task 'digits' needs both"),
-        ("name: c\ndefenses: [none]\nattack: {preset: kkt_quick, alpha: -1}\n", "attack.alpha: Input should be greater than 0"),
+        (
+            "name: c\ndefenses: [none]\nattack: {preset: kkt_quick, alpha: -1}\n",
+            "attack.alpha: Input should be greater than 0",
+        ),
         ("name: c\ndefenses: [{name: x, kind: recipe, training: {weight_dacay: 1}}]\n", "defenses.0.training"),
         ("name: [unclosed\n", "not valid YAML"),
     ],

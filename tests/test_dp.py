@@ -1,0 +1,108 @@
+"""DP-SGD victims (Opacus) and the reconstruction ceilings beside them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from auditkit import KKTAttack
+from auditkit.bounds import dp_sgd_bound, gdp_bound
+from auditkit.dp import DPConfigError, accountant_epsilon, plan_dp, train_dp_sgd
+from auditkit.testing import assert_leaks, assert_leaks_at_most
+from auditkit.victims import build_mlp
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("sigma, steps", [(10.0, 100), (2.0, 50), (1.0, 4)])
+@pytest.mark.parametrize("kappa", [1e-3, 1e-2, 0.1, 0.5])
+def test_bound_matches_closed_form_at_full_batch(sigma, steps, kappa):
+    closed = gdp_bound(kappa, steps**0.5 / sigma)
+    assert dp_sgd_bound(kappa, sigma, 1.0, steps) == pytest.approx(closed, abs=1e-4)
+
+
+@pytest.mark.parametrize("kappa, published", [(1e-3, 0.079), (1e-2, 0.256), (0.1, 0.65)])
+def test_bound_matches_published_values(kappa, published):
+    """dp-bounds.md: n = 500, batch 50, 100 epochs, sigma = 2 (epsilon 8.3 at delta 1e-5)."""
+    assert dp_sgd_bound(kappa, 2.0, 50 / 500, 1000) == pytest.approx(published, abs=0.005)
+
+
+def test_bound_without_noise_is_vacuous():
+    assert dp_sgd_bound(1e-3, 0.0, 0.5, 100) == 1.0
+
+
+def test_impossible_settings_fail_before_training():
+    with pytest.raises(DPConfigError, match="batch_size: 80 is larger than the 50"):
+        plan_dp(50, batch_size=80, epochs=10, max_grad_norm=1.0, delta=1e-5, target_epsilon=8.0)
+    with pytest.raises(DPConfigError, match="target_epsilon: 1e-09 cannot be reached"):
+        plan_dp(50, batch_size=25, epochs=10, max_grad_norm=1.0, delta=1e-5, target_epsilon=1e-9)
+
+
+def test_cli_rejects_bad_dp_settings_in_one_line(tmp_path):
+    for folder in ("attacks", "defenses", "scenarios"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    cases = {
+        "target_epsilon: -1": "defenses.1.dp.target_epsilon: Input should be greater than 0",
+        "target_epsilon: 8, delta: 1.5": "defenses.1.dp.delta: Input should be less than 1",
+        "target_epsilon: 8, batch_size: 500": "defenses.1.dp.batch_size: 500 is larger than the 50",
+        "target_epsilon: 1.0e-9": "defenses.1.dp.target_epsilon: 1e-09 cannot be reached",
+        "batch_size: 5": "defenses.1.dp: give exactly one of 'target_epsilon' or 'noise_multiplier'",
+    }
+    path = tmp_path / "scenarios" / "bad.yaml"
+    for settings, expected in cases.items():
+        path.write_text(f"extends: mnist_quick\ndefenses: [none, {{name: dp, kind: dp_sgd, dp: {{{settings}}}}}]\n")
+        result = subprocess.run(
+            [sys.executable, "-m", "auditkit", "run", str(path), "--out", str(tmp_path / "out")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "AUDITKIT_CACHE": str(tmp_path / "cache")},
+        )
+        assert result.returncode == 2, result.stderr
+        assert expected in result.stderr
+        assert "Traceback" not in result.stderr and "training" not in result.stderr
+    assert not (tmp_path / "cache" / "victims").exists()
+
+
+def _dp_twin(small_victim, target_epsilon: float):
+    _, data = small_victim
+    model = build_mlp(784, [200, 200], "none", seed=0, dtype=torch.float64)
+    x, y = torch.as_tensor(data.train_x), torch.as_tensor(data.train_y)
+    plan = plan_dp(len(x), batch_size=10, epochs=60, max_grad_norm=1.0, delta=1e-5, target_epsilon=target_epsilon)
+    log = train_dp_sgd(
+        model,
+        x,
+        y,
+        plan,
+        lr=0.5,
+        weight_decay=0.01,
+        seed=0,
+        test=(torch.as_tensor(data.test_x), torch.as_tensor(data.test_y)),
+    )
+    return model, plan, log
+
+
+def test_recorded_epsilon_is_the_accountants(small_victim):
+    model, plan, log = _dp_twin(small_victim, target_epsilon=8.0)
+    extra = log.extra
+    assert extra["steps"] == plan.steps
+    expected = accountant_epsilon("rdp", extra["noise_multiplier"], extra["sample_rate"], extra["steps"], 1e-5)
+    assert extra["epsilon"] == pytest.approx(expected, rel=1e-9)
+    assert extra["epsilon"] == pytest.approx(8.0, rel=0.02)
+    assert not any(key.startswith("_module") for key in model.state_dict())
+
+
+def test_small_epsilon_victim_leaks_nothing_identifiable_while_its_twin_does(small_victim):
+    """Measured (20 MNIST digits, 784-200-200-1, 3000 steps): undefended twin 20/20 identified;
+    DP-SGD at epsilon 1 (q = 0.5, 120 steps): 0/20, seeds 0-2."""
+    undefended, data = small_victim
+    attack = KKTAttack(steps=3000, alpha=40.0)
+    assert_leaks(undefended, data, attack, at_least=16)
+    private, _, _ = _dp_twin(small_victim, target_epsilon=1.0)
+    assert_leaks_at_most(private, data, attack, at_most=0)
