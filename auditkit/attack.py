@@ -18,10 +18,26 @@ import torch
 
 from auditkit.kernel import MLPLayers, preactivation_scale, stationarity_loss
 
+SEARCH_RANGES = {
+    "init_scale": (1e-3, 0.05),
+    "lr_x": (3e-3, 3e-2),
+    "lambda_min": (0.01, 0.5),
+    "alpha": (10.0, 100.0),
+}
+LOG_UNIFORM = ("init_scale", "lr_x")
+Scorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
 
 @dataclass
 class KKTConfig:
-    """Attack hyperparameters. Defaults are the recipe measured to work on CPU victims (attack.md)."""
+    """Attack hyperparameters. Defaults are the recipe measured to work on CPU victims (attack.md).
+
+    search "random": every restart draws its own init_scale, lr_x, lambda_min and alpha from
+    ``search_ranges`` (log-uniform for init_scale and lr_x), and all restarts advance as one batched
+    program. At ``early_stop_step`` the best ``early_stop_keep`` fraction (by the ``select`` rule) goes
+    on; at the end the ``select_top`` best are pooled (0: every survivor). ``select`` is "kkt_loss" (what
+    an outside attacker has) or "ground_truth" (the auditor knows the training set: rank by matches).
+    """
 
     steps: int = 5000
     candidates_per_sample: int = 2  # m = candidates_per_sample * n, half per label
@@ -34,11 +50,17 @@ class KKTConfig:
     lambda_init: Literal["uniform", "ones"] = "uniform"
     lambda_min: float = 0.1
     lambda_weight: float = 5.0
-    alpha: float = 15.0
+    alpha: float = 40.0
     alpha_relative: bool = True  # alpha / median |pre-activation| of the victim at reference inputs
     prior: Literal["tight", "box"] = "tight"  # tight: valid pixel range per pixel; box: [-1, 1]
     prior_weight: float = 1.0
     log_every: int = 50
+    search: Literal["off", "random"] = "off"
+    search_ranges: dict[str, tuple[float, float]] = field(default_factory=lambda: dict(SEARCH_RANGES))
+    early_stop_step: int = 0
+    early_stop_keep: float = 0.5
+    select: Literal["kkt_loss", "ground_truth"] = "kkt_loss"
+    select_top: int = 0
 
     @classmethod
     def from_dict(cls, values: dict) -> KKTConfig:
@@ -50,18 +72,22 @@ class KKTConfig:
 
 @dataclass
 class AttackOutput:
-    """Candidates of all finished (non-diverged) restarts, pooled, with per-restart diagnostics."""
+    """Candidates of the selected restarts, pooled, with per-restart settings and diagnostics."""
 
     candidates: np.ndarray  # (K, d), in the victim's input space
     lambdas: np.ndarray  # (K,)
     labels: np.ndarray  # (K,) in {-1, +1}
     restart: np.ndarray  # (K,) restart index of each candidate
-    loss_history: np.ndarray  # (log points, R) total loss
+    loss_history: np.ndarray  # (log points, R) total loss, NaN once a restart stopped
     history_steps: np.ndarray  # (log points,)
     final_loss: np.ndarray  # (R,)
     relative_residual: np.ndarray  # (R,) sqrt(stationarity) / ||theta||
+    settings: dict[str, list[float]] = field(default_factory=dict)  # per-restart hyperparameters
+    scores: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (R,) by the selection rule
+    selected: list[int] = field(default_factory=list)
+    early_stopped: list[int] = field(default_factory=list)
     diverged: list[dict] = field(default_factory=list)  # [{"restart": r, "step": s}]
-    alpha: float = math.nan
+    alpha: float = math.nan  # the scale alpha is relative to (1 when absolute)
     seconds: float = 0.0
 
 
@@ -85,6 +111,7 @@ class KKTAttack:
         dtype: torch.dtype = torch.float64,
         progress: Callable[[int, float], None] | None = None,
         initial: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+        scorer: Scorer | None = None,
     ) -> AttackOutput:
         """Run the attack on a victim's layers.
 
@@ -93,22 +120,28 @@ class KKTAttack:
         alpha (the victim's pre-activation scale); uniform draws in [lower, upper] when None.
         initial: (x, lambdas, labels) to start every restart from instead of the random init (tests and
         diagnostics, e.g. starting at the true training set).
+        scorer: (candidates (R, m, d), losses (R,)) -> scores (R,), higher is better, for early stopping
+        and selection; the final KKT loss when None. The Auditor passes the ground-truth scorer.
         """
         cfg = self.config
         start = time.perf_counter()
+        scorer = scorer or _kkt_loss_score
         layers = layers.to(device, dtype)
         generator = torch.Generator(device="cpu").manual_seed(seed)
         lower = lower.to(device=device, dtype=dtype).flatten()
         upper = upper.to(device=device, dtype=dtype).flatten()
         if cfg.prior == "box":
             lower, upper = torch.full_like(lower, -1.0), torch.full_like(upper, 1.0)
-        alpha = self._resolve_alpha(layers, lower, upper, reference_inputs, generator, device, dtype)
+        scale = self._alpha_scale(layers, lower, upper, reference_inputs, generator, device, dtype)
+        settings = self._restart_settings(generator)
+        hyper = {k: torch.tensor(v, dtype=dtype, device=device) for k, v in settings.items()}
 
         m = max(2, cfg.candidates_per_sample * n_train)
         m += m % 2
         d, restarts = layers.input_dim, cfg.restarts
         labels = torch.cat([torch.ones(m // 2), -torch.ones(m // 2)])
-        x = torch.randn(restarts, m, d, generator=generator, dtype=torch.float64) * cfg.init_scale
+        x = torch.randn(restarts, m, d, generator=generator, dtype=torch.float64)
+        x *= torch.tensor(settings["init_scale"], dtype=torch.float64)[:, None, None]
         if cfg.lambda_init == "uniform":
             lam = torch.rand(restarts, m, generator=generator, dtype=torch.float64)
         else:
@@ -120,31 +153,47 @@ class KKTAttack:
         labels = labels.to(device=device, dtype=dtype)
         x = x.to(device=device, dtype=dtype).requires_grad_(True)
         lam = lam.to(device=device, dtype=dtype).requires_grad_(True)
-        optimizer = _BatchedOptimizer(cfg, [x, lam], [cfg.lr_x, cfg.lr_lambda])
+        lr_lambda = torch.full((restarts,), cfg.lr_lambda, dtype=dtype, device=device)
+        optimizer = _BatchedOptimizer(cfg, [x, lam], [hyper["lr_x"], lr_lambda])
+        alive = torch.arange(restarts)  # original restart index of each batch position
         active = torch.ones(restarts, dtype=torch.bool, device=device)
         diverged: list[dict] = []
+        early_stopped: list[int] = []
         history, steps_logged = [], []
+        final_loss = np.full(restarts, np.nan)
+        residual = np.full(restarts, np.nan)
         theta_norm = layers.norm().item()
-        losses = stationarity = None
+        losses = torch.zeros(restarts, dtype=dtype, device=device)
 
         for step in range(cfg.steps + 1):
+            if step == cfg.early_stop_step and 0 < step and len(alive) > 1:
+                # score with the latest losses (one step old) and the current candidates
+                keep = self._best(scorer(x.detach(), losses.detach()), active, cfg.early_stop_keep)
+                early_stopped += [int(r) for r in alive[~_mask(keep, len(alive))]]
+                x, lam, active, alive = _take(x, keep), _take(lam, keep), active[keep], alive[keep.cpu()]
+                hyper = {k: v[keep] for k, v in hyper.items()}
+                lr_lambda = lr_lambda[keep]
+                optimizer = optimizer.narrow([x, lam], [hyper["lr_x"], lr_lambda], keep)
+            alpha = hyper["alpha"] / scale
             stationarity = stationarity_loss(layers, x, lam, labels, alpha)
             prior = (torch.relu(x - upper).pow(2) + torch.relu(lower - x).pow(2)).sum((1, 2))
-            hinge = torch.relu(cfg.lambda_min - lam).pow(2).sum(1)
+            hinge = torch.relu(hyper["lambda_min"][:, None] - lam).pow(2).sum(1)
             losses = stationarity + cfg.prior_weight * prior + cfg.lambda_weight * hinge
-            if step % cfg.log_every == 0 or step == cfg.steps:
+            if step % cfg.log_every == 0 or step in (cfg.steps, cfg.early_stop_step - 1):
                 finite = torch.isfinite(losses) & torch.isfinite(x).all((1, 2))
-                for r in torch.nonzero(active & ~finite).flatten().tolist():
-                    diverged.append({"restart": r, "step": step})
+                for position in torch.nonzero(active & ~finite).flatten().tolist():
+                    diverged.append({"restart": int(alive[position]), "step": step})
                     with torch.no_grad():  # park it at a finite point so its NaNs stop costing time
-                        x[r], lam[r] = 0.0, 0.0
+                        x[position], lam[position] = 0.0, 0.0
                 active &= finite
-                logged = torch.where(active, losses.detach(), torch.full_like(losses, math.nan))
-                history.append(logged.cpu().numpy())
+                logged = np.full(restarts, np.nan)
+                logged[alive.numpy()] = torch.where(active, losses.detach(), torch.nan).cpu().double().numpy()
+                history.append(logged)
                 steps_logged.append(step)
+                final_loss[alive.numpy()] = logged[alive.numpy()]
+                residual[alive.numpy()] = (stationarity.detach().cpu().double().sqrt() / theta_norm).numpy()
                 if progress is not None:
-                    live = logged[active]
-                    progress(step, live.min().item() if len(live) else math.nan)
+                    progress(step, float(np.nanmin(logged)) if np.isfinite(logged).any() else math.nan)
                 if not bool(active.any()):
                     break
             if step == cfg.steps:
@@ -154,43 +203,98 @@ class KKTAttack:
             total.backward()
             optimizer.step(active)
 
-        keep = active.cpu()
-        kept_index = torch.nonzero(keep).flatten()
-        candidates = x.detach()[keep].cpu().double().reshape(-1, d).numpy()
+        scores = np.full(restarts, np.nan)
+        with torch.no_grad():
+            current = scorer(x.detach(), losses.detach())
+        scores[alive.numpy()] = torch.where(active, current, -torch.inf).cpu().double().numpy()
+        top = cfg.select_top if cfg.select_top > 0 else len(alive)
+        chosen = self._best(current, active, top / len(alive)) if bool(active.any()) else active.nonzero().flatten()
+        chosen = chosen[active[chosen]]
+        kept = chosen.cpu()
+        candidates = x.detach()[chosen].cpu().double().reshape(-1, d).numpy()
         return AttackOutput(
             candidates=candidates,
-            lambdas=lam.detach()[keep].cpu().double().flatten().numpy(),
-            labels=labels.cpu().repeat(len(kept_index)).double().numpy(),
-            restart=kept_index.repeat_interleave(m).numpy(),
+            lambdas=lam.detach()[chosen].cpu().double().flatten().numpy(),
+            labels=labels.cpu().repeat(len(kept)).double().numpy(),
+            restart=alive[kept].repeat_interleave(m).numpy(),
             loss_history=np.array(history),
             history_steps=np.array(steps_logged),
-            final_loss=losses.detach().cpu().double().numpy(),
-            relative_residual=(stationarity.detach().cpu().double().sqrt() / theta_norm).numpy(),
+            final_loss=final_loss,
+            relative_residual=residual,
+            settings=settings,
+            scores=scores,
+            selected=sorted(int(r) for r in alive[kept]),
+            early_stopped=early_stopped,
             diverged=diverged,
-            alpha=float(alpha),
+            alpha=float(scale),
             seconds=time.perf_counter() - start,
         )
 
-    def _resolve_alpha(self, layers, lower, upper, reference_inputs, generator, device, dtype) -> float:
-        cfg = self.config
-        if not cfg.alpha_relative:
-            return cfg.alpha
+    def _restart_settings(self, generator: torch.Generator) -> dict[str, list[float]]:
+        """Per-restart (init_scale, lr_x, lambda_min, alpha): the config's, or random draws when searching."""
+        cfg, restarts = self.config, self.config.restarts
+        if cfg.search == "off":
+            return {k: [float(getattr(cfg, k))] * restarts for k in SEARCH_RANGES}
+        settings = {}
+        for key in SEARCH_RANGES:
+            low, high = cfg.search_ranges.get(key, SEARCH_RANGES[key])
+            u = torch.rand(restarts, generator=generator, dtype=torch.float64)
+            if key in LOG_UNIFORM:
+                values = torch.exp(math.log(low) + u * (math.log(high) - math.log(low)))
+            else:
+                values = low + u * (high - low)
+            settings[key] = values.tolist()
+        return settings
+
+    @staticmethod
+    def _best(scores: torch.Tensor, active: torch.Tensor, fraction: float) -> torch.Tensor:
+        """Batch positions of the best ceil(fraction * R) restarts (diverged ones last)."""
+        ranked = torch.where(active, scores, -torch.inf)
+        count = max(1, math.ceil(fraction * len(scores) - 1e-9))
+        return torch.argsort(ranked, descending=True, stable=True)[:count].sort().values
+
+    def _alpha_scale(self, layers, lower, upper, reference_inputs, generator, device, dtype) -> float:
+        """What alpha is relative to: the victim's median |pre-activation| (1 for an absolute alpha)."""
+        if not self.config.alpha_relative:
+            return 1.0
         if reference_inputs is None:
             u = torch.rand(256, len(lower), generator=generator, dtype=torch.float64)
             reference_inputs = lower.cpu().double() + u * (upper - lower).cpu().double()
         scale = preactivation_scale(layers, reference_inputs.to(device=device, dtype=dtype))
         if not scale > 0:
             raise ValueError("the victim's hidden pre-activations are all zero: relative alpha is undefined")
-        return cfg.alpha / scale
+        return scale
+
+
+def _kkt_loss_score(candidates: torch.Tensor, losses: torch.Tensor) -> torch.Tensor:
+    return -losses
+
+
+def _mask(index: torch.Tensor, size: int) -> torch.Tensor:
+    mask = torch.zeros(size, dtype=torch.bool)
+    mask[index.cpu()] = True
+    return mask
+
+
+def _take(tensor: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    return tensor.detach()[index].clone().requires_grad_(True)
 
 
 class _BatchedOptimizer:
-    """Adam or SGD-with-momentum on tensors whose first dimension is the restart; frozen restarts stay put."""
+    """Adam or SGD-with-momentum on tensors whose first dimension is the restart; each restart has its
+    own learning rate; frozen (diverged) restarts stay put."""
 
-    def __init__(self, cfg: KKTConfig, params: list[torch.Tensor], lrs: list[float]) -> None:
+    def __init__(self, cfg: KKTConfig, params: list[torch.Tensor], lrs: list[torch.Tensor]) -> None:
         self.cfg, self.params, self.lrs = cfg, params, lrs
         self.state = [(torch.zeros_like(p), torch.zeros_like(p)) for p in params]
         self.t = 0
+
+    def narrow(self, params: list[torch.Tensor], lrs: list[torch.Tensor], keep: torch.Tensor) -> _BatchedOptimizer:
+        """The same optimizer for a subset of restarts (state carried over)."""
+        narrowed = _BatchedOptimizer(self.cfg, params, lrs)
+        narrowed.state = [(m1[keep].clone(), m2[keep].clone()) for m1, m2 in self.state]
+        narrowed.t = self.t
+        return narrowed
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -202,16 +306,16 @@ class _BatchedOptimizer:
         beta1, beta2, eps = 0.9, 0.999, 1e-8
         for p, lr, (m1, m2) in zip(self.params, self.lrs, self.state):
             grad = torch.nan_to_num(p.grad) * _expand(active, p)
+            lr = _expand(lr, p)
             if self.cfg.optimizer == "adam":
                 m1.mul_(beta1).add_(grad, alpha=1 - beta1)
                 m2.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-                step_size = lr / (1 - beta1**self.t)
                 denom = (m2 / (1 - beta2**self.t)).sqrt_().add_(eps)
-                p.addcdiv_(m1, denom, value=-step_size)
+                p.sub_(lr / (1 - beta1**self.t) * m1 / denom)
             else:
                 m1.mul_(self.cfg.momentum).add_(grad)
-                p.add_(m1, alpha=-lr)
+                p.sub_(lr * m1)
 
 
-def _expand(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return mask.reshape(-1, *([1] * (like.ndim - 1))).to(like.dtype)
+def _expand(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return values.reshape(-1, *([1] * (like.ndim - 1))).to(like.dtype)

