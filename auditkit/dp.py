@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from auditkit.victims import TrainingLog, accuracy, logistic_loss
+from auditkit.victims import TrainingLog, finish_training, logistic_loss
 
 ACCOUNTANT_SECONDS = 60.0
 LARGEST_SIGMA = 1e6  # noise beyond which an accountant's epsilon no longer falls (its floor)
@@ -175,24 +175,16 @@ def _train_dp_sgd(model, x, labels, plan, lr, seed, weight_decay, test, progress
         if progress is not None:
             progress(epoch, loss_value)
     epsilon = float(engine.get_epsilon(plan.delta))
-    with torch.no_grad():
-        final_loss = logistic_loss(model(x).squeeze(-1), labels).item()
-    return TrainingLog(
-        train_accuracy=accuracy(model, x, labels),
-        test_accuracy=accuracy(model, *test) if test is not None else math.nan,
-        final_loss=final_loss,
-        epochs=plan.epochs,
-        seconds=time.perf_counter() - start,
-        extra={
-            "epsilon": epsilon,
-            "delta": plan.delta,
-            "accountant": plan.accountant,
-            "noise_multiplier": plan.noise_multiplier,
-            "sample_rate": plan.sample_rate,
-            "steps": engine.accountant.history[0][2] if engine.accountant.history else 0,
-            "max_grad_norm": plan.max_grad_norm,
-            "lr": lr,
-            "weight_decay": weight_decay,
-            "accountant_note": plan.note,
-        },
-    )
+    extra = {
+        "epsilon": epsilon,
+        "delta": plan.delta,
+        "accountant": plan.accountant,
+        "noise_multiplier": plan.noise_multiplier,
+        "sample_rate": plan.sample_rate,
+        "steps": sum(entry[2] for entry in engine.accountant.history),
+        "max_grad_norm": plan.max_grad_norm,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "accountant_note": plan.note,
+    }
+    return finish_training(model, x, labels, test, plan.epochs, start, extra)

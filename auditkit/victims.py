@@ -100,7 +100,6 @@ def train_gd(
     """Full-batch gradient descent on the logistic loss (weight decay as an L2 term in the gradient)."""
     start = time.perf_counter()
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, weight_decay=weight_decay)
-    loss = torch.tensor(math.nan)
     for epoch in range(1, epochs + 1):
         optimizer.zero_grad(set_to_none=True)
         loss = logistic_loss(model(x).squeeze(-1), labels)
@@ -108,6 +107,19 @@ def train_gd(
         optimizer.step()
         if progress is not None and (epoch % log_every == 0 or epoch == epochs):
             progress(epoch, loss.item())
+    return finish_training(model, x, labels, test, epochs, start)
+
+
+def finish_training(
+    model: nn.Module,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    test: tuple[torch.Tensor, torch.Tensor] | None,
+    epochs: int,
+    start: float,
+    extra: dict | None = None,
+) -> TrainingLog:
+    """Final loss and accuracies of a trained victim, with the time since ``start``."""
     with torch.no_grad():
         final_loss = logistic_loss(model(x).squeeze(-1), labels).item()
     return TrainingLog(
@@ -116,4 +128,5 @@ def train_gd(
         final_loss=final_loss,
         epochs=epochs,
         seconds=time.perf_counter() - start,
+        extra=extra or {},
     )

@@ -29,6 +29,9 @@ COLUMNS = [
     "median_ssim",
     "victim_kkt_residual",
     "test_accuracy",
+    "epsilon",
+    "bound_identified",
+    "bound_ssim",
     "train_seconds",
     "attack_seconds",
     "wall_seconds",
@@ -60,6 +63,9 @@ def main() -> None:
                     "dtype": summary["dtype"],
                     **{k: victim[k] for k in COLUMNS[2:9]},
                     "test_accuracy": victim["victim"]["test_accuracy"],
+                    "epsilon": victim["victim"].get("epsilon"),
+                    "bound_identified": victim.get("bounds", {}).get("identified", {}).get("bound"),
+                    "bound_ssim": victim.get("bounds", {}).get("ssim", {}).get("bound"),
                     "train_seconds": victim["victim"]["train_seconds"],
                     "attack_seconds": victim["attack"]["seconds"],
                     "wall_seconds": wall,
@@ -70,13 +76,20 @@ def main() -> None:
     out.mkdir(exist_ok=True)
     name = load_scenario(args.scenario).name
     (out / f"{name}_seeds.json").write_text(json.dumps(records, indent=2) + "\n")
+    (out / f"{name}_seeds.md").write_text(markdown(records))
+
+
+def markdown(records: list[dict]) -> str:
+    """A markdown table of result records."""
     lines = ["| " + " | ".join(COLUMNS) + " |", "|---" * len(COLUMNS) + "|"]
-    lines += ["| " + " | ".join(_fmt(r[c]) for c in COLUMNS) + " |" for r in records]
+    lines += ["| " + " | ".join(_fmt(r.get(c)) for c in COLUMNS) + " |" for r in records]
     device = records[0]["device"] if records else "?"
-    (out / f"{name}_seeds.md").write_text(f"{name} on {device}\n\n" + "\n".join(lines) + "\n")
+    return f"{records[0]['scenario'] if records else ''} on {device}\n\n" + "\n".join(lines) + "\n"
 
 
 def _fmt(value) -> str:
+    if value is None:
+        return ""
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 

@@ -84,3 +84,16 @@ def test_victims_are_cached_and_runs_reproduce(tmp_path, monkeypatch):
     b = np.load(tmp_path / "b" / "none" / "reconstructions.npz")["candidates"]
     np.testing.assert_array_equal(a, b)
     assert len(list((tmp_path / "cache" / "victims").glob("*.pt"))) == 1
+
+
+def test_html_report_and_rerender(toy_run):
+    import subprocess
+    import sys
+
+    _, out, _ = toy_run
+    page = (out / "report.html").read_text()
+    assert "data:image/png;base64," in page and "identified" in page
+    (out / "report.html").unlink()
+    result = subprocess.run([sys.executable, "-m", "auditkit", "report", str(out)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert (out / "report.html").is_file() and (out / "ssim_vs_margin.png").is_file()
