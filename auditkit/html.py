@@ -29,6 +29,16 @@ def _table(frame: pd.DataFrame) -> str:
     return frame.to_html(index=False, float_format=lambda v: f"{v:.3g}", na_rep="", border=0, classes="t")
 
 
+def _paper(victims: list[dict]) -> str:
+    reference = victims[0].get("paper_reference") if victims else None
+    if not reference:
+        return ""
+    return (
+        f"<p><b>For comparison</b>: {html.escape(reference['source'])} ({html.escape(reference['setting'])}): "
+        f"{html.escape(reference['finding'])}. {html.escape(reference['note'])}.</p>"
+    )
+
+
 def render(out: str | Path, summary: dict) -> Path:
     """Write ``out/report.html`` from a run's summary and the files already in ``out``."""
     out = Path(out)
@@ -40,6 +50,7 @@ def render(out: str | Path, summary: dict) -> Path:
         + ", ".join(f"{k} {html.escape(str(v))}" for k, v in summary["versions"].items())
         + "</p>",
         HEADLINE,
+        _paper(victims),
         "<h2>Victims</h2>",
         _table(pd.DataFrame(summary["comparison"])),
         _image(out / "ssim_vs_margin.png"),
