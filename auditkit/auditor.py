@@ -18,7 +18,7 @@ from auditkit.data import AuditData
 from auditkit.environment import resolve_device, resolve_dtype
 from auditkit.io import write_json, write_npz, write_text
 from auditkit.kernel import UnsupportedModelError, extract_layers, forward, kkt_residual
-from auditkit.metrics import match, minmax, ssim
+from auditkit.metrics import match, minmax, ssim, standardize
 
 PAPER_REFERENCE = {
     "source": "Haim, Vardi, Yehudai, Shamir, Irani, NeurIPS 2022, Fig. 4",
@@ -89,23 +89,18 @@ SELECTION_RULES = {
 
 def ground_truth_scorer(train_pixels: np.ndarray, mean: np.ndarray, device: torch.device, dtype: torch.dtype):
     """The authors' sweep score: minus the mean NCC distance of the 10 best-matched training images."""
-    train = _standardize(torch.as_tensor(train_pixels, device=device, dtype=dtype))
+    train = standardize(torch.as_tensor(train_pixels, device=device, dtype=dtype))
     offset = torch.as_tensor(mean, device=device, dtype=dtype)
 
     def score(candidates: torch.Tensor, losses: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            pixels = _standardize(candidates + offset)  # (R, m, d)
+            pixels = standardize(candidates + offset)  # (R, m, d)
             distance = 2 - 2 * pixels @ train.T  # (R, m, n)
             nearest = distance.min(1).values  # (R, n)
             best = nearest.sort(1).values[:, : min(10, nearest.shape[1])]
             return torch.nan_to_num(-best.mean(1), nan=-torch.inf)
 
     return score
-
-
-def _standardize(rows: torch.Tensor) -> torch.Tensor:
-    centred = rows - rows.mean(-1, keepdim=True)
-    return centred / centred.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
 class Auditor:

@@ -15,18 +15,16 @@ import torch.nn.functional as F
 C1, C2 = 0.01**2, 0.03**2
 
 
-def standardize(images: np.ndarray) -> np.ndarray:
-    """Each row to zero mean and unit norm, so squared L2 between rows is 2 (1 - correlation)."""
-    flat = np.asarray(images, dtype=np.float64).reshape(len(images), -1)
-    centred = flat - flat.mean(1, keepdims=True)
-    norms = np.linalg.norm(centred, axis=1, keepdims=True)
-    return centred / np.where(norms > 0, norms, 1.0)
+def standardize(rows: torch.Tensor) -> torch.Tensor:
+    """Each row (last dimension) to zero mean and unit norm: squared L2 between rows is 2 (1 - correlation)."""
+    centred = rows - rows.mean(-1, keepdim=True)
+    return centred / centred.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(rows.dtype).tiny)
 
 
 def ncc_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise NCC distance (squared L2 of standardised rows, in [0, 4]), shape (len(a), len(b))."""
-    sa, sb = standardize(a), standardize(b)
-    return np.clip(2.0 - 2.0 * sa @ sb.T, 0.0, None)
+    """Pairwise NCC distance (squared L2 of standardised images, in [0, 4]), shape (len(a), len(b))."""
+    sa, sb = (standardize(torch.as_tensor(np.asarray(x, dtype=np.float64).reshape(len(x), -1))) for x in (a, b))
+    return np.clip(2.0 - 2.0 * (sa @ sb.T).numpy(), 0.0, None)
 
 
 def minmax(images: np.ndarray) -> np.ndarray:
