@@ -208,8 +208,8 @@ class KKTAttack:
             current = scorer(x.detach(), losses.detach())
         scores[alive.numpy()] = torch.where(active, current, -torch.inf).cpu().double().numpy()
         top = cfg.select_top if cfg.select_top > 0 else len(alive)
-        chosen = self._best(current, active, top / len(alive)) if bool(active.any()) else active.nonzero().flatten()
-        chosen = chosen[active[chosen]]
+        chosen = self._best(current, active, top / len(alive))
+        chosen = chosen[active[chosen]]  # diverged restarts are never pooled
         kept = chosen.cpu()
         candidates = x.detach()[chosen].cpu().double().reshape(-1, d).numpy()
         return AttackOutput(

@@ -64,29 +64,18 @@ def extract_layers(model: nn.Module) -> MLPLayers:
     modules = [m for m in model.modules() if not isinstance(m, (nn.Sequential, nn.Flatten))]
     if modules and modules[0] is model and not isinstance(model, nn.Linear):
         modules = modules[1:]
-    kinds = [type(m).__name__ for m in modules]
-    expected_linear = True
-    for module in modules:
-        if expected_linear and not isinstance(module, nn.Linear):
-            break
-        if not expected_linear and not isinstance(module, nn.ReLU):
-            break
-        expected_linear = not expected_linear
-    else:
-        if modules and isinstance(modules[-1], nn.Linear):
-            linears = [m for m in modules if isinstance(m, nn.Linear)]
-            if linears[-1].out_features != 1:
-                raise UnsupportedModelError(
-                    f"the KKT attack needs one output (binary task); the last layer has "
-                    f"{linears[-1].out_features} outputs"
-                )
-            return MLPLayers(
-                tuple(m.weight for m in linears),
-                tuple(m.bias for m in linears),
-            )
-    raise UnsupportedModelError(
-        f"the KKT attack supports ReLU MLPs built as Linear, ReLU, ..., Linear (an nn.Sequential); got layers {kinds}"
-    )
+    pattern = [nn.Linear if index % 2 == 0 else nn.ReLU for index in range(len(modules))]
+    if len(modules) % 2 == 0 or not all(isinstance(m, kind) for m, kind in zip(modules, pattern)):
+        raise UnsupportedModelError(
+            "the KKT attack supports ReLU MLPs built as Linear, ReLU, ..., Linear (an nn.Sequential); "
+            f"got layers {[type(m).__name__ for m in modules]}"
+        )
+    linears = modules[::2]
+    if linears[-1].out_features != 1:
+        raise UnsupportedModelError(
+            f"the KKT attack needs one output (binary task); the last layer has {linears[-1].out_features} outputs"
+        )
+    return MLPLayers(tuple(m.weight for m in linears), tuple(m.bias for m in linears))
 
 
 class _SmoothReLU(torch.autograd.Function):
