@@ -80,22 +80,38 @@ def kappa_ssim(
 
 @dataclass(frozen=True)
 class BoundReport:
-    """The ceiling for one success criterion, with its baseline and what it means."""
+    """The ceiling for one success criterion beside the measured success, with its baseline."""
 
     criterion: str
     kappa: float
     tries: int
     bound: float
-    vacuous: bool
+    measured: float
     note: str
 
+    @property
+    def vacuous(self) -> bool:
+        return self.bound >= 0.999
+
+    @property
+    def within(self) -> bool:
+        return self.measured <= self.bound
+
     def to_dict(self) -> dict:
-        return self.__dict__.copy()
+        return {**self.__dict__, "vacuous": self.vacuous, "within": self.within}
 
 
 def bound_for(
-    criterion: str, kappa: float, tries: int, noise_multiplier: float, sample_rate: float, steps: int, note: str
+    criterion: str,
+    kappa: float,
+    tries: int,
+    measured: float,
+    noise_multiplier: float,
+    sample_rate: float,
+    steps: int,
+    note: str,
 ) -> BoundReport:
+    """The ceiling with ``tries`` candidates, ``gamma(min(1, tries * kappa))``, beside the measured fraction."""
     effective = min(1.0, tries * kappa)
     bound = 1.0 if math.isnan(effective) else dp_sgd_bound(effective, noise_multiplier, sample_rate, steps)
-    return BoundReport(criterion, kappa, tries, bound, bound >= 0.999, note)
+    return BoundReport(criterion, kappa, tries, bound, measured, note)

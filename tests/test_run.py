@@ -97,3 +97,19 @@ def test_html_report_and_rerender(toy_run):
     result = subprocess.run([sys.executable, "-m", "auditkit", "report", str(out)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert (out / "report.html").is_file() and (out / "ssim_vs_margin.png").is_file()
+
+
+def test_dp_victims_get_the_ceiling_beside_their_measured_success(tmp_path):
+    dp = {"name": "dp", "kind": "dp_sgd", "dp": {"target_epsilon": 8.0, "batch_size": 5, "epochs": 5}}
+    overrides = {"attack": {"steps": 50}, "device": "cpu", "defenses": ["none", dp]}
+    scenario = load_scenario(ROOT / "scenarios" / "toy_colors.yaml", overrides)
+    summary = run_scenario(scenario, tmp_path, progress=Progress(enabled=False))
+    bounds = summary["victims"][1]["bounds"]
+    for criterion in ("identified", "ssim"):
+        report = bounds[criterion]
+        assert 0 < report["bound"] <= 1 and report["within"] == (report["measured"] <= report["bound"])
+        assert report["vacuous"] == (report["bound"] >= 0.999)
+    assert "bounds" not in summary["victims"][0]
+    table = summary["comparison"]
+    assert np.isnan(table[0]["bound_identified"]) and table[1]["bound_identified"] == bounds["identified"]["bound"]
+    assert table[1]["epsilon"] == pytest.approx(8.0, rel=0.02)
