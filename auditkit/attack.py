@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from auditkit.kernel import MLPLayers, preactivation_scale, stationarity_loss
+from auditkit.kernel import MLPLayers, kkt_residual, preactivation_scale, stationarity_loss
 
 SEARCH_RANGES = {
     "init_scale": (1e-3, 0.05),
@@ -26,22 +26,26 @@ SEARCH_RANGES = {
 }
 LOG_UNIFORM = ("init_scale", "lr_x")
 Scorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+SelectRule = Literal["kkt_residual", "kkt_loss", "ground_truth"]
 
 
 @dataclass
 class KKTConfig:
-    """Attack hyperparameters. Defaults are the recipe measured to work on CPU victims (attack.md).
+    """Attack hyperparameters. Defaults: the built-in sweep around the recipe measured on CPU victims.
 
-    search "random": every restart draws its own init_scale, lr_x, lambda_min and alpha from
-    ``search_ranges`` (log-uniform for init_scale and lr_x), and all restarts advance as one batched
-    program. At ``early_stop_step`` the best ``early_stop_keep`` fraction (by the ``select`` rule) goes
-    on; at the end the ``select_top`` best are pooled (0: every survivor). ``select`` is "kkt_loss" (what
-    an outside attacker has) or "ground_truth" (the auditor knows the training set: rank by matches).
+    search "random": restart 0 keeps the configured init_scale, lr_x, lambda_min and alpha (the
+    measured recipe); every other restart draws its own from ``search_ranges`` (log-uniform for
+    init_scale and lr_x), and all restarts advance as one batched program. At ``early_stop_step`` the
+    best ``early_stop_keep`` fraction (by the ``select`` rule) goes on; at the end the ``select_top``
+    best are pooled (0: every survivor). ``select``: "kkt_residual" (what an outside attacker has: how
+    much of theta each restart's candidates explain, lambdas refitted, exact ReLU, so restarts with
+    different alpha and lambda_min compare fairly), "kkt_loss" (the raw attack loss, comparable only
+    between restarts that share their settings) or "ground_truth" (the auditor knows the training set).
     """
 
-    steps: int = 5000
+    steps: int = 8000
     candidates_per_sample: int = 2  # m = candidates_per_sample * n, half per label
-    restarts: int = 1
+    restarts: int = 4
     optimizer: Literal["adam", "sgd"] = "adam"
     lr_x: float = 0.01
     lr_lambda: float = 0.01
@@ -55,11 +59,11 @@ class KKTConfig:
     prior: Literal["tight", "box"] = "tight"  # tight: valid pixel range per pixel; box: [-1, 1]
     prior_weight: float = 1.0
     log_every: int = 50
-    search: Literal["off", "random"] = "off"
+    search: Literal["off", "random"] = "random"
     search_ranges: dict[str, tuple[float, float]] = field(default_factory=lambda: dict(SEARCH_RANGES))
     early_stop_step: int = 0
     early_stop_keep: float = 0.5
-    select: Literal["kkt_loss", "ground_truth"] = "kkt_loss"
+    select: SelectRule = "kkt_residual"
     select_top: int = 0
 
     @classmethod
@@ -121,11 +125,10 @@ class KKTAttack:
         initial: (x, lambdas, labels) to start every restart from instead of the random init (tests and
         diagnostics, e.g. starting at the true training set).
         scorer: (candidates (R, m, d), losses (R,)) -> scores (R,), higher is better, for early stopping
-        and selection; the final KKT loss when None. The Auditor passes the ground-truth scorer.
+        and selection; by the config's ``select`` rule when None. The Auditor passes the ground-truth scorer.
         """
         cfg = self.config
         start = time.perf_counter()
-        scorer = scorer or _kkt_loss_score
         layers = layers.to(device, dtype)
         generator = torch.Generator(device="cpu").manual_seed(seed)
         lower = lower.to(device=device, dtype=dtype).flatten()
@@ -151,6 +154,8 @@ class KKTAttack:
             m = len(labels)
             x, lam = x.expand(restarts, m, d).clone(), lam.expand(restarts, m).clone()
         labels = labels.to(device=device, dtype=dtype)
+        if scorer is None:
+            scorer = _residual_scorer(layers, labels, lower, upper) if cfg.select == "kkt_residual" else _kkt_loss_score
         x = x.to(device=device, dtype=dtype).requires_grad_(True)
         lam = lam.to(device=device, dtype=dtype).requires_grad_(True)
         lr_lambda = torch.full((restarts,), cfg.lr_lambda, dtype=dtype, device=device)
@@ -166,7 +171,7 @@ class KKTAttack:
         losses = torch.zeros(restarts, dtype=dtype, device=device)
 
         for step in range(cfg.steps + 1):
-            if step == cfg.early_stop_step and 0 < step and len(alive) > 1:
+            if 0 < step == cfg.early_stop_step < cfg.steps and len(alive) > 1:
                 # score with the latest losses (one step old) and the current candidates
                 keep = self._best(scorer(x.detach(), losses.detach()), active, cfg.early_stop_keep)
                 early_stopped += [int(r) for r in alive[~_mask(keep, len(alive))]]
@@ -231,19 +236,18 @@ class KKTAttack:
         )
 
     def _restart_settings(self, generator: torch.Generator) -> dict[str, list[float]]:
-        """Per-restart (init_scale, lr_x, lambda_min, alpha): the config's, or random draws when searching."""
+        """Per-restart (init_scale, lr_x, lambda_min, alpha): the config's, then random draws when searching."""
         cfg, restarts = self.config, self.config.restarts
-        if cfg.search == "off":
-            return {k: [float(getattr(cfg, k))] * restarts for k in SEARCH_RANGES}
-        settings = {}
-        for key in SEARCH_RANGES:
+        settings = {k: [float(getattr(cfg, k))] for k in SEARCH_RANGES}
+        drawn = restarts - 1 if cfg.search == "random" else 0
+        for key, values in settings.items():
             low, high = cfg.search_ranges.get(key, SEARCH_RANGES[key])
-            u = torch.rand(restarts, generator=generator, dtype=torch.float64)
+            u = torch.rand(drawn, generator=generator, dtype=torch.float64)
             if key in LOG_UNIFORM:
-                values = torch.exp(math.log(low) + u * (math.log(high) - math.log(low)))
+                values += torch.exp(math.log(low) + u * (math.log(high) - math.log(low))).tolist()
             else:
-                values = low + u * (high - low)
-            settings[key] = values.tolist()
+                values += (low + u * (high - low)).tolist()
+            values += values[:1] * (restarts - len(values))
         return settings
 
     @staticmethod
@@ -268,6 +272,16 @@ class KKTAttack:
 
 def _kkt_loss_score(candidates: torch.Tensor, losses: torch.Tensor) -> torch.Tensor:
     return -losses
+
+
+def _residual_scorer(layers: MLPLayers, labels: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> Scorer:
+    """Minus the victim's KKT residual left by each restart's candidates (in the valid range)."""
+
+    def score(candidates: torch.Tensor, losses: torch.Tensor) -> torch.Tensor:
+        residuals = [kkt_residual(layers, c.clamp(lower, upper), labels)[0] for c in candidates]
+        return torch.tensor(residuals, dtype=losses.dtype, device=losses.device).nan_to_num(nan=torch.inf).neg()
+
+    return score
 
 
 def _mask(index: torch.Tensor, size: int) -> torch.Tensor:

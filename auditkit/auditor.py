@@ -81,7 +81,10 @@ class AuditResult:
 
 
 SELECTION_RULES = {
-    "kkt_loss": "restarts ranked by their final KKT loss (what an outside attacker has)",
+    "kkt_residual": "restarts ranked by how much of the weights their candidates explain (KKT residual, "
+    "multipliers refitted, exact ReLU): what an outside attacker has",
+    "kkt_loss": "restarts ranked by their attack loss (what an outside attacker has; fair only between "
+    "restarts with the same settings)",
     "ground_truth": "restarts ranked by how close their candidates come to the training set (mean NCC "
     "distance of the 10 best matches, as the authors' sweeps did): the auditor's view, not an outsider's",
 }

@@ -39,13 +39,43 @@ def _paper(victims: list[dict]) -> str:
     )
 
 
+def _attack(attack: dict) -> str:
+    """Which restarts were kept and why: the selection rule is part of the result."""
+    settings = attack["restart_settings"]
+    rows = pd.DataFrame(
+        {
+            "restart": range(attack["restarts"]),
+            **{key: settings[key] for key in settings},
+            "last loss": attack["final_loss"],
+            "score": attack["restart_scores"],
+            "fate": [
+                "pooled"
+                if r in attack["selected_restarts"]
+                else "early-stopped"
+                if r in attack["early_stopped_restarts"]
+                else "not selected"
+                for r in range(attack["restarts"])
+            ],
+        }
+    )
+    return (
+        f"<p>Attack: {attack['restarts']} restart(s), {attack['dtype']} on {html.escape(attack['device'])}, "
+        f"{attack['seconds']:.0f}s; selection rule <b>{html.escape(attack['selection_rule'])}</b>: "
+        f"{html.escape(attack['selection'])}; {len(attack['diverged'])} restart(s) diverged.</p>"
+        + "<details><summary>restarts</summary>"
+        + _table(rows)
+        + "</details>"
+    )
+
+
 def render(out: str | Path, summary: dict) -> Path:
     """Write ``out/report.html`` from a run's summary and the files already in ``out``."""
     out = Path(out)
     victims = summary["victims"]
     parts = [
         f"<h1>auditkit leakage report: {html.escape(summary['scenario'])}</h1>",
-        f"<p>seed {summary['seed']} &middot; {html.escape(summary['device'])} &middot; {summary['dtype']} "
+        f"<p>seed {summary['seed']} &middot; {html.escape(summary['device'])} &middot; "
+        f"<span title='{html.escape(summary.get('dtype_note', ''))}'>{summary['dtype']}</span> "
         f"&middot; {summary['seconds']:.0f}s &middot; "
         + ", ".join(f"{k} {html.escape(str(v))}" for k, v in summary["versions"].items())
         + "</p>",
@@ -76,6 +106,7 @@ def render(out: str | Path, summary: dict) -> Path:
                 f"<p>{html.escape(bounds['mechanism'])}; holds for {html.escape(bounds['bounds_hold_for'])}.</p>",
                 _table(pd.DataFrame(rows)),
             ]
+        parts.append(_attack(victim["attack"]))
         parts.append(_image(out / name / "reconstructions.png"))
         per_sample = out / name / "per_sample.csv"
         if per_sample.is_file():

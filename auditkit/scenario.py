@@ -13,7 +13,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from auditkit.attack import SEARCH_RANGES
+from auditkit.attack import SEARCH_RANGES, KKTConfig, SelectRule
+
+_ATTACK = KKTConfig()
 
 
 class ScenarioError(ValueError):
@@ -53,6 +55,9 @@ class TrainingConfig(_Strict):
     lr: float = Field(0.3, gt=0)
     epochs: int = Field(6000, gt=0)
     weight_decay: float = Field(0.0, ge=0)
+    compile: bool | Literal["auto"] = Field(
+        "auto", description="torch.compile the GD step; auto = on a GPU only (compilation costs ~10-30 s)"
+    )
 
 
 class VictimConfig(_Strict):
@@ -109,32 +114,32 @@ class DefenseConfig(_Strict):
 
 
 class AttackConfig(_Strict):
-    """Mirror of :class:`auditkit.attack.KKTConfig` with allowed ranges."""
+    """Mirror of :class:`auditkit.attack.KKTConfig` (same defaults) with allowed ranges."""
 
-    steps: int = Field(5000, ge=0)
-    candidates_per_sample: int = Field(2, gt=0)
-    restarts: int = Field(1, gt=0)
-    optimizer: Literal["adam", "sgd"] = "adam"
-    lr_x: float = Field(0.01, gt=0)
-    lr_lambda: float = Field(0.01, gt=0)
-    momentum: float = Field(0.9, ge=0, lt=1)
-    init_scale: float = Field(0.01, gt=0)
-    lambda_init: Literal["uniform", "ones"] = "uniform"
-    lambda_min: float = Field(0.1, ge=0)
-    lambda_weight: float = Field(5.0, ge=0)
-    alpha: float = Field(40.0, gt=0)
-    alpha_relative: bool = True
-    prior: Literal["tight", "box"] = "tight"
-    prior_weight: float = Field(1.0, ge=0)
-    log_every: int = Field(50, gt=0)
-    search: Literal["off", "random"] = "off"
+    steps: int = Field(_ATTACK.steps, ge=0)
+    candidates_per_sample: int = Field(_ATTACK.candidates_per_sample, gt=0)
+    restarts: int = Field(_ATTACK.restarts, gt=0)
+    optimizer: Literal["adam", "sgd"] = _ATTACK.optimizer
+    lr_x: float = Field(_ATTACK.lr_x, gt=0)
+    lr_lambda: float = Field(_ATTACK.lr_lambda, gt=0)
+    momentum: float = Field(_ATTACK.momentum, ge=0, lt=1)
+    init_scale: float = Field(_ATTACK.init_scale, gt=0)
+    lambda_init: Literal["uniform", "ones"] = _ATTACK.lambda_init
+    lambda_min: float = Field(_ATTACK.lambda_min, ge=0)
+    lambda_weight: float = Field(_ATTACK.lambda_weight, ge=0)
+    alpha: float = Field(_ATTACK.alpha, gt=0)
+    alpha_relative: bool = _ATTACK.alpha_relative
+    prior: Literal["tight", "box"] = _ATTACK.prior
+    prior_weight: float = Field(_ATTACK.prior_weight, ge=0)
+    log_every: int = Field(_ATTACK.log_every, gt=0)
+    search: Literal["off", "random"] = _ATTACK.search
     search_ranges: dict[Literal["init_scale", "lr_x", "lambda_min", "alpha"], tuple[float, float]] = Field(
         default_factory=lambda: dict(SEARCH_RANGES)
     )
-    early_stop_step: int = Field(0, ge=0)
-    early_stop_keep: float = Field(0.5, gt=0, le=1)
-    select: Literal["kkt_loss", "ground_truth"] = "kkt_loss"
-    select_top: int = Field(0, ge=0, description="restarts pooled at the end; 0 = every survivor")
+    early_stop_step: int = Field(_ATTACK.early_stop_step, ge=0)
+    early_stop_keep: float = Field(_ATTACK.early_stop_keep, gt=0, le=1)
+    select: SelectRule = _ATTACK.select
+    select_top: int = Field(_ATTACK.select_top, ge=0, description="restarts pooled at the end; 0 = every survivor")
 
     @field_validator("search_ranges")
     @classmethod
@@ -195,8 +200,11 @@ def read_yaml(path: Path) -> dict:
 
 
 def deep_merge(base: dict, override: dict) -> dict:
+    """``override`` wins, mapping by mapping; a mapping given over an attack preset's name amends that preset."""
     merged = dict(base)
     for key, value in override.items():
+        if key == "attack" and isinstance(value, dict) and isinstance(merged.get(key), str):
+            merged[key] = {"preset": merged[key]}
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key] = deep_merge(merged[key], value)
         else:

@@ -105,11 +105,16 @@ def main() -> None:
                 }
             )
             print(_row(records[-1]), flush=True)
+    write_results("kernel", device, records, [HEADER, *(_row(r) for r in records)])
+
+
+def write_results(name: str, device: torch.device, records: list[dict], table: list[str]) -> None:
+    """benchmarks/results/NAME_TAG.{json,md}; TAG is "cpu", or "cuda_HOST" so GPU machines do not collide."""
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
     tag = f"{device.type}_{platform.node() or 'host'}" if device.type == "cuda" else "cpu"
-    (out / f"kernel_{tag}.json").write_text(json.dumps(records, indent=2) + "\n")
-    (out / f"kernel_{tag}.md").write_text("\n".join([HEADER, *(_row(r) for r in records)]) + "\n")
+    (out / f"{name}_{tag}.json").write_text(json.dumps(records, indent=2) + "\n")
+    (out / f"{name}_{tag}.md").write_text("\n".join(table) + "\n")
 
 
 HEADER = (

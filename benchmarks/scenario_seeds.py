@@ -1,9 +1,11 @@
 """Attack quality and wall time of a scenario over several seeds (victim training included).
 
     python benchmarks/scenario_seeds.py scenarios/mnist_quick.yaml --seeds 0 1 2
+    python benchmarks/scenario_seeds.py scenarios/mnist_quick.yaml --set dtype=float64 --tag float64
 
-Prints a table and writes benchmarks/results/<scenario>_seeds.{json,md}. The victim cache is
-bypassed (a temporary one) so every wall time includes training.
+Prints a table and writes benchmarks/results/<scenario>[_<tag>]_seeds.{json,md}. ``--set KEY=VALUE``
+overrides a scenario field (dotted keys, YAML values). The victim cache is bypassed (a temporary one)
+so every wall time includes training.
 """
 
 from __future__ import annotations
@@ -15,8 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 from auditkit import load_scenario, run_scenario
 from auditkit.progress import Progress
+from auditkit.scenario import deep_merge
 
 COLUMNS = [
     "seed",
@@ -43,13 +48,21 @@ def main() -> None:
     parser.add_argument("scenario", type=Path)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--device", default=None)
+    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--tag", default="", help="suffix of the result files")
     args = parser.parse_args()
+    settings = {}
+    for setting in args.settings:
+        key, _, value = setting.partition("=")
+        for part in reversed(key.split(".")):
+            value = {part: value if isinstance(value, dict) else yaml.safe_load(value)}
+        settings = deep_merge(settings, value)
     records = []
     print("| " + " | ".join(COLUMNS) + " |\n" + "|---" * len(COLUMNS) + "|", flush=True)
     with tempfile.TemporaryDirectory() as scratch:
         os.environ["AUDITKIT_CACHE"] = str(Path(scratch) / "cache")
         for seed in args.seeds:
-            overrides = {"seed": seed, **({"device": args.device} if args.device else {})}
+            overrides = deep_merge(settings, {"seed": seed, **({"device": args.device} if args.device else {})})
             scenario = load_scenario(args.scenario, overrides)
             start = time.perf_counter()
             summary = run_scenario(scenario, Path(scratch) / f"seed{seed}", progress=Progress(enabled=False))
@@ -61,6 +74,7 @@ def main() -> None:
                     "victim": victim["name"],
                     "device": summary["device"],
                     "dtype": summary["dtype"],
+                    "settings": settings,
                     **{k: victim[k] for k in COLUMNS[2:9]},
                     "test_accuracy": victim["victim"]["test_accuracy"],
                     "epsilon": victim["victim"].get("epsilon"),
@@ -74,7 +88,7 @@ def main() -> None:
                 print("| " + " | ".join(_fmt(record[c]) for c in COLUMNS) + " |", flush=True)
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
-    name = load_scenario(args.scenario).name
+    name = load_scenario(args.scenario).name + (f"_{args.tag}" if args.tag else "")
     (out / f"{name}_seeds.json").write_text(json.dumps(records, indent=2) + "\n")
     (out / f"{name}_seeds.md").write_text(markdown(records))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from auditkit import Auditor, KKTAttack
@@ -16,7 +17,7 @@ def test_attack_started_at_the_training_set_stays_there(small_victim):
     layers = extract_layers(model)
     x, y = torch.as_tensor(data.train_x), torch.as_tensor(data.train_y)
     _, fitted = kkt_residual(layers, x, y)
-    attack = KKTAttack(steps=300, lambda_min=0.0, alpha=40.0)
+    attack = KKTAttack(steps=300, restarts=1, lambda_min=0.0, alpha=40.0)
     output = attack.run(
         layers,
         len(x),
@@ -35,7 +36,7 @@ def test_attack_started_at_the_training_set_stays_there(small_victim):
 
 def test_divergence_is_reported_not_raised(small_victim):
     model, data = small_victim
-    attack = KKTAttack(steps=20, restarts=2, lr_x=1e30, alpha=40.0, log_every=5)
+    attack = KKTAttack(steps=20, restarts=2, search="off", lr_x=1e30, alpha=40.0, log_every=5)
     result = Auditor(attack, device="cpu", dtype="float32").audit(model, data)
     info = result.summary()
     assert {d["restart"] for d in info["attack"]["diverged"]} == {0, 1}
@@ -47,7 +48,7 @@ def test_attack_strength_on_a_small_real_victim(small_victim):
     """Regression guard. Measured (20 MNIST digits, 784-200-200-1, 3000 steps, float32, attack seeds
     0, 1, 2): identified 20, 20, 20 of 20 (raw SSIM > 0.4: 20 vs 15 for the mean image)."""
     model, data = small_victim
-    attack = KKTAttack(steps=3000, alpha=40.0)
+    attack = KKTAttack(steps=3000, restarts=1, alpha=40.0)
     assert_leaks(model, data, attack, at_least=16, seed=0)
 
 
@@ -64,8 +65,9 @@ def test_random_search_early_stop_and_selection(small_victim):
         seed=3,
     )
     for key, (low, high) in attack.config.search_ranges.items():
-        values = output.settings[key]
-        assert len(set(values)) == 6 and all(low <= v <= high for v in values)
+        first, *drawn = output.settings[key]
+        assert first == getattr(attack.config, key)  # restart 0 runs the configured recipe
+        assert len(set(drawn)) == 5 and all(low <= v <= high for v in drawn)
     assert len(output.early_stopped) == 3
     assert len(output.selected) == 2 and not set(output.selected) & set(output.early_stopped)
     assert len(output.candidates) == 2 * 2 * len(data.train_x)
@@ -73,6 +75,13 @@ def test_random_search_early_stop_and_selection(small_victim):
     best = sorted(survivors, key=lambda r: -output.scores[r])[:2]
     assert sorted(best) == output.selected
     assert np.isnan(output.loss_history[-1][output.early_stopped]).all()
+    # the default rule scores a restart by the KKT residual its candidates leave (multipliers refitted)
+    lower, upper = torch.as_tensor(data.lower).flatten(), torch.as_tensor(data.upper).flatten()
+    for restart in output.selected:
+        mine = output.restart == restart
+        candidates = torch.as_tensor(output.candidates[mine]).clamp(lower, upper)
+        residual, _ = kkt_residual(extract_layers(model), candidates, torch.as_tensor(output.labels[mine]))
+        assert output.scores[restart] == pytest.approx(-residual, rel=1e-6)
 
 
 def test_ground_truth_selection_is_reported(small_victim):

@@ -102,7 +102,7 @@ def test_small_epsilon_victim_leaks_nothing_identifiable_while_its_twin_does(sma
     """Measured (20 MNIST digits, 784-200-200-1, 3000 steps): undefended twin 20/20 identified;
     DP-SGD at epsilon 1 (q = 0.5, 120 steps): 0/20, seeds 0-2."""
     undefended, data = small_victim
-    attack = KKTAttack(steps=3000, alpha=40.0)
+    attack = KKTAttack(steps=3000, restarts=1, alpha=40.0)
     assert_leaks(undefended, data, attack, at_least=16)
     private, _, _ = _dp_twin(small_victim, target_epsilon=1.0)
     assert_leaks_at_most(private, data, attack, at_most=0)

@@ -22,6 +22,7 @@ SUMMARY_KEYS = {
     "versions",
     "device",
     "dtype",
+    "dtype_note",
     "config",
     "seconds",
 }
@@ -93,6 +94,7 @@ def test_html_report_and_rerender(toy_run):
     _, out, _ = toy_run
     page = (out / "report.html").read_text()
     assert "data:image/png;base64," in page and "identified" in page
+    assert "selection rule <b>kkt_residual</b>" in page and "early-stopped" not in page
     (out / "report.html").unlink()
     result = subprocess.run([sys.executable, "-m", "auditkit", "report", str(out)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

@@ -44,6 +44,15 @@ def test_extends_and_presets_compose(project):
     assert [d.name for d in scenario.defenses] == ["none"]
 
 
+def test_attack_fields_amend_the_inherited_preset(project):
+    amended = load_scenario(_write(project, "extends: mnist_quick\nattack: {steps: 7}\n"))
+    preset = load_scenario(project / "scenarios" / "mnist_quick.yaml")
+    assert amended.attack.steps == 7
+    assert amended.attack.model_dump(exclude={"steps"}) == preset.attack.model_dump(exclude={"steps"})
+    overridden = load_scenario(project / "scenarios" / "mnist_quick.yaml", {"attack": {"restarts": 3}})
+    assert overridden.attack.restarts == 3 and overridden.attack.lambda_weight == preset.attack.lambda_weight
+
+
 @pytest.mark.parametrize(
     "text, expected",
     [

@@ -1,0 +1,109 @@
+"""Which outside-attacker score predicts a restart's final success, and when: the sweep's early stop.
+
+    python benchmarks/selection.py scenarios/mnist_quick.yaml --seed 0 --restarts 6 --steps 2000 10000
+
+Runs the scenario's attack (no early stop) for each step count with the same seed (same initial
+points and per-restart settings), and scores every restart by its attack loss, the KKT residual its
+candidates leave (multipliers refitted, exact ReLU), the ground-truth sweep score, and what it
+identifies on its own. Writes benchmarks/results/selection_<scenario>.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from auditkit import load_scenario
+from auditkit.attack import KKTAttack, KKTConfig
+from auditkit.auditor import ground_truth_scorer
+from auditkit.environment import resolve_device, resolve_dtype
+from auditkit.kernel import extract_layers, kkt_residual
+from auditkit.metrics import match
+from auditkit.progress import Progress
+from auditkit.runner import load_data, obtain_victim
+
+COLUMNS = [
+    "steps",
+    "restart",
+    "init_scale",
+    "lr_x",
+    "lambda_min",
+    "alpha",
+    "loss",
+    "residual",
+    "ground_truth",
+    "identified",
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("scenario", type=Path)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--restarts", type=int, default=6)
+    parser.add_argument("--steps", type=int, nargs="+", default=[2000, 10000])
+    args = parser.parse_args()
+    scenario = load_scenario(args.scenario, {"seed": args.seed})
+    device, dtype = resolve_device(scenario.device), resolve_dtype(scenario.dtype)
+    data = load_data(scenario.data, scenario.seed)
+    victim = obtain_victim(scenario, scenario.defenses[0], data, device, Progress(enabled=False))
+    layers = extract_layers(victim.model)
+    truth = ground_truth_scorer(data.train_x + data.mean, data.mean, device, dtype)
+    train_images, pool_images = data.to_pixels(data.train_x), data.to_pixels(data.pool_x)
+    lower, upper = torch.as_tensor(data.lower).flatten(), torch.as_tensor(data.upper).flatten()
+    records = []
+    print("| " + " | ".join(COLUMNS) + " |\n" + "|---" * len(COLUMNS) + "|", flush=True)
+    for steps in args.steps:
+        config = {**scenario.attack.model_dump(), "steps": steps, "restarts": args.restarts, "early_stop_step": 0}
+        start = time.perf_counter()
+        output = KKTAttack(KKTConfig.from_dict(config)).run(
+            layers,
+            len(data.train_x),
+            lower,
+            upper,
+            torch.as_tensor(data.pool_x[:512]),
+            seed=scenario.seed,
+            device=device,
+            dtype=dtype,
+        )
+        for restart in range(args.restarts):
+            mine = output.restart == restart
+            candidates = torch.as_tensor(output.candidates[mine])
+            residual, _ = kkt_residual(layers, candidates.clamp(lower, upper), torch.as_tensor(output.labels[mine]))
+            record = {
+                "scenario": scenario.name,
+                "seed": scenario.seed,
+                "steps": steps,
+                "restart": restart,
+                **{key: values[restart] for key, values in output.settings.items()},
+                "loss": float(output.final_loss[restart]),
+                "residual": residual,
+                "ground_truth": float(truth(candidates.to(device, dtype)[None], torch.zeros(1, device=device))),
+                "identified": int(
+                    match(train_images, data.to_pixels(output.candidates[mine]), pool_images)["identified"].sum()
+                ),
+                "pooled_identified": int(
+                    match(train_images, data.to_pixels(output.candidates), pool_images)["identified"].sum()
+                ),
+                "attack_seconds": time.perf_counter() - start,
+            }
+            records.append(record)
+            print("| " + " | ".join(_fmt(record[c]) for c in COLUMNS) + " |", flush=True)
+    out = Path(__file__).parent / "results"
+    out.mkdir(exist_ok=True)
+    (out / f"selection_{scenario.name}.json").write_text(json.dumps(records, indent=2) + "\n")
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|---" * len(COLUMNS) + "|"]
+    lines += ["| " + " | ".join(_fmt(r[c]) for c in COLUMNS) + " |" for r in records]
+    (out / f"selection_{scenario.name}.md").write_text("\n".join(lines) + "\n")
+
+
+def _fmt(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+if __name__ == "__main__":
+    main()
