@@ -155,7 +155,7 @@ class KKTAttack:
             x, lam = x.expand(restarts, m, d).clone(), lam.expand(restarts, m).clone()
         labels = labels.to(device=device, dtype=dtype)
         if scorer is None:
-            scorer = _residual_scorer(layers, labels, lower, upper) if cfg.select == "kkt_residual" else _kkt_loss_score
+            scorer = residual_scorer(layers, labels, lower, upper) if cfg.select == "kkt_residual" else _kkt_loss_score
         x = x.to(device=device, dtype=dtype).requires_grad_(True)
         lam = lam.to(device=device, dtype=dtype).requires_grad_(True)
         lr_lambda = torch.full((restarts,), cfg.lr_lambda, dtype=dtype, device=device)
@@ -274,8 +274,9 @@ def _kkt_loss_score(candidates: torch.Tensor, losses: torch.Tensor) -> torch.Ten
     return -losses
 
 
-def _residual_scorer(layers: MLPLayers, labels: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> Scorer:
-    """Minus the victim's KKT residual left by each restart's candidates (in the valid range)."""
+def residual_scorer(layers: MLPLayers, labels: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> Scorer:
+    """Scores (R,) for candidates (R, m, d): minus the victim's KKT residual each restart's candidates
+    leave (clamped to the valid range, multipliers refitted, exact ReLU): the ``kkt_residual`` rule."""
 
     def score(candidates: torch.Tensor, losses: torch.Tensor) -> torch.Tensor:
         residuals = [kkt_residual(layers, c.clamp(lower, upper), labels)[0] for c in candidates]

@@ -18,10 +18,10 @@ from pathlib import Path
 import torch
 
 from auditkit import load_scenario
-from auditkit.attack import KKTAttack, KKTConfig
+from auditkit.attack import KKTAttack, KKTConfig, residual_scorer
 from auditkit.auditor import ground_truth_scorer
 from auditkit.environment import resolve_device, resolve_dtype
-from auditkit.kernel import extract_layers, kkt_residual
+from auditkit.kernel import extract_layers
 from auditkit.metrics import match
 from auditkit.progress import Progress
 from auditkit.runner import load_data, obtain_victim
@@ -70,10 +70,13 @@ def main() -> None:
             device=device,
             dtype=dtype,
         )
+        seconds = time.perf_counter() - start
+        labels = torch.as_tensor(output.labels[output.restart == 0])
+        residual = residual_scorer(layers, labels, lower, upper)
+        pooled = int(match(train_images, data.to_pixels(output.candidates), pool_images)["identified"].sum())
         for restart in range(args.restarts):
-            mine = output.restart == restart
-            candidates = torch.as_tensor(output.candidates[mine])
-            residual, _ = kkt_residual(layers, candidates.clamp(lower, upper), torch.as_tensor(output.labels[mine]))
+            mine = output.candidates[output.restart == restart]
+            candidates = torch.as_tensor(mine)[None]
             record = {
                 "scenario": scenario.name,
                 "seed": scenario.seed,
@@ -81,15 +84,11 @@ def main() -> None:
                 "restart": restart,
                 **{key: values[restart] for key, values in output.settings.items()},
                 "loss": float(output.final_loss[restart]),
-                "residual": residual,
-                "ground_truth": float(truth(candidates.to(device, dtype)[None], torch.zeros(1, device=device))),
-                "identified": int(
-                    match(train_images, data.to_pixels(output.candidates[mine]), pool_images)["identified"].sum()
-                ),
-                "pooled_identified": int(
-                    match(train_images, data.to_pixels(output.candidates), pool_images)["identified"].sum()
-                ),
-                "attack_seconds": time.perf_counter() - start,
+                "residual": -float(residual(candidates, torch.zeros(1, dtype=torch.float64))),
+                "ground_truth": float(truth(candidates.to(device, dtype), torch.zeros(1, device=device))),
+                "identified": int(match(train_images, data.to_pixels(mine), pool_images)["identified"].sum()),
+                "pooled_identified": pooled,
+                "attack_seconds": seconds,
             }
             records.append(record)
             print("| " + " | ".join(_fmt(record[c]) for c in COLUMNS) + " |", flush=True)
