@@ -56,13 +56,13 @@ def dp_sgd_bound(
 
 
 def kappa_ssim(
-    pool_images: np.ndarray, threshold: float, guesses: int = 100, targets: int = 1000, seed: int = 0
+    pool_images: np.ndarray, threshold: float, *, seed: int, guesses: int = 100, targets: int = 1000
 ) -> float:
     """Baseline chance kappa = max over guesses z0 of P_Z[SSIM(z0, Z) > threshold], Z a random non-member.
 
     Guesses and targets are disjoint draws from the held-out pool; the guess is scored as a candidate
-    (min-max scaled, paper protocol). A maximum over a finite set of guesses is a lower estimate of the
-    sup: the bound computed from it is an estimate, not a certificate.
+    (min-max scaled, paper protocol); ``seed`` (the run's) draws them. A maximum over a finite set of
+    guesses is a lower estimate of the sup: the bound computed from it is an estimate, not a certificate.
     """
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(pool_images))
@@ -100,6 +100,10 @@ class BoundReport:
     def to_dict(self) -> dict:
         return {**self.__dict__, "vacuous": self.vacuous, "within": self.within}
 
+    @classmethod
+    def from_dict(cls, values: dict) -> BoundReport:
+        return cls(**{key: values[key] for key in ("criterion", "kappa", "tries", "bound", "measured", "note")})
+
 
 def bound_for(
     criterion: str,
@@ -115,3 +119,75 @@ def bound_for(
     effective = min(1.0, tries * kappa)
     bound = 1.0 if math.isnan(effective) else dp_sgd_bound(effective, noise_multiplier, sample_rate, steps)
     return BoundReport(criterion, kappa, tries, bound, measured, note)
+
+
+@dataclass(frozen=True)
+class ReconstructionBounds:
+    """The DP ceilings of one victim: for ``identified`` and for SSIM above the threshold."""
+
+    mechanism: str
+    identified: BoundReport
+    ssim: BoundReport
+    holds_for: str = "any attacker who sees every noisy gradient, so the KKT attack on the final weights"
+
+    def to_dict(self) -> dict:
+        return {
+            "mechanism": self.mechanism,
+            "holds_for": self.holds_for,
+            "identified": self.identified.to_dict(),
+            "ssim": self.ssim.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict) -> ReconstructionBounds:
+        return cls(
+            values["mechanism"],
+            BoundReport.from_dict(values["identified"]),
+            BoundReport.from_dict(values["ssim"]),
+            values["holds_for"],
+        )
+
+
+def reconstruction_bounds(
+    *,
+    tries: int,
+    identification_pool: int,
+    identified_fraction: float,
+    kappa_above_threshold: float,
+    above_threshold_fraction: float,
+    ssim_threshold: float,
+    noise_multiplier: float,
+    sample_rate: float,
+    steps: int,
+) -> ReconstructionBounds:
+    """The DP ceiling beside each success criterion the report counts, each with its own baseline.
+
+    tries: the attack's candidates; identification_pool: members + non-members a candidate is matched
+    against (kappa of ``identified`` = 1 / pool); kappa_above_threshold: from :func:`kappa_ssim`.
+    """
+    mechanism = (
+        f"Poisson-subsampled Gaussian, sigma={noise_multiplier:.4g}, q={sample_rate:.4g}, T={steps} "
+        "(PLD, dp-accounting)"
+    )
+    identified = bound_for(
+        "identified",
+        1.0 / identification_pool,
+        tries,
+        identified_fraction,
+        noise_multiplier,
+        sample_rate,
+        steps,
+        "kappa = 1 / (members + non-members): picking the sample out of the identification pool by chance",
+    )
+    above = bound_for(
+        f"ssim > {ssim_threshold}",
+        kappa_above_threshold,
+        tries,
+        above_threshold_fraction,
+        noise_multiplier,
+        sample_rate,
+        steps,
+        "kappa = max over held-out guesses of the fraction of held-out targets above the SSIM threshold: a "
+        "lower estimate of the sup, so this bound is an estimate",
+    )
+    return ReconstructionBounds(mechanism, identified, above)

@@ -7,14 +7,11 @@ from pathlib import Path
 
 import click
 
-from auditkit.data import DataError
-from auditkit.kernel import UnsupportedModelError
-from auditkit.scenario import ScenarioError, available, load_scenario, preset_dirs
-
-USER_ERRORS = (ScenarioError, DataError, UnsupportedModelError, FileNotFoundError, ValueError)
+from auditkit.errors import AuditkitError
+from auditkit.scenario import available, load_scenario, preset_dirs
 
 
-def _fail(error: Exception) -> None:
+def _fail(error: AuditkitError) -> None:
     click.echo(f"error: {error}", err=True)
     sys.exit(2)
 
@@ -44,36 +41,33 @@ def main() -> None:
 def run(scenario: Path, out: Path | None, device: str | None, seed: int | None, resume: bool, quiet: bool) -> None:
     """Train the scenario's victims (cached), attack each and write the leakage report."""
     from auditkit.progress import Progress
+    from auditkit.report import headline
     from auditkit.runner import run_scenario
 
     try:
         resolved = load_scenario(scenario, _overrides(seed, device))
         out = out or Path("runs") / resolved.name
-        summary = run_scenario(resolved, out, resume=resume, progress=Progress(enabled=not quiet))
-    except USER_ERRORS as error:
+        result = run_scenario(resolved, out, resume=resume, progress=Progress(enabled=not quiet))
+    except AuditkitError as error:
         _fail(error)
     except KeyboardInterrupt:
         click.echo("interrupted: finished victims stay cached; rerun with --resume to continue", err=True)
         sys.exit(130)
-    click.echo(f"report written to {out} ({summary['seconds']:.0f}s)")
-    for victim in summary["victims"]:
-        click.echo(
-            f"  {victim['name']}: identified {victim['identified']}/{victim['n']}, "
-            f"SSIM>{victim['ssim_threshold']} {victim['ssim_above_threshold']} "
-            f"(mean-image baseline {victim['baseline_ssim_above_threshold']})"
-        )
+    click.echo(f"report written to {out} ({result.facts.seconds:.0f}s)")
+    for victim in result.victims:
+        click.echo(f"  {headline(victim)}")
 
 
 @main.command()
 @click.argument("scenario", type=click.Path(path_type=Path))
 def validate(scenario: Path) -> None:
     """Check a scenario file (presets resolved, data available) without training anything."""
-    from auditkit.runner import load_data
+    from auditkit.data import load_data
 
     try:
         resolved = load_scenario(scenario)
         load_data(resolved.data, resolved.seed)
-    except USER_ERRORS as error:
+    except AuditkitError as error:
         _fail(error)
     click.echo(
         f"{scenario}: ok ({resolved.name}: {len(resolved.defenses)} victim(s), {resolved.attack.steps} attack steps)"
@@ -95,18 +89,12 @@ def list_presets(root: Path) -> None:
 @click.argument("run_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
 def report(run_dir: Path) -> None:
     """Re-render the figures and report.html of a finished run from its saved results (no attack)."""
-    import json
+    from auditkit.report import write_report
+    from auditkit.results import RunResult
 
-    from auditkit.auditor import AuditResult
-    from auditkit.html import render
-    from auditkit.plots import reconstruction_grid, ssim_vs_margin
-
-    summary_path = run_dir / "summary.json"
-    if not summary_path.is_file():
-        _fail(FileNotFoundError(f"{summary_path}: not found; is {run_dir} the --out of a finished run?"))
-    summary = json.loads(summary_path.read_text())
-    results = [AuditResult.load(run_dir / victim["name"]) for victim in summary["victims"]]
-    for result in results:
-        reconstruction_grid(result, run_dir / result.name / "reconstructions.png")
-    ssim_vs_margin(results, run_dir / "ssim_vs_margin.png")
-    click.echo(f"re-rendered {render(run_dir, summary)}")
+    try:
+        result = RunResult.load(run_dir)
+    except AuditkitError as error:
+        _fail(error)
+    grid_size = result.facts.config.get("report", {}).get("grid_size", 24)
+    click.echo(f"re-rendered {write_report(result, run_dir, grid_size)}")

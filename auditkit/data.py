@@ -9,13 +9,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from auditkit.errors import AuditkitError
+
+if TYPE_CHECKING:
+    from auditkit.scenario import DataConfig
 
 PARITY = ((0, 2, 4, 6, 8), (1, 3, 5, 7, 9))
 
 
-class DataError(ValueError):
+class DataError(AuditkitError, ValueError):
     """A data set cannot be built as asked (missing file, too few images)."""
 
 
@@ -144,3 +150,22 @@ def toy_colors(
     images = np.clip(images, 0.0, 1.0).reshape(2 * per_class, -1)
     digits = np.repeat([0, 1], per_class)
     return binary_task(images, digits, (0,), (1,), n_per_class, test_per_class, seed, (3, size, size), "toy_colors")
+
+
+def load_data(config: DataConfig, seed: int) -> AuditData:
+    """The audit data a scenario's ``data:`` section describes."""
+    if config.dataset == "toy_colors":
+        return toy_colors(config.n_per_class, config.test_per_class, seed, config.image_size, config.noise)
+    images, digits = load_mnist_images(config.path)
+    negative, positive = PARITY if config.task == "parity" else (config.negative, config.positive)
+    return binary_task(
+        images,
+        digits,
+        tuple(negative),
+        tuple(positive),
+        config.n_per_class,
+        config.test_per_class,
+        seed,
+        (28, 28),
+        "mnist",
+    )

@@ -7,8 +7,8 @@ gets the clean module's weights (Opacus's wrapper is stripped).
 
 from __future__ import annotations
 
-import concurrent.futures
 import math
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -17,13 +17,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from auditkit.victims import TrainingLog, finish_training, logistic_loss
+from auditkit.errors import ConfigError
+from auditkit.results import PrivacyFacts, TrainingLog
+from auditkit.victims import finish_training, logistic_loss
 
 ACCOUNTANT_SECONDS = 60.0
 LARGEST_SIGMA = 1e6  # noise beyond which an accountant's epsilon no longer falls (its floor)
 
 
-class DPConfigError(ValueError):
+class DPConfigError(ConfigError):
     """DP-SGD settings that cannot be met (named field, allowed values)."""
 
 
@@ -43,13 +45,25 @@ class DPPlan:
     note: str = ""
 
 
-def _bounded(call: Callable, seconds: float = ACCOUNTANT_SECONDS):
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        future = pool.submit(call)
+def bounded(call: Callable, seconds: float = ACCOUNTANT_SECONDS):
+    """``call()``, or TimeoutError after ``seconds``: the call runs in a daemon thread that is abandoned
+    at the limit (an accountant stuck in a numerical search cannot be interrupted, only left behind)."""
+    outcome: dict = {}
+
+    def target() -> None:
         try:
-            return future.result(timeout=seconds)
-        except concurrent.futures.TimeoutError:
-            raise TimeoutError(f"the accountant did not answer within {seconds:.0f}s") from None
+            outcome["value"] = call()
+        except BaseException as error:  # handed to the caller's thread below
+            outcome["error"] = error
+
+    worker = threading.Thread(target=target, daemon=True, name="auditkit-accountant")
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise TimeoutError(f"the accountant did not answer within {seconds:g}s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def accountant_epsilon(accountant: str, noise_multiplier: float, sample_rate: float, steps: int, delta: float) -> float:
@@ -62,7 +76,7 @@ def accountant_epsilon(accountant: str, noise_multiplier: float, sample_rate: fl
             warnings.simplefilter("ignore")
             return float(acc.get_epsilon(delta=delta))
 
-    return _bounded(compute)
+    return bounded(compute)
 
 
 def plan_dp(
@@ -96,7 +110,7 @@ def plan_dp(
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                noise_multiplier = _bounded(
+                noise_multiplier = bounded(
                     lambda: get_noise_multiplier(
                         target_epsilon=target_epsilon,
                         target_delta=delta,
@@ -174,17 +188,15 @@ def _train_dp_sgd(model, x, labels, plan, lr, seed, weight_decay, test, progress
             optimizer.step()
         if progress is not None:
             progress(epoch, loss_value)
-    epsilon = float(engine.get_epsilon(plan.delta))
-    extra = {
-        "epsilon": epsilon,
-        "delta": plan.delta,
-        "accountant": plan.accountant,
-        "noise_multiplier": plan.noise_multiplier,
-        "sample_rate": plan.sample_rate,
-        "steps": sum(entry[2] for entry in engine.accountant.history),
-        "max_grad_norm": plan.max_grad_norm,
-        "lr": lr,
-        "weight_decay": weight_decay,
-        "accountant_note": plan.note,
-    }
-    return finish_training(model, x, labels, test, plan.epochs, start, extra)
+    privacy = PrivacyFacts(
+        epsilon=float(engine.get_epsilon(plan.delta)),
+        delta=plan.delta,
+        accountant=plan.accountant,
+        noise_multiplier=plan.noise_multiplier,
+        sample_rate=plan.sample_rate,
+        steps=sum(entry[2] for entry in engine.accountant.history),
+        max_grad_norm=plan.max_grad_norm,
+        accountant_note=plan.note,
+    )
+    recipe = {"optimizer": "dp_sgd", "lr": lr, "weight_decay": weight_decay, "batch_size": plan.batch_size}
+    return finish_training(model, x, labels, test, plan.epochs, start, recipe, privacy)

@@ -9,6 +9,15 @@ from importlib import metadata
 import numpy as np
 import torch
 
+from auditkit.errors import ConfigError
+
+DEFAULT_DTYPE = "float32"  # victims and attack alike; float64 is the thorough setting (benchmarks/results)
+DTYPE_NOTES = {
+    "float32": "the CPU default; float64 identified a few more samples at a multiple of the time "
+    "(measured: benchmarks/results/dtype_mnist_quick.md)",
+    "float64": "the thorough setting: slower than float32 on a CPU (measured: benchmarks/results/dtype_mnist_quick.md)",
+}
+
 
 def seed_everything(seed: int) -> None:
     """Seed Python, numpy and torch (CPU and CUDA). Data selection, model init, the attack and Opacus
@@ -24,19 +33,21 @@ def resolve_device(device: str | torch.device) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     resolved = torch.device(device)
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but no CUDA GPU is available; use 'auto' or 'cpu'")
+        raise ConfigError("device: 'cuda' was asked for but no CUDA GPU is available; use 'auto' or 'cpu'")
     return resolved
 
 
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
     if isinstance(dtype, torch.dtype):
         return dtype
+    if dtype not in DTYPE_NOTES:
+        raise ConfigError(f"dtype: {dtype!r} is not supported; allowed: {', '.join(DTYPE_NOTES)}")
     return {"float32": torch.float32, "float64": torch.float64}[dtype]
 
 
 def versions() -> dict[str, str]:
     found = {"python": platform.python_version()}
-    for package in ("auditkit", "torch", "numpy", "opacus", "scikit-image", "pandas", "mlxtend"):
+    for package in ("auditkit", "torch", "numpy", "opacus", "dp-accounting", "scipy", "pandas", "mlxtend"):
         try:
             found[package] = metadata.version(package)
         except metadata.PackageNotFoundError:

@@ -32,6 +32,11 @@ def write_text(path: str | Path, text: str) -> None:
         temporary.write_text(text)
 
 
+def write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_path(path) as temporary:
+        temporary.write_bytes(data)
+
+
 def write_json(path: str | Path, data: dict | list) -> None:
     write_text(path, json.dumps(to_jsonable(data), indent=2, sort_keys=False) + "\n")
 

@@ -14,8 +14,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from auditkit.errors import AuditkitError
 
-class UnsupportedModelError(ValueError):
+
+class UnsupportedModelError(AuditkitError, ValueError):
     """The model is not a ReLU MLP with one output that the KKT attack can handle."""
 
 

@@ -13,13 +13,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from auditkit.attack import SEARCH_RANGES, KKTConfig, SelectRule
+from auditkit.errors import ConfigError, first_error
+from auditkit.kkt import KKTConfig
 
-_ATTACK = KKTConfig()
 
-
-class ScenarioError(ValueError):
-    """A scenario file is invalid; the message names the field and what is allowed."""
+class ScenarioError(ConfigError):
+    """A scenario file is invalid; the message names the file or field and what is allowed."""
 
 
 class _Strict(BaseModel):
@@ -113,43 +112,6 @@ class DefenseConfig(_Strict):
         return overrides
 
 
-class AttackConfig(_Strict):
-    """Mirror of :class:`auditkit.attack.KKTConfig` (same defaults) with allowed ranges."""
-
-    steps: int = Field(_ATTACK.steps, ge=0)
-    candidates_per_sample: int = Field(_ATTACK.candidates_per_sample, gt=0)
-    restarts: int = Field(_ATTACK.restarts, gt=0)
-    optimizer: Literal["adam", "sgd"] = _ATTACK.optimizer
-    lr_x: float = Field(_ATTACK.lr_x, gt=0)
-    lr_lambda: float = Field(_ATTACK.lr_lambda, gt=0)
-    momentum: float = Field(_ATTACK.momentum, ge=0, lt=1)
-    init_scale: float = Field(_ATTACK.init_scale, gt=0)
-    lambda_init: Literal["uniform", "ones"] = _ATTACK.lambda_init
-    lambda_min: float = Field(_ATTACK.lambda_min, ge=0)
-    lambda_weight: float = Field(_ATTACK.lambda_weight, ge=0)
-    alpha: float = Field(_ATTACK.alpha, gt=0)
-    alpha_relative: bool = _ATTACK.alpha_relative
-    prior: Literal["tight", "box"] = _ATTACK.prior
-    prior_weight: float = Field(_ATTACK.prior_weight, ge=0)
-    log_every: int = Field(_ATTACK.log_every, gt=0)
-    search: Literal["off", "random"] = _ATTACK.search
-    search_ranges: dict[Literal["init_scale", "lr_x", "lambda_min", "alpha"], tuple[float, float]] = Field(
-        default_factory=lambda: dict(SEARCH_RANGES)
-    )
-    early_stop_step: int = Field(_ATTACK.early_stop_step, ge=0)
-    early_stop_keep: float = Field(_ATTACK.early_stop_keep, gt=0, le=1)
-    select: SelectRule = _ATTACK.select
-    select_top: int = Field(_ATTACK.select_top, ge=0, description="restarts pooled at the end; 0 = every survivor")
-
-    @field_validator("search_ranges")
-    @classmethod
-    def _ordered_positive(cls, ranges: dict) -> dict:
-        for key, (low, high) in ranges.items():
-            if not 0 < low <= high:
-                raise ValueError(f"{key}: expected 0 < low <= high, got [{low}, {high}]")
-        return {**SEARCH_RANGES, **ranges}
-
-
 class ReportConfig(_Strict):
     ssim_threshold: float = Field(0.4, gt=0, lt=1)
     grid_size: int = Field(24, gt=0, description="reconstructions shown in the PNG grid")
@@ -164,7 +126,7 @@ class Scenario(_Strict):
     data: DataConfig = Field(default_factory=DataConfig)
     victim: VictimConfig = Field(default_factory=VictimConfig)
     defenses: list[DefenseConfig] = Field(min_length=1)
-    attack: AttackConfig = Field(default_factory=AttackConfig)
+    attack: KKTConfig = Field(default_factory=KKTConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
 
     @field_validator("defenses")
@@ -185,7 +147,8 @@ def available(folder: Path) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
 
 
-def read_yaml(path: Path) -> dict:
+def read_yaml(path: Path, allow_empty: bool = False) -> dict:
+    """A YAML mapping; an empty file is an error unless ``allow_empty`` (a preset that changes no default)."""
     if not path.is_file():
         raise ScenarioError(f"{path}: file not found")
     try:
@@ -193,7 +156,9 @@ def read_yaml(path: Path) -> dict:
     except yaml.YAMLError as error:
         raise ScenarioError(f"{path}: not valid YAML ({' '.join(str(error).split())})") from None
     if content is None:
-        return {}
+        if allow_empty:
+            return {}
+        raise ScenarioError(f"{path}: the file is empty (a scenario needs at least its defenses)")
     if not isinstance(content, dict):
         raise ScenarioError(f"{path}: expected a mapping of fields, got {type(content).__name__}")
     return content
@@ -219,7 +184,7 @@ def _preset(kind: str, name: Any, folder: Path, field: str) -> dict:
     if not path.is_file():
         names = ", ".join(available(folder)) or "none found"
         raise ScenarioError(f"{field}: unknown {kind} preset '{name}'; allowed: {names} (in {folder})")
-    return read_yaml(path)
+    return read_yaml(path, allow_empty=True)
 
 
 def _raw_scenario(path: Path, seen: tuple[Path, ...] = ()) -> dict:
@@ -271,19 +236,7 @@ def validate(raw: dict, source: str = "scenario") -> Scenario:
     try:
         return Scenario.model_validate(raw)
     except ValidationError as error:
-        raise ScenarioError(f"{source}: {_first_error(error)}") from None
-
-
-def _first_error(error: ValidationError) -> str:
-    lines = []
-    for item in error.errors():
-        location = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
-            message = "unknown field"
-        lines.append(f"{location}: {message}")
-    extra = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
-    return lines[0] + extra
+        raise ScenarioError(f"{source}: {first_error(error)}") from None
 
 
 def load_scenario(path: str | Path, overrides: dict | None = None) -> Scenario:

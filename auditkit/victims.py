@@ -5,12 +5,14 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from auditkit.environment import DEFAULT_DTYPE, resolve_dtype
+from auditkit.results import PrivacyFacts, TrainingLog
 
 BiasMode = Literal["none", "first", "all"]
 
@@ -21,7 +23,7 @@ def build_mlp(
     bias: BiasMode = "none",
     init_scale: float | None = None,
     seed: int = 0,
-    dtype: torch.dtype = torch.float64,
+    dtype: torch.dtype | str = DEFAULT_DTYPE,
 ) -> nn.Sequential:
     """``Linear, ReLU, ..., Linear(., 1)``.
 
@@ -29,6 +31,7 @@ def build_mlp(
     (non-homogeneous), "first" only in the first layer (the authors' released nets).
     init_scale: first-layer weights (and bias) drawn N(0, init_scale^2); other layers PyTorch's default.
     """
+    dtype = resolve_dtype(dtype)
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
@@ -49,28 +52,6 @@ def build_mlp(
         return model
     finally:
         torch.random.set_rng_state(generator_state)
-
-
-@dataclass
-class TrainingLog:
-    """What training recorded: accuracies, final loss, steps and time, plus defense-specific facts."""
-
-    train_accuracy: float
-    test_accuracy: float
-    final_loss: float
-    epochs: int
-    seconds: float
-    extra: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return {
-            "train_accuracy": self.train_accuracy,
-            "test_accuracy": self.test_accuracy,
-            "final_loss": self.final_loss,
-            "epochs": self.epochs,
-            "train_seconds": self.seconds,
-            **self.extra,
-        }
 
 
 def logistic_loss(output: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -109,7 +90,8 @@ def train_gd(
         loss = step(x, labels)
         if progress is not None and (epoch % log_every == 0 or epoch == epochs):
             progress(epoch, loss.item())
-    return finish_training(model, x, labels, test, epochs, start)
+    recipe = {"optimizer": "gd", "lr": lr, "weight_decay": weight_decay, "compiled": compile}
+    return finish_training(model, x, labels, test, epochs, start, recipe)
 
 
 def gd_step(
@@ -146,7 +128,8 @@ def finish_training(
     test: tuple[torch.Tensor, torch.Tensor] | None,
     epochs: int,
     start: float,
-    extra: dict | None = None,
+    recipe: dict,
+    privacy: PrivacyFacts | None = None,
 ) -> TrainingLog:
     """Final loss and accuracies of a trained victim, with the time since ``start``."""
     with torch.no_grad():
@@ -157,5 +140,6 @@ def finish_training(
         final_loss=final_loss,
         epochs=epochs,
         seconds=time.perf_counter() - start,
-        extra=extra or {},
+        recipe=recipe,
+        privacy=privacy,
     )

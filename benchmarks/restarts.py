@@ -17,19 +17,21 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from auditkit.attack import KKTAttack
+from auditkit.attack import AttackerKnowledge
 from auditkit.environment import describe_device, resolve_device
 from auditkit.kernel import extract_layers
+from auditkit.kkt import KKTAttack
 from auditkit.victims import build_mlp
 
 
 def attack_seconds_per_step(layers, restarts: int, device, dtype, steps: int) -> float:
     attack = KKTAttack(steps=steps, restarts=restarts, alpha=40.0, alpha_relative=False, log_every=steps)
-    bounds = torch.full((784,), 1.0)
+    bounds = np.ones(784)
     start = time.perf_counter()
-    attack.run(layers, 50, -bounds, bounds, device=device, dtype=dtype)
+    attack.run(layers, AttackerKnowledge(50, -bounds, bounds), device=device, dtype=dtype)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return (time.perf_counter() - start) / steps

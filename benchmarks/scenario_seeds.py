@@ -65,23 +65,24 @@ def main() -> None:
             overrides = deep_merge(settings, {"seed": seed, **({"device": args.device} if args.device else {})})
             scenario = load_scenario(args.scenario, overrides)
             start = time.perf_counter()
-            summary = run_scenario(scenario, Path(scratch) / f"seed{seed}", progress=Progress(enabled=False))
+            run = run_scenario(scenario, Path(scratch) / f"seed{seed}", progress=Progress(enabled=False))
             wall = time.perf_counter() - start
-            for victim in summary["victims"]:
+            for result in run.victims:
+                summary, training = result.summary(), result.victim.training
                 record = {
                     "scenario": scenario.name,
                     "seed": seed,
-                    "victim": victim["name"],
-                    "device": summary["device"],
-                    "dtype": summary["dtype"],
+                    "victim": result.name,
+                    "device": run.facts.device,
+                    "dtype": run.facts.dtype,
                     "settings": settings,
-                    **{k: victim[k] for k in COLUMNS[2:9]},
-                    "test_accuracy": victim["victim"]["test_accuracy"],
-                    "epsilon": victim["victim"].get("epsilon"),
-                    "bound_identified": victim.get("bounds", {}).get("identified", {}).get("bound"),
-                    "bound_ssim": victim.get("bounds", {}).get("ssim", {}).get("bound"),
-                    "train_seconds": victim["victim"]["train_seconds"],
-                    "attack_seconds": victim["attack"]["seconds"],
+                    **{k: getattr(summary, k) for k in COLUMNS[2:9]},
+                    "test_accuracy": training.test_accuracy,
+                    "epsilon": training.privacy.epsilon if training.privacy else None,
+                    "bound_identified": result.bounds.identified.bound if result.bounds else None,
+                    "bound_ssim": result.bounds.ssim.bound if result.bounds else None,
+                    "train_seconds": training.seconds,
+                    "attack_seconds": result.attack.seconds,
                     "wall_seconds": wall,
                 }
                 records.append(record)

@@ -18,13 +18,14 @@ from pathlib import Path
 import torch
 
 from auditkit import load_scenario
-from auditkit.attack import KKTAttack, KKTConfig, residual_scorer
-from auditkit.auditor import ground_truth_scorer
+from auditkit.attack import AttackerKnowledge
+from auditkit.data import load_data
 from auditkit.environment import resolve_device, resolve_dtype
 from auditkit.kernel import extract_layers
+from auditkit.kkt import KKTAttack, ground_truth_scorer, residual_scorer
 from auditkit.metrics import match
 from auditkit.progress import Progress
-from auditkit.runner import load_data, obtain_victim
+from auditkit.runner import obtain_victim
 
 COLUMNS = [
     "steps",
@@ -50,26 +51,18 @@ def main() -> None:
     scenario = load_scenario(args.scenario, {"seed": args.seed})
     device, dtype = resolve_device(scenario.device), resolve_dtype(scenario.dtype)
     data = load_data(scenario.data, scenario.seed)
-    victim = obtain_victim(scenario, scenario.defenses[0], data, device, Progress(enabled=False))
-    layers = extract_layers(victim.model)
+    model, _ = obtain_victim(scenario, scenario.defenses[0], data, device, Progress(enabled=False))
+    layers = extract_layers(model)
     truth = ground_truth_scorer(data.train_x + data.mean, data.mean, device, dtype)
     train_images, pool_images = data.to_pixels(data.train_x), data.to_pixels(data.pool_x)
     lower, upper = torch.as_tensor(data.lower).flatten(), torch.as_tensor(data.upper).flatten()
     records = []
     print("| " + " | ".join(COLUMNS) + " |\n" + "|---" * len(COLUMNS) + "|", flush=True)
     for steps in args.steps:
-        config = {**scenario.attack.model_dump(), "steps": steps, "restarts": args.restarts, "early_stop_step": 0}
+        attack = KKTAttack(scenario.attack, steps=steps, restarts=args.restarts, early_stop_step=0)
         start = time.perf_counter()
-        output = KKTAttack(KKTConfig.from_dict(config)).run(
-            layers,
-            len(data.train_x),
-            lower,
-            upper,
-            torch.as_tensor(data.pool_x[:512]),
-            seed=scenario.seed,
-            device=device,
-            dtype=dtype,
-        )
+        knowledge = AttackerKnowledge(len(data.train_x), data.lower, data.upper, data.pool_x[:512])
+        output = attack.run(layers, knowledge, seed=scenario.seed, device=device, dtype=dtype)
         seconds = time.perf_counter() - start
         labels = torch.as_tensor(output.labels[output.restart == 0])
         residual = residual_scorer(layers, labels, lower, upper)
@@ -82,8 +75,8 @@ def main() -> None:
                 "seed": scenario.seed,
                 "steps": steps,
                 "restart": restart,
-                **{key: values[restart] for key, values in output.settings.items()},
-                "loss": float(output.final_loss[restart]),
+                **{key: values[restart] for key, values in output.facts.restart_settings.items()},
+                "loss": output.facts.final_loss[restart],
                 "residual": -float(residual(candidates, torch.zeros(1, dtype=torch.float64))),
                 "ground_truth": float(truth(candidates.to(device, dtype), torch.zeros(1, device=device))),
                 "identified": int(match(train_images, data.to_pixels(mine), pool_images)["identified"].sum()),

@@ -3,13 +3,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-from auditkit.data import PARITY, binary_task, load_mnist_images
+from auditkit import AttackerKnowledge
+from auditkit.data import PARITY, AuditData, binary_task, load_mnist_images
 from auditkit.victims import build_mlp, train_gd
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("AUDITKIT_CACHE", str(tmp_path / "cache"))
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """Every test, module- and session-scoped fixtures included, caches victims in a temporary folder."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AUDITKIT_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +30,8 @@ def small_victim(mnist):
     log = train_gd(model, x, y, lr=0.3, epochs=1500, weight_decay=0.01)
     assert log.train_accuracy == 1.0
     return model, data
+
+
+def knowledge(data: AuditData, **extra) -> AttackerKnowledge:
+    """What the Auditor tells an attack about ``data`` (reference inputs: 256 non-members)."""
+    return AttackerKnowledge(len(data.train_x), data.lower, data.upper, data.pool_x[:256], **extra)

@@ -1,14 +1,15 @@
-"""The attack on small real victims: fixed point at the truth, divergence handling, attack strength."""
+"""The attack on small real victims: fixed point at the truth, divergence handling, selection, strength."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from conftest import knowledge
 
-from auditkit import Auditor, KKTAttack
+from auditkit import Auditor, ConfigError, KKTAttack, KKTConfig
 from auditkit.kernel import extract_layers, kkt_residual
-from auditkit.metrics import match
+from auditkit.metrics import match, ncc_distance
 from auditkit.testing import assert_leaks
 
 
@@ -18,15 +19,7 @@ def test_attack_started_at_the_training_set_stays_there(small_victim):
     x, y = torch.as_tensor(data.train_x), torch.as_tensor(data.train_y)
     _, fitted = kkt_residual(layers, x, y)
     attack = KKTAttack(steps=300, restarts=1, lambda_min=0.0, alpha=40.0)
-    output = attack.run(
-        layers,
-        len(x),
-        torch.as_tensor(data.lower),
-        torch.as_tensor(data.upper),
-        torch.as_tensor(data.pool_x[:256]),
-        dtype=torch.float64,
-        initial=(x, fitted * len(x), y),
-    )
+    output = attack.run(layers, knowledge(data), dtype=torch.float64, initial=(x, fitted * len(x), y))
     scores = match(data.to_pixels(data.train_x), data.to_pixels(output.candidates), data.to_pixels(data.pool_x))
     assert (scores["candidate"] == np.arange(len(x))).all()
     assert scores["identified"].all()
@@ -38,12 +31,13 @@ def test_divergence_is_reported_not_raised(small_victim):
     model, data = small_victim
     attack = KKTAttack(steps=20, restarts=2, search="off", lr_x=1e30, alpha=40.0, log_every=5)
     result = Auditor(attack, device="cpu", dtype="float32").audit(model, data)
-    info = result.summary()
-    assert {d["restart"] for d in info["attack"]["diverged"]} == {0, 1}
-    assert info["identified"] == 0
-    assert "diverged" in info["warning"]
+    assert {d["restart"] for d in result.attack.diverged} == {0, 1}
+    summary = result.summary()
+    assert summary.identified == 0
+    assert "diverged" in summary.warning
 
 
+@pytest.mark.slow
 def test_attack_strength_on_a_small_real_victim(small_victim):
     """Regression guard. Measured (20 MNIST digits, 784-200-200-1, 3000 steps, float32, attack seeds
     0, 1, 2): identified 20, 20, 20 of 20 (raw SSIM > 0.4: 20 vs 15 for the mean image)."""
@@ -55,38 +49,64 @@ def test_attack_strength_on_a_small_real_victim(small_victim):
 def test_random_search_early_stop_and_selection(small_victim):
     model, data = small_victim
     attack = KKTAttack(steps=40, restarts=6, search="random", early_stop_step=20, early_stop_keep=0.5, select_top=2)
-    output = attack.run(
-        extract_layers(model),
-        len(data.train_x),
-        torch.as_tensor(data.lower),
-        torch.as_tensor(data.upper),
-        torch.as_tensor(data.pool_x[:256]),
-        dtype=torch.float32,
-        seed=3,
-    )
+    output = attack.run(extract_layers(model), knowledge(data), dtype=torch.float32, seed=3)
+    facts = output.facts
     for key, (low, high) in attack.config.search_ranges.items():
-        first, *drawn = output.settings[key]
+        first, *drawn = facts.restart_settings[key]
         assert first == getattr(attack.config, key)  # restart 0 runs the configured recipe
         assert len(set(drawn)) == 5 and all(low <= v <= high for v in drawn)
-    assert len(output.early_stopped) == 3
-    assert len(output.selected) == 2 and not set(output.selected) & set(output.early_stopped)
+    assert len(facts.early_stopped_restarts) == 3
+    assert len(facts.selected_restarts) == 2 and not set(facts.selected_restarts) & set(facts.early_stopped_restarts)
     assert len(output.candidates) == 2 * 2 * len(data.train_x)
-    survivors = [r for r in range(6) if r not in output.early_stopped]
-    best = sorted(survivors, key=lambda r: -output.scores[r])[:2]
-    assert sorted(best) == output.selected
-    assert np.isnan(output.loss_history[-1][output.early_stopped]).all()
+    survivors = [r for r in range(6) if r not in facts.early_stopped_restarts]
+    best = sorted(survivors, key=lambda r: -facts.restart_scores[r])[:2]
+    assert sorted(best) == facts.selected_restarts
+    assert np.isnan(output.loss_history[-1][facts.early_stopped_restarts]).all()
     # the default rule scores a restart by the KKT residual its candidates leave (multipliers refitted)
     lower, upper = torch.as_tensor(data.lower).flatten(), torch.as_tensor(data.upper).flatten()
-    for restart in output.selected:
+    for restart in facts.selected_restarts:
         mine = output.restart == restart
         candidates = torch.as_tensor(output.candidates[mine]).clamp(lower, upper)
         residual, _ = kkt_residual(extract_layers(model), candidates, torch.as_tensor(output.labels[mine]))
-        assert output.scores[restart] == pytest.approx(-residual, rel=1e-6)
+        assert facts.restart_scores[restart] == pytest.approx(-residual, rel=1e-6)
 
 
-def test_ground_truth_selection_is_reported(small_victim):
+def test_ground_truth_selection_ranks_by_the_training_set(small_victim):
+    """The Auditor hands the training set to the attack: each restart's score is minus the mean NCC
+    distance of the 10 training images its candidates come closest to (recomputed here)."""
     model, data = small_victim
-    attack = KKTAttack(steps=30, restarts=3, search="random", select="ground_truth", select_top=1)
-    info = Auditor(attack, device="cpu", dtype="float32").audit(model, data).summary()["attack"]
-    assert info["selection_rule"] == "ground_truth"
-    assert info["selected_restarts"] == [int(np.nanargmax(info["restart_scores"]))]
+    attack = KKTAttack(steps=30, restarts=3, search="random", select="ground_truth", select_top=3)
+    result = Auditor(attack, device="cpu", dtype="float64").audit(model, data)
+    facts = result.attack
+    assert facts.selection_rule == "ground_truth" and facts.selected_restarts == [0, 1, 2]
+    restarts = result.evidence["candidate_restart"]
+    train_images = data.to_pixels(data.train_x)
+    for restart in range(3):
+        distance = ncc_distance(result.candidates[restarts == restart], train_images)  # (m, n)
+        expected = -np.sort(distance.min(0))[:10].mean()
+        assert facts.restart_scores[restart] == pytest.approx(expected, rel=1e-6)
+
+
+def test_ground_truth_selection_without_a_training_set_fails_loudly(small_victim):
+    model, data = small_victim
+    attack = KKTAttack(steps=5, restarts=2, select="ground_truth")
+    with pytest.raises(ConfigError, match="attack.select: 'ground_truth'"):
+        attack.run(extract_layers(model), knowledge(data))
+
+
+@pytest.mark.parametrize(
+    "settings, field",
+    [
+        ({"steps": -1}, "attack.steps"),
+        ({"restarts": 0}, "attack.restarts"),
+        ({"optimizer": "lbfgs"}, "attack.optimizer"),
+        ({"lr_x": 0}, "attack.lr_x"),
+        ({"search_ranges": {"alpha": [5, 1]}}, "attack.search_ranges"),
+        ({"stpes": 10}, "attack.stpes: unknown field"),
+    ],
+)
+def test_python_api_validates_like_the_yaml(settings, field):
+    with pytest.raises(ConfigError, match=field):
+        KKTAttack(**settings)
+    with pytest.raises(ConfigError, match=field):
+        KKTAttack(KKTConfig(), **settings)

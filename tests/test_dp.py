@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ import torch
 
 from auditkit import KKTAttack
 from auditkit.bounds import dp_sgd_bound, gdp_bound
-from auditkit.dp import DPConfigError, accountant_epsilon, plan_dp, train_dp_sgd
+from auditkit.dp import DPConfigError, accountant_epsilon, bounded, plan_dp, train_dp_sgd
 from auditkit.testing import assert_leaks, assert_leaks_at_most
 from auditkit.victims import build_mlp
 
@@ -44,6 +45,7 @@ def test_impossible_settings_fail_before_training():
         plan_dp(50, batch_size=25, epochs=10, max_grad_norm=1.0, delta=1e-5, target_epsilon=1e-9)
 
 
+@pytest.mark.slow
 def test_cli_rejects_bad_dp_settings_in_one_line(tmp_path):
     for folder in ("attacks", "defenses", "scenarios"):
         shutil.copytree(ROOT / folder, tmp_path / folder)
@@ -90,14 +92,39 @@ def _dp_twin(small_victim, target_epsilon: float):
 
 def test_recorded_epsilon_is_the_accountants(small_victim):
     model, plan, log = _dp_twin(small_victim, target_epsilon=8.0)
-    extra = log.extra
-    assert extra["steps"] == plan.steps
-    expected = accountant_epsilon("rdp", extra["noise_multiplier"], extra["sample_rate"], extra["steps"], 1e-5)
-    assert extra["epsilon"] == pytest.approx(expected, rel=1e-9)
-    assert extra["epsilon"] == pytest.approx(8.0, rel=0.02)
+    privacy = log.privacy
+    assert privacy.steps == plan.steps
+    expected = accountant_epsilon("rdp", privacy.noise_multiplier, privacy.sample_rate, privacy.steps, 1e-5)
+    assert privacy.epsilon == pytest.approx(expected, rel=1e-9)
+    assert privacy.epsilon == pytest.approx(8.0, rel=0.02)
     assert not any(key.startswith("_module") for key in model.state_dict())
 
 
+def test_epsilon_is_computed_at_the_configured_delta():
+    """A delta other than the usual 1e-5 must reach both the plan and the trained victim's record."""
+    delta = 1e-3
+    plan = plan_dp(8, batch_size=4, epochs=2, max_grad_norm=1.0, delta=delta, noise_multiplier=1.5)
+    at_delta = accountant_epsilon("rdp", 1.5, 0.5, plan.steps, delta)
+    assert plan.epsilon == pytest.approx(at_delta, rel=1e-9)
+    assert at_delta < accountant_epsilon("rdp", 1.5, 0.5, plan.steps, 1e-5) - 0.1
+    x = torch.randn(8, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    y = torch.tensor([1.0, -1.0] * 4, dtype=torch.float64)
+    log = train_dp_sgd(build_mlp(5, [4], seed=0, dtype=torch.float64), x, y, plan, lr=0.1, seed=0)
+    assert log.privacy.delta == delta
+    assert log.privacy.epsilon == pytest.approx(at_delta, rel=1e-9)
+
+
+def test_accountant_time_limit_returns_at_the_limit():
+    start = time.perf_counter()
+    with pytest.raises(TimeoutError, match="within 0.3s"):
+        bounded(lambda: time.sleep(5), seconds=0.3)
+    assert time.perf_counter() - start < 1.5
+    assert bounded(lambda: 7, seconds=1) == 7
+    with pytest.raises(ZeroDivisionError):
+        bounded(lambda: 1 / 0, seconds=1)
+
+
+@pytest.mark.slow
 def test_small_epsilon_victim_leaks_nothing_identifiable_while_its_twin_does(small_victim):
     """Measured (20 MNIST digits, 784-200-200-1, 3000 steps): undefended twin 20/20 identified;
     DP-SGD at epsilon 1 (q = 0.5, 120 steps): 0/20, seeds 0-2."""

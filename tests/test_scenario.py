@@ -8,7 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
+from click.testing import CliRunner
 
+from auditkit.cli import main
+from auditkit.data import load_data
+from auditkit.kkt import KKTConfig
 from auditkit.scenario import ScenarioError, load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,10 +32,26 @@ def _write(project: Path, text: str) -> Path:
     return path
 
 
-def test_shipped_scenarios_validate():
-    for path in sorted((ROOT / "scenarios").glob("*.yaml")):
-        scenario = load_scenario(path)
-        assert scenario.defenses and scenario.attack.steps >= 0
+@pytest.mark.parametrize("path", sorted((ROOT / "scenarios").glob("*.yaml")), ids=lambda p: p.stem)
+def test_shipped_scenarios_validate_and_build_their_data(path):
+    scenario = load_scenario(path)
+    data = load_data(scenario.data, scenario.seed)
+    assert len(data.train_x) == 2 * scenario.data.n_per_class
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "attacks").glob("*.yaml")), ids=lambda p: p.stem)
+def test_attack_presets_state_only_what_differs_from_the_defaults(path):
+    preset, defaults = yaml.safe_load(path.read_text()), KKTConfig().model_dump()
+    assert isinstance(preset, dict)
+    restated = [
+        key for key, value in preset.items() if KKTConfig.validated({key: value}).model_dump()[key] == defaults[key]
+    ]
+    assert not restated, f"{path.name} restates defaults: {restated}"
+
+
+def test_an_empty_scenario_file_is_an_error(project):
+    with pytest.raises(ScenarioError, match="case.yaml: the file is empty"):
+        load_scenario(_write(project, "# nothing here\n"))
 
 
 def test_extends_and_presets_compose(project):
@@ -105,3 +126,18 @@ def test_missing_mnist_files_say_where(project):
     result = _cli("validate", str(path))
     assert result.returncode == 2
     assert f"missing MNIST file {project / 'mnist' / 'train-images-idx3-ubyte'}" in result.stderr
+
+
+def test_only_user_errors_are_one_line(project, monkeypatch):
+    """A user error exits 2 with one line; a bug in auditkit (here a ValueError) keeps its traceback."""
+    path = _write(project, "extends: mnist_quick\n")
+    user = CliRunner().invoke(main, ["validate", str(project / "scenarios" / "nope.yaml")])
+    assert user.exit_code == 2 and user.output.count("\n") == 1 and "nope.yaml: file not found" in user.output
+
+    def bug(*args, **kwargs):
+        raise ValueError("an internal bug")
+
+    monkeypatch.setattr("auditkit.data.load_data", bug)
+    internal = CliRunner().invoke(main, ["validate", str(path)])
+    assert internal.exit_code != 2
+    assert isinstance(internal.exception, ValueError) and "an internal bug" in str(internal.exception)

@@ -1,9 +1,8 @@
-"""Figures of a leakage report (matplotlib, Agg backend: works headless)."""
+"""Figures of a leakage report as PNG bytes (matplotlib, Agg backend: works headless)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING
+import io
 
 import matplotlib
 
@@ -11,18 +10,22 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from auditkit.io import atomic_path  # noqa: E402
 from auditkit.metrics import minmax  # noqa: E402
+from auditkit.results import AuditResult  # noqa: E402
 
-if TYPE_CHECKING:
-    from auditkit.auditor import AuditResult
+
+def _png(figure: plt.Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, dpi=110, format="png")
+    plt.close(figure)
+    return buffer.getvalue()
 
 
 def _displayable(image: np.ndarray) -> np.ndarray:
     return np.transpose(image, (1, 2, 0)) if image.ndim == 3 else image
 
 
-def reconstruction_grid(result: AuditResult, path: str | Path, count: int = 24) -> None:
+def reconstruction_grid(result: AuditResult, count: int = 24) -> bytes:
     """Best reconstructions (identified first, then by SSIM) under their training images."""
     frame = result.frame
     if "candidate" not in frame or not len(result.candidates):
@@ -49,12 +52,10 @@ def reconstruction_grid(result: AuditResult, path: str | Path, count: int = 24) 
         fontsize=8,
     )
     figure.tight_layout()
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, dpi=110, format="png")
-    plt.close(figure)
+    return _png(figure)
 
 
-def ssim_vs_margin(results: list[AuditResult], path: str | Path) -> None:
+def ssim_vs_margin(results: list[AuditResult]) -> bytes:
     """Per-sample SSIM against normalised margin, one hue per victim (the paper's Figure 4)."""
     import pandas as pd
     import seaborn as sns
@@ -76,11 +77,10 @@ def ssim_vs_margin(results: list[AuditResult], path: str | Path) -> None:
             alpha=0.8,
         )
         ax.set_xscale("symlog", linthresh=1.0)
-    ax.axhline(0.4, color="grey", lw=0.8, ls="--")
+    for threshold in sorted({r.ssim_threshold for r in results}):
+        ax.axhline(threshold, color="grey", lw=0.8, ls="--")
     ax.set_xlabel("normalised margin  y*Phi(x) / smallest positive margin")
     ax.set_ylabel("SSIM of the best reconstruction")
     ax.set_title("Leakage sits at the margin (Haim et al. 2022, Fig. 4)", fontsize=9)
     figure.tight_layout()
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, dpi=110, format="png")
-    plt.close(figure)
+    return _png(figure)

@@ -1,0 +1,65 @@
+"""The victim cache: trained weights and their training log, keyed by everything that determines them.
+
+Entries live under ``$AUDITKIT_CACHE/victims`` (default ``~/.cache/auditkit``), are written atomically
+and loaded with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from auditkit.io import atomic_path, write_json
+from auditkit.kernel import unwrap
+from auditkit.results import TrainingLog
+from auditkit.scenario import DefenseConfig, Scenario
+
+CACHE_VERSION = 2  # 2: typed training log (recipe, privacy)
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("AUDITKIT_CACHE", Path.home() / ".cache" / "auditkit")) / "victims"
+
+
+def victim_key(scenario: Scenario, defense: DefenseConfig, device: torch.device) -> str:
+    """Hash of everything that determines the trained weights: seed, precision, device type, data,
+    the victim's architecture and training recipe, and the defense (its name and description aside)."""
+    content = {
+        "version": CACHE_VERSION,
+        "seed": scenario.seed,
+        "dtype": scenario.dtype,
+        "device": device.type,
+        "data": scenario.data.model_dump(),
+        "victim": scenario.victim.model_dump(),
+        "defense": defense.model_dump(exclude={"name", "description"}),
+    }
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:20]
+
+
+class VictimCache:
+    """Load or store one trained victim by key."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root or cache_root()
+
+    def _paths(self, key: str) -> tuple[Path, Path]:
+        return self.root / f"{key}.pt", self.root / f"{key}.json"
+
+    def load(self, key: str, model: nn.Module) -> TrainingLog | None:
+        """Fill ``model`` with the cached weights and return their training log; None when not cached."""
+        weights_path, log_path = self._paths(key)
+        if not (weights_path.is_file() and log_path.is_file()):
+            return None
+        model.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))
+        return TrainingLog.from_dict(json.loads(log_path.read_text()))
+
+    def store(self, key: str, model: nn.Module, log: TrainingLog) -> None:
+        weights_path, log_path = self._paths(key)
+        with atomic_path(weights_path) as temporary:
+            torch.save({k: v.cpu() for k, v in unwrap(model).state_dict().items()}, temporary)
+        write_json(log_path, log.to_dict())

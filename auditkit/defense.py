@@ -1,0 +1,87 @@
+"""Train the victim one defense describes: the scenario's recipe with the defense's overrides, or DP-SGD."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from auditkit.data import AuditData
+from auditkit.dp import DPPlan, plan_dp, train_dp_sgd
+from auditkit.environment import resolve_dtype, seed_everything
+from auditkit.kernel import unwrap
+from auditkit.progress import Progress
+from auditkit.results import TrainingLog
+from auditkit.scenario import DefenseConfig, Scenario, TrainingConfig
+from auditkit.victims import build_mlp, train_gd
+
+
+def plan_defenses(scenario: Scenario, n: int) -> dict[str, DPPlan]:
+    """Resolve every DP defense's noise and budget before anything trains (impossible settings fail fast)."""
+    plans = {}
+    for index, defense in enumerate(scenario.defenses):
+        if defense.kind == "dp_sgd":
+            dp = defense.dp
+            plans[defense.name] = plan_dp(
+                n,
+                batch_size=dp.batch_size,
+                epochs=dp.epochs,
+                max_grad_norm=dp.max_grad_norm,
+                delta=dp.delta,
+                target_epsilon=dp.target_epsilon,
+                noise_multiplier=dp.noise_multiplier,
+                accountant=dp.accountant,
+                field=f"defenses.{index}.dp",
+            )
+    return plans
+
+
+def untrained_victim(scenario: Scenario, data: AuditData) -> nn.Sequential:
+    """The scenario's MLP at its seeded initialisation (what training starts from, what the cache fills)."""
+    cfg = scenario.victim
+    return build_mlp(data.train_x.shape[1], cfg.hidden, cfg.bias, cfg.init_scale, scenario.seed, scenario.dtype)
+
+
+def train_victim(
+    scenario: Scenario,
+    defense: DefenseConfig,
+    data: AuditData,
+    model: nn.Module,
+    device: torch.device,
+    progress: Progress,
+    plan: DPPlan | None = None,
+) -> tuple[nn.Module, TrainingLog]:
+    """Train ``model`` as ``defense`` says; returns the clean module (wrappers stripped) and its log."""
+    dtype = resolve_dtype(scenario.dtype)
+    model = model.to(device)
+    training = TrainingConfig(**{**scenario.victim.training.model_dump(), **defense.training})
+    x, y = (torch.as_tensor(a, dtype=dtype, device=device) for a in (data.train_x, data.train_y))
+    test = tuple(torch.as_tensor(a, dtype=dtype, device=device) for a in (data.test_x, data.test_y))
+    seed_everything(scenario.seed)
+    if plan is None:
+        compiled = training.compile is True or (training.compile == "auto" and device.type == "cuda")
+        with progress.task(f"[{defense.name}] training", training.epochs) as update:
+            log = train_gd(
+                model,
+                x,
+                y,
+                lr=training.lr,
+                epochs=training.epochs,
+                weight_decay=training.weight_decay,
+                test=test,
+                progress=update,
+                compile=compiled,
+            )
+    else:
+        with progress.task(f"[{defense.name}] DP-SGD training (epochs)", plan.epochs) as update:
+            log = train_dp_sgd(
+                model,
+                x,
+                y,
+                plan,
+                lr=defense.dp.lr,
+                weight_decay=training.weight_decay,
+                seed=scenario.seed,
+                test=test,
+                progress=update,
+            )
+    return unwrap(model), log

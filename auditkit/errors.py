@@ -1,0 +1,29 @@
+"""The project's own error types: what the CLI reports as a user error (one line, exit code 2).
+
+Anything else is a bug in auditkit and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+
+class AuditkitError(Exception):
+    """Bad input from the user (a file, a field, a model, a setting); the message names which."""
+
+
+class ConfigError(AuditkitError, ValueError):
+    """A setting is out of its allowed range or of the wrong type; the message names the field."""
+
+
+def first_error(error: ValidationError, prefix: str = "") -> str:
+    """One line for a pydantic error: ``field.path: what is wrong`` (and how many more problems)."""
+    lines = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in (*([prefix] if prefix else []), *item["loc"])) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown field"
+        lines.append(f"{location}: {message}")
+    extra = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
+    return lines[0] + extra

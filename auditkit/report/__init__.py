@@ -1,0 +1,28 @@
+"""The report of a run, drawn from its results objects: comparison.csv, figures and report.html."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from auditkit.io import write_bytes, write_text
+from auditkit.report.html import render
+from auditkit.report.plots import reconstruction_grid, ssim_vs_margin
+from auditkit.report.tables import comparison, headline
+from auditkit.results import RunResult
+
+__all__ = ["comparison", "headline", "write_report"]
+
+
+def write_report(run: RunResult, out: str | Path, grid_size: int = 24) -> Path:
+    """Write comparison.csv, VICTIM/reconstructions.png, ssim_vs_margin.png and report.html into ``out``."""
+    out = Path(out)
+    table = comparison(run.victims)
+    write_text(out / "comparison.csv", table.to_csv(index=False))
+    figures = {"ssim_vs_margin": ssim_vs_margin(run.victims)}
+    for result in run.victims:
+        figures[result.name] = reconstruction_grid(result, grid_size)
+        write_bytes(out / result.name / "reconstructions.png", figures[result.name])
+    write_bytes(out / "ssim_vs_margin.png", figures["ssim_vs_margin"])
+    path = out / "report.html"
+    write_text(path, render(run, table, figures))
+    return path

@@ -1,0 +1,61 @@
+"""The comparison table across victims and the one-line headline of each audit."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from auditkit.results import AuditResult
+
+COMPARISON_COLUMNS = [
+    "defense",
+    "epsilon",
+    "delta",
+    "test_accuracy",
+    "train_accuracy",
+    "n",
+    "identified",
+    "identified_fraction",
+    "bound_identified",
+    "ssim_above_threshold",
+    "baseline_ssim_above_threshold",
+    "bound_ssim",
+    "median_ssim",
+    "victim_kkt_residual",
+    "attack_relative_residual",
+]
+
+
+def comparison(results: list[AuditResult]) -> pd.DataFrame:
+    """One row per victim: utility beside leakage (and the DP ceiling where there is one)."""
+    rows = []
+    for result in results:
+        summary = result.summary().to_dict()
+        training = result.victim.training if result.victim else None
+        privacy = training.privacy if training else None
+        rows.append(
+            {
+                **{key: summary.get(key) for key in COMPARISON_COLUMNS},
+                "defense": result.name,
+                "epsilon": privacy.epsilon if privacy else None,
+                "delta": privacy.delta if privacy else None,
+                "test_accuracy": training.test_accuracy if training else None,
+                "train_accuracy": training.train_accuracy if training else None,
+                "bound_identified": result.bounds.identified.bound if result.bounds else None,
+                "bound_ssim": result.bounds.ssim.bound if result.bounds else None,
+            }
+        )
+    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+
+
+def headline(result: AuditResult) -> str:
+    """``[name] identified k/n (p%); SSIM > t: a (mean-image baseline b); test accuracy x``."""
+    summary = result.summary()
+    accuracy = result.victim.training.test_accuracy if result.victim else math.nan
+    return (
+        f"[{summary.name}] identified {summary.identified}/{summary.n} "
+        f"({100 * summary.identified_fraction:.0f}%); SSIM > {summary.ssim_threshold}: "
+        f"{summary.ssim_above_threshold} (mean-image baseline {summary.baseline_ssim_above_threshold}); "
+        f"test accuracy {accuracy:.3f}"
+    )

@@ -1,0 +1,324 @@
+"""The results contract: typed facts of a trained victim, an attack and an audit, and of a whole run.
+
+Counts are derived from the per-sample frame on demand (``AuditResult.summary()``), never stored
+twice. ``to_dict()``/``from_dict()`` are the JSON form; ``save()``/``load()`` write and read data only
+(figures and report.html are the report package's job).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from auditkit.bounds import ReconstructionBounds
+from auditkit.errors import AuditkitError
+from auditkit.io import to_jsonable, write_json, write_npz, write_text
+
+RESULT_FILE = "result.json"
+RUN_FILE = "summary.json"
+
+
+class ResultError(AuditkitError):
+    """A saved result cannot be read (missing or damaged file); the message names the file."""
+
+
+def _from_fields(cls, values: dict):
+    """Build a dataclass from a dict, ignoring keys it does not have (derived values written for readers)."""
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in values.items() if k in names})
+
+
+@dataclass(frozen=True)
+class PrivacyFacts:
+    """What DP-SGD training guarantees, as its accountant says, at the configured delta."""
+
+    epsilon: float
+    delta: float
+    accountant: str
+    noise_multiplier: float
+    sample_rate: float
+    steps: int
+    max_grad_norm: float
+    accountant_note: str = ""
+
+
+@dataclass(frozen=True)
+class TrainingLog:
+    """What training recorded: accuracies, final loss, epochs and time, the recipe actually run."""
+
+    train_accuracy: float
+    test_accuracy: float
+    final_loss: float
+    epochs: int
+    seconds: float
+    recipe: dict = field(default_factory=dict)  # optimizer settings (lr, weight_decay, compiled, ...)
+    privacy: PrivacyFacts | None = None
+
+    def to_dict(self) -> dict:
+        return to_jsonable(asdict(self))
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainingLog:
+        privacy = values.get("privacy")
+        return _from_fields(cls, {**values, "privacy": PrivacyFacts(**privacy) if privacy else None})
+
+
+@dataclass(frozen=True)
+class VictimFacts:
+    """The victim an audit attacked: the defense that produced it and what its training recorded."""
+
+    defense: dict
+    training: TrainingLog
+    cached: bool = False  # loaded from the victim cache instead of trained in this run
+
+    def to_dict(self) -> dict:
+        return {"defense": to_jsonable(self.defense), "training": self.training.to_dict(), "cached": self.cached}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> VictimFacts:
+        return cls(values["defense"], TrainingLog.from_dict(values["training"]), bool(values.get("cached", False)))
+
+
+@dataclass(frozen=True)
+class AttackFacts:
+    """How the attack ran: restarts, their settings and scores, which were pooled, time and precision."""
+
+    name: str
+    selection_rule: str
+    selection: str  # what the rule means
+    restarts: int
+    candidates: int  # pooled candidates
+    restart_settings: dict[str, list[float]]
+    restart_scores: list[float]
+    final_loss: list[float]
+    relative_residual: list[float]  # sqrt(stationarity) / ||theta|| per restart
+    selected_restarts: list[int]
+    early_stopped_restarts: list[int]
+    diverged: list[dict]  # [{"restart": r, "step": s}]
+    alpha_scale: float
+    seconds: float
+    device: str
+    dtype: str
+
+    @property
+    def best_restart(self) -> int | None:
+        """The restart with the lowest final attack loss (None when every restart diverged)."""
+        losses = np.array(self.final_loss, dtype=float)
+        return int(np.nanargmin(losses)) if np.isfinite(losses).any() else None
+
+    def to_dict(self) -> dict:
+        return to_jsonable(asdict(self))
+
+    @classmethod
+    def from_dict(cls, values: dict) -> AttackFacts:
+        def floats(items: list) -> list[float]:
+            return [math.nan if v is None else float(v) for v in items]
+
+        return _from_fields(
+            cls,
+            {
+                **values,
+                "restart_scores": floats(values["restart_scores"]),
+                "final_loss": floats(values["final_loss"]),
+                "relative_residual": floats(values["relative_residual"]),
+                "alpha_scale": math.nan if values["alpha_scale"] is None else values["alpha_scale"],
+            },
+        )
+
+
+@dataclass(frozen=True)
+class LeakageSummary:
+    """The headline counts of one audit, derived from its per-sample frame.
+
+    ``identified`` is the headline (0 when nothing leaked); ``ssim_above_threshold`` is the paper's
+    count, shown beside ``baseline_ssim_above_threshold`` (the training mean as the only candidate).
+    """
+
+    name: str
+    n: int
+    identified: int
+    identified_fraction: float
+    ssim_threshold: float
+    ssim_above_threshold: int
+    baseline_ssim_above_threshold: int
+    median_ssim: float
+    top10_mean_ssim: float
+    identified_median_normalized_margin: float
+    victim_kkt_residual: float
+    attack_relative_residual: float
+    warning: str
+
+    def to_dict(self) -> dict:
+        return to_jsonable(asdict(self))
+
+
+@dataclass
+class AuditResult:
+    """Per-sample leakage of one victim, with the evidence to re-render or re-score it."""
+
+    name: str
+    frame: pd.DataFrame  # one row per training sample
+    candidates: np.ndarray  # pixel space, (K, *image_shape)
+    train_images: np.ndarray  # pixel space, (n, *image_shape)
+    evidence: dict[str, np.ndarray]  # candidate lambdas, labels, restarts, loss history, mean image
+    attack: AttackFacts
+    victim_kkt_residual: float
+    ssim_threshold: float
+    victim: VictimFacts | None = None
+    bounds: ReconstructionBounds | None = None
+    fingerprint: str = ""  # of the settings that produced it: --resume reuses only an equal one
+
+    def to_frame(self) -> pd.DataFrame:
+        return self.frame.copy()
+
+    def summary(self) -> LeakageSummary:
+        frame, threshold = self.frame, self.ssim_threshold
+        ssim_scores = frame["ssim"].to_numpy(dtype=float)
+        finite = np.isfinite(ssim_scores)
+        identified = int(frame["identified"].sum())
+        best = self.attack.best_restart
+        return LeakageSummary(
+            name=self.name,
+            n=len(frame),
+            identified=identified,
+            identified_fraction=identified / len(frame),
+            ssim_threshold=threshold,
+            ssim_above_threshold=int((ssim_scores[finite] > threshold).sum()),
+            baseline_ssim_above_threshold=int((frame["baseline_ssim"] > threshold).sum()),
+            median_ssim=float(np.median(ssim_scores)) if finite.all() else math.nan,
+            top10_mean_ssim=float(np.sort(ssim_scores[finite])[-10:].mean()) if finite.any() else math.nan,
+            identified_median_normalized_margin=float(frame.loc[frame["identified"], "normalized_margin"].median())
+            if identified
+            else math.nan,
+            victim_kkt_residual=self.victim_kkt_residual,
+            attack_relative_residual=self.attack.relative_residual[best] if best is not None else math.nan,
+            warning="" if self.attack.candidates else "every attack restart diverged (NaN/inf): no candidates to score",
+        )
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "summary": self.summary().to_dict(),  # derived, for readers of the JSON; recomputed on load
+            "victim_kkt_residual": to_jsonable(self.victim_kkt_residual),
+            "ssim_threshold": self.ssim_threshold,
+            "attack": self.attack.to_dict(),
+            "victim": self.victim.to_dict() if self.victim else None,
+            "bounds": self.bounds.to_dict() if self.bounds else None,
+            "fingerprint": self.fingerprint,
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict, frame: pd.DataFrame, arrays: dict[str, np.ndarray]) -> AuditResult:
+        arrays = dict(arrays)
+        residual = values["victim_kkt_residual"]
+        return cls(
+            name=values["name"],
+            frame=frame,
+            candidates=arrays.pop("candidates"),
+            train_images=arrays.pop("train_images"),
+            evidence=arrays,
+            attack=AttackFacts.from_dict(values["attack"]),
+            victim_kkt_residual=math.nan if residual is None else float(residual),
+            ssim_threshold=float(values["ssim_threshold"]),
+            victim=VictimFacts.from_dict(values["victim"]) if values.get("victim") else None,
+            bounds=ReconstructionBounds.from_dict(values["bounds"]) if values.get("bounds") else None,
+            fingerprint=values.get("fingerprint", ""),
+        )
+
+    def save(self, directory: str | Path) -> Path:
+        """per_sample.csv, reconstructions.npz, then result.json (last: a directory with it is complete)."""
+        directory = Path(directory)
+        write_text(directory / "per_sample.csv", self.frame.to_csv(index=False))
+        write_npz(
+            directory / "reconstructions.npz",
+            candidates=self.candidates,
+            train_images=self.train_images,
+            **self.evidence,
+        )
+        write_json(directory / RESULT_FILE, self.to_dict())
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> AuditResult:
+        directory = Path(directory)
+        values = _read_json(directory / RESULT_FILE)
+        frame = pd.read_csv(directory / "per_sample.csv")
+        with np.load(directory / "reconstructions.npz", allow_pickle=False) as stored:
+            arrays = {key: stored[key] for key in stored.files}
+        return cls.from_dict(values, frame, arrays)
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What makes a run reproducible, stored once per run: scenario, seed, device, versions, config."""
+
+    scenario: str
+    seed: int
+    device: str
+    dtype: str
+    dtype_note: str
+    threads: int
+    versions: dict[str, str]
+    config: dict  # the resolved scenario
+    seconds: float = math.nan
+
+    def to_dict(self) -> dict:
+        return to_jsonable(asdict(self))
+
+    @classmethod
+    def from_dict(cls, values: dict) -> RunFacts:
+        seconds = values.get("seconds")
+        return _from_fields(cls, {**values, "seconds": math.nan if seconds is None else seconds})
+
+
+@dataclass
+class RunResult:
+    """Every victim's audit in one run, with the run's facts once."""
+
+    facts: RunFacts
+    victims: list[AuditResult]
+
+    def summary(self) -> list[LeakageSummary]:
+        return [victim.summary() for victim in self.victims]
+
+    def __getitem__(self, name: str) -> AuditResult:
+        for victim in self.victims:
+            if victim.name == name:
+                return victim
+        raise KeyError(name)
+
+    def to_dict(self) -> dict:
+        return {"run": self.facts.to_dict(), "victims": [victim.to_dict() for victim in self.victims]}
+
+    def save(self, directory: str | Path, victims: bool = True) -> Path:
+        """Each victim's data in its own folder (unless ``victims`` is False: the runner saves each one
+        as it finishes), then summary.json (the same shape for any number of victims)."""
+        directory = Path(directory)
+        for victim in self.victims if victims else ():
+            victim.save(directory / victim.name)
+        write_json(directory / RUN_FILE, self.to_dict())
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> RunResult:
+        directory = Path(directory)
+        values = _read_json(directory / RUN_FILE)
+        victims = [AuditResult.load(directory / victim["name"]) for victim in values["victims"]]
+        return cls(RunFacts.from_dict(values["run"]), victims)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        values = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ResultError(f"{path}: not found; is {path.parent} the output of a finished audit?") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ResultError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(values, dict):
+        raise ResultError(f"{path}: expected a JSON object, got {type(values).__name__}")
+    return values
