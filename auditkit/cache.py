@@ -9,17 +9,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
+import zipfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from auditkit.io import atomic_path, write_json
+from auditkit.io import atomic_path, ensure_writable, remove_temporaries, write_json
 from auditkit.kernel import unwrap
 from auditkit.results import TrainingLog
 from auditkit.scenario import DefenseConfig, Scenario
 
-CACHE_VERSION = 2  # 2: typed training log (recipe, privacy)
+CACHE_VERSION = 2  # 2: typed training log (recipe, privacy), weights checksum
 
 
 def cache_root() -> Path:
@@ -41,11 +43,22 @@ def victim_key(scenario: Scenario, defense: DefenseConfig, device: torch.device)
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:20]
 
 
+# what reading a damaged entry raises: truncated or foreign files, bad JSON, wrong tensors for the model
+DAMAGED = (OSError, ValueError, KeyError, TypeError, RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 class VictimCache:
-    """Load or store one trained victim by key."""
+    """Load or store one trained victim by key. An entry whose checksum, tensors or log do not check out
+    is reported in ``rejected`` and treated as absent (the victim is trained again and the entry replaced)."""
 
     def __init__(self, root: Path | None = None) -> None:
-        self.root = root or cache_root()
+        self.root = ensure_writable(root or cache_root(), "victim cache (set AUDITKIT_CACHE to move it)")
+        remove_temporaries(self.root, older_than=3600)  # left by a killed run; a live writer is younger
+        self.rejected: list[str] = []
 
     def _paths(self, key: str) -> tuple[Path, Path]:
         return self.root / f"{key}.pt", self.root / f"{key}.json"
@@ -55,11 +68,21 @@ class VictimCache:
         weights_path, log_path = self._paths(key)
         if not (weights_path.is_file() and log_path.is_file()):
             return None
-        model.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))
-        return TrainingLog.from_dict(json.loads(log_path.read_text()))
+        try:
+            entry = json.loads(log_path.read_text())
+            if entry["weights_sha256"] != _sha256(weights_path):
+                raise ValueError("checksum mismatch")
+            state = torch.load(weights_path, map_location="cpu", weights_only=True)
+            if not all(torch.isfinite(tensor).all() for tensor in state.values()):
+                raise ValueError("non-finite weights")
+            model.load_state_dict(state)
+            return TrainingLog.from_dict(entry["log"])
+        except DAMAGED as error:
+            self.rejected.append(f"cache entry {weights_path.name} is damaged ({error}); training the victim again")
+            return None
 
     def store(self, key: str, model: nn.Module, log: TrainingLog) -> None:
         weights_path, log_path = self._paths(key)
         with atomic_path(weights_path) as temporary:
             torch.save({k: v.cpu() for k, v in unwrap(model).state_dict().items()}, temporary)
-        write_json(log_path, log.to_dict())
+        write_json(log_path, {"weights_sha256": _sha256(weights_path), "log": log.to_dict()})

@@ -63,10 +63,12 @@ def run(scenario: Path, out: Path | None, device: str | None, seed: int | None, 
 def validate(scenario: Path) -> None:
     """Check a scenario file (presets resolved, data available) without training anything."""
     from auditkit.data import load_data
+    from auditkit.defense import plan_defenses
 
     try:
         resolved = load_scenario(scenario)
-        load_data(resolved.data, resolved.seed)
+        data = load_data(resolved.data, resolved.seed)
+        plan_defenses(resolved, len(data.train_x))  # what `run` checks before training
     except AuditkitError as error:
         _fail(error)
     click.echo(

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from auditkit.scenario import DataConfig
 
 PARITY = ((0, 2, 4, 6, 8), (1, 3, 5, 7, 9))
+MAX_IDX_BYTES = 200_000_000  # MNIST's largest file is 47 MB
 
 
 class DataError(AuditkitError, ValueError):
@@ -73,6 +74,10 @@ def load_mnist_images(path: str | Path | None = None) -> tuple[np.ndarray, np.nd
     folder = Path(path)
     images = _read_idx(_find(folder, "train-images-idx3-ubyte"))
     labels = _read_idx(_find(folder, "train-labels-idx1-ubyte"))
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels) or labels.max(initial=0) > 9:
+        raise DataError(
+            f"{folder}: images {images.shape} and labels {labels.shape} are not MNIST's (N, 28, 28) and (N,) digits"
+        )
     return images.reshape(len(images), -1) / 255.0, labels.astype(np.int64)
 
 
@@ -87,14 +92,26 @@ def _find(folder: Path, stem: str) -> Path:
 
 
 def _read_idx(path: Path) -> np.ndarray:
+    """An unsigned-byte IDX array (magic 0x00 0x00 0x08 ndim, big-endian sizes, then the data)."""
     import gzip
+    import zlib
 
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        raw = handle.read()
+    try:
+        with opener(path, "rb") as handle:
+            raw = handle.read(MAX_IDX_BYTES + 1)
+    except (OSError, EOFError, zlib.error) as error:
+        raise DataError(f"{path}: cannot be read ({error})") from None
+    if len(raw) > MAX_IDX_BYTES:
+        raise DataError(f"{path}: larger than {MAX_IDX_BYTES} bytes; not an MNIST IDX file")
+    if len(raw) < 4 or raw[:3] != b"\x00\x00\x08" or not 1 <= raw[3] <= 3:
+        raise DataError(f"{path}: not an unsigned-byte IDX file (bad header {raw[:4].hex()})")
     ndim = raw[3]
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+    offset = 4 + 4 * ndim
+    if len(raw) - offset != int(np.prod(shape)):
+        raise DataError(f"{path}: header says {shape} ({int(np.prod(shape))} bytes) but {len(raw) - offset} follow")
+    return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(shape)
 
 
 def binary_task(

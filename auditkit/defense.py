@@ -8,11 +8,16 @@ from torch import nn
 from auditkit.data import AuditData
 from auditkit.dp import DPPlan, plan_dp, train_dp_sgd
 from auditkit.environment import resolve_dtype, seed_everything
+from auditkit.errors import AuditkitError
 from auditkit.kernel import unwrap
 from auditkit.progress import Progress
 from auditkit.results import TrainingLog
 from auditkit.scenario import DefenseConfig, Scenario, TrainingConfig
 from auditkit.victims import build_mlp, train_gd
+
+
+class TrainingDiverged(AuditkitError):
+    """A victim's training produced NaN or infinite weights or loss; the message says which and where."""
 
 
 def plan_defenses(scenario: Scenario, n: int) -> dict[str, DPPlan]:
@@ -84,4 +89,10 @@ def train_victim(
                 test=test,
                 progress=update,
             )
-    return unwrap(model), log
+    model = unwrap(model)
+    if not (all(torch.isfinite(p).all() for p in model.parameters()) and torch.isfinite(torch.tensor(log.final_loss))):
+        raise TrainingDiverged(
+            f"[{defense.name}] training diverged (final loss {log.final_loss}): lower the learning rate "
+            f"({log.recipe.get('lr')}); the victim was not cached"
+        )
+    return model, log

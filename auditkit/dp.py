@@ -181,10 +181,13 @@ def _train_dp_sgd(model, x, labels, plan, lr, seed, weight_decay, test, progress
     for epoch in range(1, plan.epochs + 1):
         for batch_x, batch_y in loader:
             optimizer.zero_grad(set_to_none=True)
-            loss = logistic_loss(private(batch_x).squeeze(-1), batch_y) if len(batch_x) else None
-            if loss is not None:
-                loss.backward()
+            output = private(batch_x).squeeze(-1)
+            if len(batch_x):
+                loss = logistic_loss(output, batch_y)
                 loss_value = loss.item()
+            else:  # an empty Poisson batch: zero per-sample gradients, and the step still adds its noise
+                loss = output.sum()
+            loss.backward()
             optimizer.step()
         if progress is not None:
             progress(epoch, loss_value)

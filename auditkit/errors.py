@@ -5,7 +5,10 @@ Anything else is a bug in auditkit and keeps its traceback.
 
 from __future__ import annotations
 
-from pydantic import ValidationError
+from pydantic import ConfigDict, ValidationError
+
+# every validated model: no unknown fields, no coercion (``true`` is not 1, "5" is not 5), no NaN/inf
+STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class AuditkitError(Exception):

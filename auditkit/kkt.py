@@ -10,26 +10,28 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from auditkit.attack import AttackerKnowledge, AttackOutput, Progress
 from auditkit.environment import DEFAULT_DTYPE, resolve_dtype
-from auditkit.errors import ConfigError, first_error
+from auditkit.errors import STRICT, ConfigError, first_error
 from auditkit.kernel import MLPLayers, UnsupportedModelError, kkt_residual, preactivation_scale, stationarity_loss
 from auditkit.metrics import standardize
 from auditkit.results import AttackFacts
 
 SEARCH_RANGES = {
-    "init_scale": (1e-3, 0.05),
-    "lr_x": (3e-3, 3e-2),
-    "lambda_min": (0.01, 0.5),
-    "alpha": (10.0, 100.0),
+    "init_scale": [1e-3, 0.05],
+    "lr_x": [3e-3, 3e-2],
+    "lambda_min": [0.01, 0.5],
+    "alpha": [10.0, 100.0],
 }
+Range = Annotated[list[float], Field(min_length=2, max_length=2)]
 LOG_UNIFORM = ("init_scale", "lr_x")
+DIVERGED = 1e6  # a restart whose loss grows past this multiple of its starting loss has diverged
 SELECTION_RULES = {
     "kkt_residual": "restarts ranked by how much of the weights their candidates explain (KKT residual, "
     "multipliers refitted, exact ReLU): what an outside attacker has",
@@ -52,11 +54,11 @@ class KKTConfig(BaseModel):
     fraction (by the ``select`` rule) goes on; at the end the ``select_top`` best are pooled.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = STRICT | {"frozen": True}
 
-    steps: int = Field(8000, ge=0, description="optimisation steps per restart")
-    candidates_per_sample: int = Field(2, gt=0, description="m = candidates_per_sample * n, half per label")
-    restarts: int = Field(4, gt=0, description="restarts advanced together as one batched program")
+    steps: int = Field(8000, ge=0, le=100_000_000, description="optimisation steps per restart")
+    candidates_per_sample: int = Field(2, gt=0, le=1000, description="m = candidates_per_sample * n, half per label")
+    restarts: int = Field(4, gt=0, le=1024, description="restarts advanced together as one batched program")
     optimizer: Literal["adam", "sgd"] = "adam"
     lr_x: float = Field(0.01, gt=0)
     lr_lambda: float = Field(0.01, gt=0)
@@ -71,13 +73,13 @@ class KKTConfig(BaseModel):
     prior_weight: float = Field(1.0, ge=0)
     log_every: int = Field(50, gt=0)
     search: Literal["off", "random"] = "random"
-    search_ranges: dict[Literal["init_scale", "lr_x", "lambda_min", "alpha"], tuple[float, float]] = Field(
-        default_factory=lambda: dict(SEARCH_RANGES)
+    search_ranges: dict[Literal["init_scale", "lr_x", "lambda_min", "alpha"], Range] = Field(
+        default_factory=lambda: dict(SEARCH_RANGES), description="[low, high] per searched setting"
     )
-    early_stop_step: int = Field(0, ge=0, description="0 = no early stop")
+    early_stop_step: int = Field(0, ge=0, le=100_000_000, description="0 = no early stop")
     early_stop_keep: float = Field(0.5, gt=0, le=1)
     select: SelectRule = "kkt_residual"
-    select_top: int = Field(0, ge=0, description="restarts pooled at the end; 0 = every survivor")
+    select_top: int = Field(0, ge=0, le=1024, description="restarts pooled at the end; 0 = every survivor")
 
     @field_validator("search_ranges")
     @classmethod
@@ -177,15 +179,18 @@ class KKTAttack:
                 early_stopped += [int(r) for r in alive[~_mask(keep, len(alive))]]
                 x, lam, active, alive = _take(x, keep), _take(lam, keep), active[keep], alive[keep.cpu()]
                 hyper = {k: v[keep] for k, v in hyper.items()}
-                lr_lambda = lr_lambda[keep]
+                lr_lambda, initial = lr_lambda[keep], initial[keep]
                 optimizer = optimizer.narrow([x, lam], [hyper["lr_x"], lr_lambda], keep)
             alpha = hyper["alpha"] / scale
             stationarity = stationarity_loss(layers, x, lam, labels, alpha)
             prior = (torch.relu(x - upper).pow(2) + torch.relu(lower - x).pow(2)).sum((1, 2))
             hinge = torch.relu(hyper["lambda_min"][:, None] - lam).pow(2).sum(1)
             losses = stationarity + cfg.prior_weight * prior + cfg.lambda_weight * hinge
+            if step == 0:
+                initial = losses.detach().clone()
             if step % cfg.log_every == 0 or step in (cfg.steps, cfg.early_stop_step - 1):
-                finite = torch.isfinite(losses) & torch.isfinite(x).all((1, 2))
+                # diverged: NaN/inf, or finite but grown far beyond where it started
+                finite = torch.isfinite(losses) & torch.isfinite(x).all((1, 2)) & (losses <= DIVERGED * initial)
                 for position in torch.nonzero(active & ~finite).flatten().tolist():
                     diverged.append({"restart": int(alive[position]), "step": step})
                     with torch.no_grad():  # park it at a finite point so its NaNs stop costing time

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import zipfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import pandas as pd
 
 from auditkit.bounds import ReconstructionBounds
 from auditkit.errors import AuditkitError
-from auditkit.io import to_jsonable, write_json, write_npz, write_text
+from auditkit.io import inside, to_jsonable, write_json, write_npz, write_text
 
 RESULT_FILE = "result.json"
 RUN_FILE = "summary.json"
@@ -245,12 +246,15 @@ class AuditResult:
 
     @classmethod
     def load(cls, directory: str | Path) -> AuditResult:
+        """Read a saved audit; a missing or damaged file raises :class:`ResultError` naming it."""
         directory = Path(directory)
         values = _read_json(directory / RESULT_FILE)
-        frame = pd.read_csv(directory / "per_sample.csv")
-        with np.load(directory / "reconstructions.npz", allow_pickle=False) as stored:
-            arrays = {key: stored[key] for key in stored.files}
-        return cls.from_dict(values, frame, arrays)
+        arrays = _read_arrays(directory / "reconstructions.npz")
+        frame = _read_frame(directory / "per_sample.csv", len(arrays["candidates"]))
+        try:
+            return cls.from_dict(values, frame, arrays)
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise ResultError(f"{directory / RESULT_FILE}: missing or wrong field ({error!r})") from None
 
 
 @dataclass(frozen=True)
@@ -276,12 +280,24 @@ class RunFacts:
         return _from_fields(cls, {**values, "seconds": math.nan if seconds is None else seconds})
 
 
+@dataclass(frozen=True)
+class VictimFailure:
+    """A victim that could not be audited (its training diverged): reported, never cached."""
+
+    name: str
+    reason: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
 @dataclass
 class RunResult:
-    """Every victim's audit in one run, with the run's facts once."""
+    """Every victim's audit in one run, with the run's facts once (and the victims that failed)."""
 
     facts: RunFacts
     victims: list[AuditResult]
+    failures: list[VictimFailure] = field(default_factory=list)
 
     def summary(self) -> list[LeakageSummary]:
         return [victim.summary() for victim in self.victims]
@@ -293,7 +309,11 @@ class RunResult:
         raise KeyError(name)
 
     def to_dict(self) -> dict:
-        return {"run": self.facts.to_dict(), "victims": [victim.to_dict() for victim in self.victims]}
+        return {
+            "run": self.facts.to_dict(),
+            "victims": [victim.to_dict() for victim in self.victims],
+            "failures": [failure.to_dict() for failure in self.failures],
+        }
 
     def save(self, directory: str | Path, victims: bool = True) -> Path:
         """Each victim's data in its own folder (unless ``victims`` is False: the runner saves each one
@@ -307,9 +327,60 @@ class RunResult:
     @classmethod
     def load(cls, directory: str | Path) -> RunResult:
         directory = Path(directory)
-        values = _read_json(directory / RUN_FILE)
-        victims = [AuditResult.load(directory / victim["name"]) for victim in values["victims"]]
-        return cls(RunFacts.from_dict(values["run"]), victims)
+        path = directory / RUN_FILE
+        values = _read_json(path)
+        try:
+            names = [victim["name"] for victim in values["victims"]]
+            folders = [inside(directory, name) for name in names]
+            failures = [VictimFailure(**failure) for failure in values.get("failures", [])]
+            facts = RunFacts.from_dict(values["run"])
+        except (KeyError, TypeError, ValueError, AttributeError, AuditkitError) as error:
+            raise ResultError(f"{path}: missing or wrong field ({error})") from None
+        return cls(facts, [AuditResult.load(folder) for folder in folders], failures)
+
+
+# per_sample.csv columns a result needs, with the numpy kinds allowed (integer, float, bool)
+FRAME_COLUMNS = {
+    "sample": "iu",
+    "label": "iu",
+    "margin": "iuf",
+    "normalized_margin": "iuf",
+    "baseline_ssim": "iuf",
+    "ssim": "iuf",
+    "identified": "b",
+}
+ARRAYS = ("candidates", "train_images")
+
+
+def _read_frame(path: Path, candidates: int) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(path)
+    except FileNotFoundError:
+        raise ResultError(f"{path}: not found") from None
+    except (ValueError, UnicodeDecodeError) as error:  # pandas' parser errors are ValueErrors
+        raise ResultError(f"{path}: not a readable CSV ({error})") from None
+    for column, kinds in FRAME_COLUMNS.items():
+        if column not in frame:
+            raise ResultError(f"{path}: column '{column}' is missing")
+        if frame[column].dtype.kind not in kinds:
+            raise ResultError(f"{path}: column '{column}' has {frame[column].dtype} values")
+    if "candidate" in frame and not frame["candidate"].between(0, candidates - 1).all():
+        raise ResultError(f"{path}: column 'candidate' points outside the {candidates} saved candidates")
+    return frame
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            arrays = {key: stored[key] for key in stored.files}
+    except FileNotFoundError:
+        raise ResultError(f"{path}: not found") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise ResultError(f"{path}: not a readable NPZ archive ({error})") from None
+    for key in ARRAYS:
+        if key not in arrays or arrays[key].dtype.kind != "f":
+            raise ResultError(f"{path}: array '{key}' is missing or not floating point")
+    return arrays
 
 
 def _read_json(path: Path) -> dict:

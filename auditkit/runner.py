@@ -14,14 +14,15 @@ from auditkit.auditor import Auditor
 from auditkit.bounds import kappa_ssim, reconstruction_bounds
 from auditkit.cache import VictimCache, victim_key
 from auditkit.data import AuditData, load_data
-from auditkit.defense import plan_defenses, train_victim, untrained_victim
+from auditkit.defense import TrainingDiverged, plan_defenses, train_victim, untrained_victim
 from auditkit.dp import DPPlan
 from auditkit.environment import DTYPE_NOTES, describe_device, resolve_device, seed_everything, versions
-from auditkit.io import to_jsonable
+from auditkit.io import inside, to_jsonable
 from auditkit.kkt import KKTAttack
+from auditkit.outdir import exclusive_output
 from auditkit.progress import Progress
 from auditkit.report import headline, write_report
-from auditkit.results import RESULT_FILE, AuditResult, RunFacts, RunResult, VictimFacts
+from auditkit.results import RESULT_FILE, AuditResult, RunFacts, RunResult, VictimFacts, VictimFailure
 from auditkit.scenario import DefenseConfig, Scenario
 
 
@@ -32,10 +33,14 @@ def run_scenario(
 
     With resume, a victim whose folder holds a finished audit of the same settings is loaded, not attacked.
     """
-    progress = progress or Progress()
-    out = Path(out)
+    with exclusive_output(out) as out:
+        return _run(scenario, out, resume, progress or Progress())
+
+
+def _run(scenario: Scenario, out: Path, resume: bool, progress: Progress) -> RunResult:
     started = time.perf_counter()
     device = resolve_device(scenario.device)
+    cache = VictimCache()
     seed_everything(scenario.seed)
     data = load_data(scenario.data, scenario.seed)
     plans = plan_defenses(scenario, len(data.train_x))
@@ -46,14 +51,20 @@ def run_scenario(
         KKTAttack(scenario.attack), device=device, dtype=scenario.dtype, ssim_threshold=threshold, seed=scenario.seed
     )
     results: list[AuditResult] = []
+    failures: list[VictimFailure] = []
     for defense in scenario.defenses:
         fingerprint = audit_fingerprint(scenario, defense)
-        audit_dir = out / defense.name
+        audit_dir = inside(out, defense.name)
         if resume and _finished(audit_dir, fingerprint):
             progress.note(f"[{defense.name}] audit found in {audit_dir}: reused (--resume)")
             results.append(AuditResult.load(audit_dir))
             continue
-        model, victim = obtain_victim(scenario, defense, data, device, progress, plans.get(defense.name))
+        try:
+            model, victim = obtain_victim(scenario, defense, data, device, progress, plans.get(defense.name), cache)
+        except TrainingDiverged as error:  # one bad victim does not sink the comparison
+            progress.note(str(error))
+            failures.append(VictimFailure(defense.name, str(error)))
+            continue
         with progress.task(f"[{defense.name}] attack", auditor.attack.steps) as update:
             result = auditor.audit(model, data, name=defense.name, victim=victim, progress=update)
         result.fingerprint = fingerprint
@@ -64,7 +75,7 @@ def run_scenario(
         results.append(result)
 
     facts = run_facts(scenario, device)
-    run = RunResult(dataclasses.replace(facts, seconds=time.perf_counter() - started), results)
+    run = RunResult(dataclasses.replace(facts, seconds=time.perf_counter() - started), results, failures)
     run.save(out, victims=False)
     write_report(run, out, scenario.report.grid_size)
     return run
@@ -77,11 +88,15 @@ def obtain_victim(
     device: torch.device,
     progress: Progress,
     plan: DPPlan | None = None,
+    cache: VictimCache | None = None,
 ) -> tuple[torch.nn.Module, VictimFacts]:
     """The victim for one defense: from the cache when there, else trained and cached."""
-    cache, key = VictimCache(), victim_key(scenario, defense, device)
+    cache, key = cache or VictimCache(), victim_key(scenario, defense, device)
     model = untrained_victim(scenario, data)
     log = cache.load(key, model)
+    for problem in cache.rejected:
+        progress.note(f"[{defense.name}] {problem}")
+    cache.rejected.clear()
     if log is not None:
         progress.note(f"[{defense.name}] victim loaded from cache")
         return model.to(device), VictimFacts(defense.model_dump(), log, cached=True)

@@ -7,14 +7,19 @@ Every error names the field and what is allowed, in one line.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from auditkit.errors import ConfigError, first_error
+from auditkit.errors import STRICT, ConfigError, first_error
+from auditkit.io import SAFE_NAME, Name
 from auditkit.kkt import KKTConfig
+
+MAX_FILE_BYTES = 1_000_000  # a scenario or preset larger than this is refused before parsing
+MAX_EXTENDS_DEPTH = 8
 
 
 class ScenarioError(ConfigError):
@@ -22,7 +27,9 @@ class ScenarioError(ConfigError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """No unknown fields, no coercion (``true`` is not 1, "5" is not 5), no NaN or infinity."""
+
+    model_config = STRICT
 
 
 class DataConfig(_Strict):
@@ -31,10 +38,10 @@ class DataConfig(_Strict):
     task: Literal["parity", "digits"] = "parity"
     negative: list[int] | None = None
     positive: list[int] | None = None
-    n_per_class: int = Field(25, gt=0)
-    test_per_class: int = Field(250, ge=0)
-    image_size: int = Field(8, gt=1, description="toy_colors only")
-    noise: float = Field(0.1, ge=0, description="toy_colors only")
+    n_per_class: int = Field(25, gt=0, le=100_000)
+    test_per_class: int = Field(250, ge=0, le=100_000)
+    image_size: int = Field(8, gt=1, le=256, description="toy_colors only")
+    noise: float = Field(0.1, ge=0, le=10, description="toy_colors only")
 
     @model_validator(mode="after")
     def _digits_given(self) -> DataConfig:
@@ -51,38 +58,33 @@ class DataConfig(_Strict):
 class TrainingConfig(_Strict):
     optimizer: Literal["gd"] = "gd"
     loss: Literal["bce"] = "bce"
-    lr: float = Field(0.3, gt=0)
-    epochs: int = Field(6000, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
+    lr: float = Field(0.3, gt=0, le=1e3)
+    epochs: int = Field(6000, gt=0, le=100_000_000)
+    weight_decay: float = Field(0.0, ge=0, le=1e3)
     compile: bool | Literal["auto"] = Field(
         "auto", description="torch.compile the GD step; auto = on a GPU only (on a CPU it gains 2-3 %)"
     )
 
 
 class VictimConfig(_Strict):
-    hidden: list[int] = Field(default_factory=lambda: [500, 500], min_length=1)
+    hidden: list[Annotated[int, Field(gt=0, le=65_536)]] = Field(
+        default_factory=lambda: [500, 500], min_length=1, max_length=16
+    )
     bias: Literal["none", "first", "all"] = "none"
-    init_scale: float | None = Field(None, gt=0)
+    init_scale: float | None = Field(None, gt=0, le=10)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
-
-    @field_validator("hidden")
-    @classmethod
-    def _positive_widths(cls, widths: list[int]) -> list[int]:
-        if any(w <= 0 for w in widths):
-            raise ValueError("hidden widths must be positive integers")
-        return widths
 
 
 class DPConfig(_Strict):
     """DP-SGD with Opacus: give target_epsilon (sigma found by the accountant) or noise_multiplier."""
 
-    target_epsilon: float | None = Field(None, gt=0)
-    noise_multiplier: float | None = Field(None, ge=0)
-    delta: float = Field(1e-5, gt=0, lt=1)
-    max_grad_norm: float = Field(1.0, gt=0)
+    target_epsilon: float | None = Field(None, gt=0, le=1e4)
+    noise_multiplier: float | None = Field(None, ge=0, le=1e4)
+    delta: float = Field(1e-5, ge=1e-20, lt=1)
+    max_grad_norm: float = Field(1.0, gt=0, le=1e6)
     batch_size: int = Field(25, gt=0, description="expected Poisson batch size: sampling rate q = batch_size / n")
-    epochs: int = Field(100, gt=0)
-    lr: float = Field(0.5, gt=0)
+    epochs: int = Field(100, gt=0, le=1_000_000)
+    lr: float = Field(0.5, gt=0, le=1e3)
     accountant: Literal["rdp", "prv", "gdp"] = "rdp"
 
     @model_validator(mode="after")
@@ -93,7 +95,7 @@ class DPConfig(_Strict):
 
 
 class DefenseConfig(_Strict):
-    name: str
+    name: Name
     kind: Literal["none", "recipe", "dp_sgd"] = "none"
     description: str = ""
     training: dict[str, Any] = Field(default_factory=dict, description="overrides of victim.training")
@@ -114,13 +116,13 @@ class DefenseConfig(_Strict):
 
 class ReportConfig(_Strict):
     ssim_threshold: float = Field(0.4, gt=0, lt=1)
-    grid_size: int = Field(24, gt=0, description="reconstructions shown in the PNG grid")
+    grid_size: int = Field(24, gt=0, le=500, description="reconstructions shown in the PNG grid")
 
 
 class Scenario(_Strict):
-    name: str
+    name: Name
     description: str = ""
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["float32", "float64"] = "float32"
     data: DataConfig = Field(default_factory=DataConfig)
@@ -147,14 +149,36 @@ def available(folder: Path) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
 
 
+class _Loader(yaml.SafeLoader):
+    """``yaml.safe_load`` that refuses duplicate keys and reads ``1e-5`` as a number (YAML 1.1 needs ``1.0e-5``)."""
+
+    def construct_mapping(self, node, deep=False):
+        keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
+        duplicated = sorted({str(k) for k in keys if keys.count(k) > 1})
+        if duplicated:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key(s) {', '.join(duplicated)}", node.start_mark
+            )
+        return super().construct_mapping(node, deep=deep)
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)?\.?[0-9]*[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
 def read_yaml(path: Path, allow_empty: bool = False) -> dict:
     """A YAML mapping; an empty file is an error unless ``allow_empty`` (a preset that changes no default)."""
     if not path.is_file():
         raise ScenarioError(f"{path}: file not found")
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise ScenarioError(f"{path}: {path.stat().st_size} bytes, more than the {MAX_FILE_BYTES} a scenario may have")
     try:
-        content = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise ScenarioError(f"{path}: not valid YAML ({' '.join(str(error).split())})") from None
+        content = yaml.load(path.read_bytes(), Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as error:
+        raise ScenarioError(f"{path}: not valid YAML ({' '.join(str(error).split())[:300]})") from None
     if content is None:
         if allow_empty:
             return {}
@@ -179,7 +203,9 @@ def deep_merge(base: dict, override: dict) -> dict:
 
 def _preset(kind: str, name: Any, folder: Path, field: str) -> dict:
     if not isinstance(name, str):
-        raise ScenarioError(f"{field}: expected a preset name or a mapping, got {name!r}")
+        raise ScenarioError(f"{field}: expected a preset name or a mapping, got {_short(name)}")
+    if not re.fullmatch(SAFE_NAME, name):
+        raise ScenarioError(f"{field}: preset name {_short(name)} must match {SAFE_NAME}")
     path = folder / f"{name}.yaml"
     if not path.is_file():
         names = ", ".join(available(folder)) or "none found"
@@ -187,11 +213,20 @@ def _preset(kind: str, name: Any, folder: Path, field: str) -> dict:
     return read_yaml(path, allow_empty=True)
 
 
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _raw_scenario(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     raw = read_yaml(path)
     parent = raw.pop("extends", None)
     if parent is None:
         return raw
+    if not isinstance(parent, str) or not parent:
+        raise ScenarioError(f"{path}: extends: expected the name or path of a scenario, got {_short(parent)}")
+    if len(seen) >= MAX_EXTENDS_DEPTH:
+        raise ScenarioError(f"{path}: extends: more than {MAX_EXTENDS_DEPTH} levels of 'extends'")
     parent_path = (path.parent / parent).resolve()
     if parent_path.suffix != ".yaml":
         parent_path = parent_path.with_suffix(".yaml")
@@ -216,7 +251,7 @@ def resolve(raw: dict, dirs: dict[str, Path]) -> dict:
         resolved["attack"] = attack
     defenses = resolved.get("defenses", ["none"])
     if not isinstance(defenses, list):
-        raise ScenarioError(f"defenses: expected a list of preset names or mappings, got {defenses!r}")
+        raise ScenarioError(f"defenses: expected a list of preset names or mappings, got {_short(defenses)}")
     resolved_defenses = []
     for index, defense in enumerate(defenses):
         if isinstance(defense, dict):

@@ -16,7 +16,7 @@ from auditkit import KKTAttack
 from auditkit.bounds import dp_sgd_bound, gdp_bound
 from auditkit.dp import DPConfigError, accountant_epsilon, bounded, plan_dp, train_dp_sgd
 from auditkit.testing import assert_leaks, assert_leaks_at_most
-from auditkit.victims import build_mlp
+from auditkit.victims import build_mlp, logistic_loss
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -133,3 +133,43 @@ def test_small_epsilon_victim_leaks_nothing_identifiable_while_its_twin_does(sma
     assert_leaks(undefended, data, attack, at_least=16)
     private, _, _ = _dp_twin(small_victim, target_epsilon=1.0)
     assert_leaks_at_most(private, data, attack, at_most=0)
+
+
+def _tiny_dp(n: int, batch_size: int, epochs: int, sigma: float, clip: float, x: torch.Tensor, lr: float = 0.1):
+    plan = plan_dp(n, batch_size=batch_size, epochs=epochs, max_grad_norm=clip, delta=1e-3, noise_multiplier=sigma)
+    model = build_mlp(x.shape[1], [50], seed=0, dtype=torch.float64)
+    before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+    y = torch.tensor([1.0, -1.0] * (n // 2), dtype=torch.float64)
+    log = train_dp_sgd(model, x, y, plan, lr=lr, seed=0)
+    after = torch.cat([p.detach().flatten() for p in model.parameters()])
+    return plan, log, model, after - before
+
+
+def test_dp_victims_get_the_planned_noise_even_in_empty_batches():
+    """Zero inputs give zero gradients, so every step moves the weights by noise alone: after T steps
+    each weight moved N(0, T (lr sigma C / B)^2). At q = 1/4, n = 4, a third of the Poisson batches are
+    empty; skipping their noise would shrink the spread to about 0.83 of the plan."""
+    plan, log, _, moved = _tiny_dp(4, 1, 40, sigma=2.0, clip=0.5, x=torch.zeros(4, 5, dtype=torch.float64))
+    assert log.privacy.steps == plan.steps == 160
+    planned = plan.steps**0.5 * 0.1 * 2.0 * 0.5 / 1
+    assert 0.9 < float(moved.std()) / planned < 1.1
+
+
+def test_dp_sgd_without_noise_is_clipped_sgd():
+    """noise_multiplier 0 at q = 1 (every sample in the one batch): one step is
+    -lr * sum_i clip(g_i, C) / n, with per-sample gradients computed here by hand."""
+    n, clip, lr = 6, 0.01, 0.5
+    x = torch.randn(n, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    reference = build_mlp(5, [50], seed=0, dtype=torch.float64)
+    y = torch.tensor([1.0, -1.0] * (n // 2), dtype=torch.float64)
+    clipped = []
+    for i in range(n):
+        grads = torch.autograd.grad(
+            logistic_loss(reference(x[i : i + 1]).squeeze(-1), y[i : i + 1]), list(reference.parameters())
+        )
+        flat = torch.cat([g.flatten() for g in grads])
+        assert flat.norm() > 10 * clip  # the clipping is active
+        clipped.append(flat * min(1.0, clip / float(flat.norm())))
+    expected = -lr * torch.stack(clipped).sum(0) / n
+    _, _, _, moved = _tiny_dp(n, n, 1, sigma=0.0, clip=clip, x=x, lr=lr)
+    torch.testing.assert_close(moved, expected, rtol=1e-3, atol=1e-12)

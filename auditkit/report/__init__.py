@@ -16,7 +16,7 @@ __all__ = ["comparison", "headline", "write_report"]
 def write_report(run: RunResult, out: str | Path, grid_size: int = 24) -> Path:
     """Write comparison.csv, VICTIM/reconstructions.png, ssim_vs_margin.png and report.html into ``out``."""
     out = Path(out)
-    table = comparison(run.victims)
+    table = comparison(run.victims, run.failures)
     write_text(out / "comparison.csv", table.to_csv(index=False))
     figures = {"ssim_vs_margin": ssim_vs_margin(run.victims)}
     for result in run.victims:

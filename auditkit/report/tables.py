@@ -6,10 +6,11 @@ import math
 
 import pandas as pd
 
-from auditkit.results import AuditResult
+from auditkit.results import AuditResult, VictimFailure
 
 COMPARISON_COLUMNS = [
     "defense",
+    "status",
     "epsilon",
     "delta",
     "test_accuracy",
@@ -27,8 +28,9 @@ COMPARISON_COLUMNS = [
 ]
 
 
-def comparison(results: list[AuditResult]) -> pd.DataFrame:
-    """One row per victim: utility beside leakage (and the DP ceiling where there is one)."""
+def comparison(results: list[AuditResult], failures: list[VictimFailure] = ()) -> pd.DataFrame:
+    """One row per victim: utility beside leakage (and the DP ceiling where there is one); a failed
+    victim keeps its row, with the reason as its status."""
     rows = []
     for result in results:
         summary = result.summary().to_dict()
@@ -38,6 +40,7 @@ def comparison(results: list[AuditResult]) -> pd.DataFrame:
             {
                 **{key: summary.get(key) for key in COMPARISON_COLUMNS},
                 "defense": result.name,
+                "status": f"attack failed: {summary['warning']}" if summary["warning"] else "audited",
                 "epsilon": privacy.epsilon if privacy else None,
                 "delta": privacy.delta if privacy else None,
                 "test_accuracy": training.test_accuracy if training else None,
@@ -46,6 +49,7 @@ def comparison(results: list[AuditResult]) -> pd.DataFrame:
                 "bound_ssim": result.bounds.ssim.bound if result.bounds else None,
             }
         )
+    rows += [{"defense": failure.name, "status": f"failed: {failure.reason}"} for failure in failures]
     return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
 
 
