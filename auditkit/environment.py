@@ -31,9 +31,16 @@ def resolve_device(device: str | torch.device) -> torch.device:
     """ "auto" is CUDA when present, else the CPU; "cuda" without a GPU is an error, not a silent fallback."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device: {device!r} is not a device; allowed: auto, cpu, cuda, cuda:N") from None
+    if resolved.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device: {device!r} is not supported; allowed: auto, cpu, cuda, cuda:N")
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device: 'cuda' was asked for but no CUDA GPU is available; use 'auto' or 'cpu'")
+        raise ConfigError(f"device: {str(device)!r} was asked for but no CUDA GPU is available; use 'auto' or 'cpu'")
+    if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(f"device: {str(device)!r} does not exist ({torch.cuda.device_count()} GPU(s) found)")
     return resolved
 
 

@@ -1,0 +1,527 @@
+"""Malformed input of every kind a user (or a hostile file) brings: each gets exit code 2 and one line
+naming the file or field, never a traceback, never a write outside --out, never a finished file lost.
+
+Driven in-process through click's CliRunner (and the Python API), so the module stays fast.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from auditkit import AuditkitError, Auditor, KKTAttack, load_scenario, run_scenario
+from auditkit.cli import main
+from auditkit.progress import Progress
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE = """name: base
+device: cpu
+data: {dataset: toy_colors, n_per_class: 5, test_per_class: 20, image_size: 4}
+victim: {hidden: [16], training: {epochs: 50}}
+defenses: [none]
+attack: {steps: 10, restarts: 1, log_every: 5}
+"""
+ALONE = BASE.replace("defenses: [none]", "defenses: [{name: none}]")  # needs no preset folder
+
+
+def _dp(settings: str) -> str:
+    return f"extends: base\ndefenses: [{{name: d, kind: dp_sgd, dp: {{{settings}}}}}]\n"
+
+
+SCENARIOS = [
+    # files that are not a scenario mapping
+    ("", "case.yaml: the file is empty"),
+    ("# only a comment\n", "case.yaml: the file is empty"),
+    ("- a\n- b\n", "case.yaml: expected a mapping of fields, got list"),
+    ("hello\n", "case.yaml: expected a mapping of fields, got str"),
+    ("name: [unclosed\n", "case.yaml: not valid YAML"),
+    ("a:\n\t- b\n", "case.yaml: not valid YAML"),
+    ("extends: base\nseed: 1\nseed: 2\n", "duplicate key(s) seed"),
+    ("extends: base\nattack: {steps: 1, steps: 2}\n", "duplicate key(s) steps"),
+    ("&a [*a]\n", "case.yaml:"),
+    ("!!python/object/apply:os.system ['echo pwned']\n", "case.yaml: not valid YAML"),
+    # extends
+    ("extends: 5\n", "extends: expected the name or path of a scenario, got 5"),
+    ("extends: [base]\n", "extends: expected the name or path of a scenario"),
+    ("extends: ''\n", "extends: expected the name or path of a scenario"),
+    ("extends: nowhere\n", "extends: scenario 'nowhere' not found"),
+    ("extends: case\n", "extends: 'case' is circular"),
+    # names that would become paths
+    ("extends: base\nname: ../../x\n", "name: String should match pattern"),
+    ("extends: base\nname: a/b\n", "name: String should match pattern"),
+    ("extends: base\nname: ''\n", "name: String should match pattern"),
+    ("extends: base\nname: .hidden\n", "name: String should match pattern"),
+    ("extends: base\nname: 123\n", "name: Input should be a valid string"),
+    ("extends: base\nname: " + "x" * 80 + "\n", "name: String should match pattern"),
+    ("extends: base\ndefenses: [{name: ../escape, kind: none}]\n", "defenses.0.name: String should match pattern"),
+    ("extends: base\ndefenses: [{name: /abs, kind: none}]\n", "defenses.0.name: String should match pattern"),
+    ("extends: base\ndefenses: [../none]\n", "defenses.0: preset name '../none' must match"),
+    ("extends: base\ndefenses: [{preset: ../../none}]\n", "defenses.0.preset: preset name '../../none' must match"),
+    ("extends: base\nattack: ../attacks/kkt_quick\n", "attack: preset name '../attacks/kkt_quick' must match"),
+    # defenses
+    ("extends: base\ndefenses: none\n", "defenses: expected a list of preset names or mappings"),
+    ("extends: base\ndefenses: []\n", "defenses: List should have at least 1 item"),
+    ("extends: base\ndefenses: [none, none]\n", "defenses: defense names must be unique"),
+    ("extends: base\ndefenses: [42]\n", "defenses.0: expected a preset name or a mapping, got 42"),
+    ("extends: base\ndefenses: [dp_eps0]\n", "defenses.0: unknown defense preset 'dp_eps0'"),
+    ("extends: base\ndefenses: [{name: x, kind: recipe, training: {weight_dacay: 1}}]\n", "defenses.0.training"),
+    ("extends: base\ndefenses: [{name: x, kind: dp_sgd}]\n", "defenses.0: kind 'dp_sgd' needs a 'dp' mapping"),
+    ("extends: base\ndefenses: [{name: x, dp: {target_epsilon: 1}}]\n", "defenses.0: kind 'dp_sgd' needs a 'dp'"),
+    ("extends: base\ndefenses: [{name: x, kind: shield}]\n", "defenses.0.kind: Input should be"),
+    # the attack
+    ("extends: base\nattack: kkt_nope\n", "attack: unknown attack preset 'kkt_nope'; allowed: kkt_paper, kkt_quick"),
+    ("extends: base\nattack: 5\n", "attack: expected a preset name or a mapping, got 5"),
+    ("extends: base\nattack: {preset: nope}\n", "attack.preset: unknown attack preset 'nope'"),
+    ("extends: base\nattack: {steps: -1}\n", "attack.steps: Input should be greater than or equal to 0"),
+    ("extends: base\nattack: {steps: true}\n", "attack.steps: Input should be a valid integer"),
+    ("extends: base\nattack: {steps: '100'}\n", "attack.steps: Input should be a valid integer"),
+    ("extends: base\nattack: {steps: 1.5}\n", "attack.steps: Input should be a valid integer"),
+    ("extends: base\nattack: {steps: 1e12}\n", "attack.steps: Input should be a valid integer"),
+    ("extends: base\nattack: {restarts: 0}\n", "attack.restarts: Input should be greater than 0"),
+    ("extends: base\nattack: {restarts: 100000}\n", "attack.restarts: Input should be less than or equal to 1024"),
+    ("extends: base\nattack: {optimizer: lbfgs}\n", "attack.optimizer: Input should be 'adam' or 'sgd'"),
+    ("extends: base\nattack: {lr_x: .nan}\n", "attack.lr_x: Input should be a finite number"),
+    ("extends: base\nattack: {lr_x: .inf}\n", "attack.lr_x: Input should be a finite number"),
+    ("extends: base\nattack: {lr_x: 0}\n", "attack.lr_x: Input should be greater than 0"),
+    ("extends: base\nattack: {alpha: -1}\n", "attack.alpha: Input should be greater than 0"),
+    (
+        "extends: base\nattack: {search_ranges: {alpha: [1]}}\n",
+        "attack.search_ranges.alpha: List should have at least 2",
+    ),
+    ("extends: base\nattack: {search_ranges: {alpha: [5, 1]}}\n", "attack.search_ranges: alpha: expected 0 < low"),
+    ("extends: base\nattack: {search_ranges: {beta: [1, 2]}}\n", "attack.search_ranges.beta"),
+    ("extends: base\nattack: {search_ranges: [1, 2]}\n", "attack.search_ranges: Input should be a valid dictionary"),
+    ("extends: base\nattack: {select: best}\n", "attack.select: Input should be 'kkt_residual', 'kkt_loss'"),
+    ("extends: base\nattack: {early_stop_keep: 0}\n", "attack.early_stop_keep: Input should be greater than 0"),
+    ("extends: base\nattack: {early_stop_keep: 2}\n", "attack.early_stop_keep: Input should be less than or equal"),
+    ("extends: base\nattack: {momentum: 1}\n", "attack.momentum: Input should be less than 1"),
+    ("extends: base\nattack: {prior: none}\n", "attack.prior: Input should be 'tight' or 'box'"),
+    ("extends: base\nattack: {stpes: 10}\n", "attack.stpes: unknown field"),
+    ("extends: base\nattack: {candidates_per_sample: 100000}\n", "attack.candidates_per_sample: Input should be less"),
+    ("extends: base\nattack: {alpha_relative: 'yes'}\n", "attack.alpha_relative: Input should be a valid boolean"),
+    # data
+    ("extends: base\ndata: {dataset: cifar}\n", "data.dataset: Input should be 'mnist' or 'toy_colors'"),
+    ("extends: base\ndata: {n_per_class: 0}\n", "data.n_per_class: Input should be greater than 0"),
+    ("extends: base\ndata: {n_per_class: -3}\n", "data.n_per_class: Input should be greater than 0"),
+    ("extends: base\ndata: {n_per_class: true}\n", "data.n_per_class: Input should be a valid integer"),
+    ("extends: base\ndata: {n_per_class: 1e9}\n", "data.n_per_class: Input should be a valid integer"),
+    ("extends: base\ndata: {n_per_class: many}\n", "data.n_per_class: Input should be a valid integer"),
+    ("extends: base\ndata: {dataset: mnist, task: digits, negative: [3]}\n", "data: task 'digits' needs both"),
+    ("extends: base\ndata: {dataset: mnist, task: digits, negative: [3], positive: [3]}\n", "lists overlap"),
+    ("extends: base\ndata: {dataset: mnist, task: digits, negative: [11], positive: [1]}\n", "between 0 and 9"),
+    ("extends: base\ndata: {dataset: mnist, n_per_class: 4000}\n", "data.n_per_class + data.test_per_class = 4020"),
+    ("extends: base\ndata: {dataset: mnist, path: /nonexistent/mnist}\n", "missing MNIST file /nonexistent/mnist/"),
+    ("extends: base\ndata: {noise: -1}\n", "data.noise: Input should be greater than or equal to 0"),
+    ("extends: base\ndata: {image_size: 1}\n", "data.image_size: Input should be greater than 1"),
+    ("extends: base\ndata: {image_size: 100000}\n", "data.image_size: Input should be less than or equal"),
+    ("extends: base\ndata: [1, 2]\n", "data: Input should be a valid dictionary"),
+    # the victim
+    ("extends: base\nvictim: {hidden: []}\n", "victim.hidden: List should have at least 1 item"),
+    ("extends: base\nvictim: {hidden: [0]}\n", "victim.hidden.0: Input should be greater than 0"),
+    ("extends: base\nvictim: {hidden: [-5]}\n", "victim.hidden.0: Input should be greater than 0"),
+    ("extends: base\nvictim: {hidden: [1000000000]}\n", "victim.hidden.0: Input should be less than or equal"),
+    ("extends: base\nvictim: {hidden: 500}\n", "victim.hidden: Input should be a valid list"),
+    ("extends: base\nvictim: {hidden: [true]}\n", "victim.hidden.0: Input should be a valid integer"),
+    ("extends: base\nvictim: {bias: yes}\n", "victim.bias: Input should be 'none', 'first' or 'all'"),
+    ("extends: base\nvictim: {init_scale: 0}\n", "victim.init_scale: Input should be greater than 0"),
+    ("extends: base\nvictim: {training: {epochs: true}}\n", "victim.training.epochs: Input should be a valid integer"),
+    ("extends: base\nvictim: {training: {epochs: 0}}\n", "victim.training.epochs: Input should be greater than 0"),
+    ("extends: base\nvictim: {training: {lr: -1}}\n", "victim.training.lr: Input should be greater than 0"),
+    ("extends: base\nvictim: {training: {optimizer: adam}}\n", "victim.training.optimizer: Input should be 'gd'"),
+    ("extends: base\nvictim: {training: {compile: maybe}}\n", "victim.training.compile"),
+    ("extends: base\nvictim: {training: {weight_decay: x}}\n", "victim.training.weight_decay: Input should be a valid"),
+    ("extends: base\nvictim: {depth: 3}\n", "victim.depth: unknown field"),
+    # DP settings
+    (
+        "extends: base\ndefenses: [{name: d, kind: dp_sgd, dp: {target_epsilon: -1}}]\n",
+        "dp.target_epsilon: Input should be greater than 0",
+    ),
+    (
+        "extends: base\ndefenses: [{name: d, kind: dp_sgd, dp: {target_epsilon: 1e300}}]\n",
+        "dp.target_epsilon: Input should be less than or equal to 10000",
+    ),
+    (
+        "extends: base\ndefenses: [{name: d, kind: dp_sgd, dp: {target_epsilon: .inf}}]\n",
+        "dp.target_epsilon: Input should be a finite number",
+    ),
+    (
+        "extends: base\ndefenses: [{name: d, kind: dp_sgd, dp: {target_epsilon: 8, delta: 1.5}}]\n",
+        "dp.delta: Input should be less than 1",
+    ),
+    (
+        "extends: base\ndefenses: [{name: d, kind: dp_sgd, dp: {target_epsilon: 8, delta: 0}}]\n",
+        "dp.delta: Input should be greater than or equal to",
+    ),
+    (
+        "extends: base\ndefenses: [{name: d, kind: dp_sgd, dp: {target_epsilon: 8, delta: 1e-300}}]\n",
+        "dp.delta: Input should be greater than or equal to",
+    ),
+    (
+        "extends: base\ndefenses: [{name: d, kind: dp_sgd, dp: {target_epsilon: 8, noise_multiplier: 1}}]\n",
+        "give exactly one of",
+    ),
+    (_dp("batch_size: 5"), "give exactly one of"),
+    (
+        "extends: base\ndefenses: [{name: d, kind: dp_sgd, dp: {target_epsilon: 8, batch_size: 500}}]\n",
+        "defenses.0.dp.batch_size: 500 is larger than the 10",
+    ),
+    (
+        "extends: base\ndefenses: [{name: d, kind: dp_sgd, dp: {target_epsilon: 1.0e-9, batch_size: 5}}]\n",
+        "defenses.0.dp.target_epsilon: 1e-09 cannot be reached",
+    ),
+    (
+        "extends: base\ndefenses: [{name: d, kind: dp_sgd, dp: {target_epsilon: 8, accountant: foo}}]\n",
+        "dp.accountant: Input should be 'rdp', 'prv' or 'gdp'",
+    ),
+    (
+        "extends: base\ndefenses: [{name: d, kind: dp_sgd, dp: {target_epsilon: 8, max_grad_norm: 0}}]\n",
+        "dp.max_grad_norm: Input should be greater than 0",
+    ),
+    (
+        "extends: base\ndefenses: [{name: d, kind: dp_sgd, dp: {noise_multiplier: -1}}]\n",
+        "dp.noise_multiplier: Input should be greater than or equal to 0",
+    ),
+    (
+        "extends: base\ndefenses: [{name: d, kind: dp_sgd, dp: {noise_multiplier: 1e300}}]\n",
+        "dp.noise_multiplier: Input should be less than or equal",
+    ),
+    (
+        "extends: base\ndefenses: [{name: d, kind: dp_sgd, dp: {target_epsilon: true}}]\n",
+        "dp.target_epsilon: Input should be a valid number",
+    ),
+    # the rest of the scenario
+    ("extends: base\nseed: -1\n", "seed: Input should be greater than or equal to 0"),
+    ("extends: base\nseed: 1.5\n", "seed: Input should be a valid integer"),
+    ("extends: base\nseed: 1099511627776\n", "seed: Input should be less than or equal to 4294967295"),
+    ("extends: base\ndevice: tpu\n", "device: Input should be 'auto', 'cpu' or 'cuda'"),
+    ("extends: base\ndtype: float16\n", "dtype: Input should be 'float32' or 'float64'"),
+    ("extends: base\nreport: {ssim_threshold: 1.5}\n", "report.ssim_threshold: Input should be less than 1"),
+    ("extends: base\nreport: {grid_size: 0}\n", "report.grid_size: Input should be greater than 0"),
+    ("extends: base\ncolour: red\n", "colour: unknown field"),
+    ("extends: base\ndescription: [1, 2]\n", "description: Input should be a valid string"),
+]
+
+
+@pytest.fixture
+def project(tmp_path):
+    for folder in ("attacks", "defenses", "scenarios"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    (tmp_path / "scenarios" / "base.yaml").write_text(BASE)
+    return tmp_path
+
+
+def _one_line_error(result, *expected: str) -> None:
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    assert "Traceback" not in result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    for text in expected:
+        assert text in lines[0], (text, lines[0])
+
+
+def _files(root: Path) -> set[Path]:
+    return {path for path in root.rglob("*") if path.is_file()}
+
+
+@pytest.mark.parametrize("text, expected", SCENARIOS, ids=range(len(SCENARIOS)))
+def test_bad_scenarios_get_one_line_naming_the_field(project, text, expected):
+    path = project / "scenarios" / "case.yaml"
+    path.write_text(text)
+    before = _files(project)
+    _one_line_error(CliRunner().invoke(main, ["validate", str(path)]), expected)
+    out = project / "out"
+    _one_line_error(CliRunner().invoke(main, ["run", str(path), "--out", str(out)]), expected)
+    written = _files(project) - before
+    assert all(out in path.parents for path in written), written  # nothing outside --out
+
+
+def test_oversized_binary_and_deep_files_are_refused(project):
+    scenarios = project / "scenarios"
+    (scenarios / "case.yaml").write_bytes(b"seed: 1\n" + b"#" * 2_000_000 + b"\n")
+    _one_line_error(CliRunner().invoke(main, ["validate", str(scenarios / "case.yaml")]), "more than the 1000000")
+    (scenarios / "case.yaml").write_bytes(b"\xff\xfe\x00garbage\x80\x81")
+    _one_line_error(CliRunner().invoke(main, ["validate", str(scenarios / "case.yaml")]), "case.yaml: ")
+    for level in range(12):
+        (scenarios / f"deep{level}.yaml").write_text(f"extends: deep{level + 1}\n" if level < 11 else BASE)
+    _one_line_error(CliRunner().invoke(main, ["validate", str(scenarios / "deep0.yaml")]), "levels of 'extends'")
+
+
+@pytest.mark.parametrize(
+    "preset, text, expected",
+    [
+        ("defenses/broken.yaml", "- a list\n", "broken.yaml: expected a mapping of fields"),
+        ("defenses/broken.yaml", "kind: [unclosed\n", "broken.yaml: not valid YAML"),
+        ("defenses/broken.yaml", "kind: none\nkind: recipe\n", "duplicate key(s) kind"),
+        ("defenses/broken.yaml", "kind: recipe\ntraining: {lr: true}\n", "defenses.0.training"),
+        ("attacks/broken.yaml", "stpes: 10\n", "attack.stpes: unknown field"),
+        ("attacks/broken.yaml", "steps: [1]\n", "attack.steps: Input should be a valid integer"),
+    ],
+)
+def test_bad_preset_files_are_named(project, preset, text, expected):
+    (project / preset).write_text(text)
+    kind = "defenses: [broken]" if preset.startswith("defenses") else "attack: broken"
+    path = project / "scenarios" / "case.yaml"
+    path.write_text(f"extends: base\n{kind}\n")
+    _one_line_error(CliRunner().invoke(main, ["validate", str(path)]), expected)
+
+
+def _idx(magic: bytes, shape: tuple[int, ...], payload: bytes) -> bytes:
+    return magic + b"".join(size.to_bytes(4, "big") for size in shape) + payload
+
+
+@pytest.mark.parametrize(
+    "images, expected",
+    [
+        (b"", "train-images-idx3-ubyte: not an unsigned-byte IDX file"),
+        (b"PK\x03\x04 not idx", "not an unsigned-byte IDX file"),
+        (_idx(b"\x00\x00\x08\x03", (10, 28, 28), b"\x00" * 100), "header says (10, 28, 28) (7840 bytes) but 100"),
+        (_idx(b"\x00\x00\x0d\x03", (1, 28, 28), b"\x00" * 784), "not an unsigned-byte IDX file"),
+        (_idx(b"\x00\x00\x08\x02", (1, 784), b"\x00" * 784), "are not MNIST's"),
+        (gzip.compress(b"\x00\x00\x08\x03")[:-6], "cannot be read"),
+    ],
+)
+def test_broken_idx_files_are_named(project, images, expected):
+    folder = project / "mnist"
+    folder.mkdir()
+    name = "train-images-idx3-ubyte.gz" if images.startswith(b"\x1f\x8b") else "train-images-idx3-ubyte"
+    (folder / name).write_bytes(images)
+    (folder / "train-labels-idx1-ubyte").write_bytes(_idx(b"\x00\x00\x08\x01", (1,), b"\x03"))
+    path = project / "scenarios" / "case.yaml"
+    path.write_text(f"extends: base\ndata: {{dataset: mnist, path: {folder}}}\n")
+    _one_line_error(CliRunner().invoke(main, ["validate", str(path)]), expected)
+
+
+def test_bad_command_line_arguments(project, tmp_path):
+    base = str(project / "scenarios" / "base.yaml")
+    _one_line_error(CliRunner().invoke(main, ["run", str(project / "nope.yaml")]), "nope.yaml: file not found")
+    _one_line_error(CliRunner().invoke(main, ["run", str(project / "scenarios")]), "scenarios: file not found")
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    _one_line_error(CliRunner().invoke(main, ["run", base, "--out", str(blocker / "out")]), "output folder", "a_file")
+    _one_line_error(CliRunner().invoke(main, ["run", base, "--out", str(blocker)]), "output folder", "a_file")
+    _one_line_error(CliRunner().invoke(main, ["run", base, "--seed", "-1", "--out", str(tmp_path / "o")]), "seed:")
+    if not torch.cuda.is_available():
+        cuda = CliRunner().invoke(main, ["run", base, "--device", "cuda", "--out", str(tmp_path / "o")])
+        _one_line_error(cuda, "device: 'cuda' was asked for but no CUDA GPU is available")
+    for args in (["run", base, "--device", "tpu"], ["run", base, "--seed", "x"], ["report", str(tmp_path / "nope")]):
+        result = CliRunner().invoke(main, args)  # click's own usage errors: exit 2, the argument named
+        assert result.exit_code == 2 and "Traceback" not in result.output and "Error:" in result.output
+
+
+def test_a_read_only_cache_fails_before_any_training(project, tmp_path, monkeypatch):
+    blocker = tmp_path / "cache_file"
+    blocker.write_text("")
+    monkeypatch.setenv("AUDITKIT_CACHE", str(blocker))
+    result = CliRunner().invoke(main, ["run", str(project / "scenarios" / "base.yaml"), "--out", str(tmp_path / "o")])
+    _one_line_error(result, "victim cache", "not writable")
+    assert not (tmp_path / "o" / "none").exists()
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A finished run with two victims, copied per test before it is damaged."""
+    root = tmp_path_factory.mktemp("finished")
+    (root / "base.yaml").write_text(ALONE.replace("[{name: none}]", "[{name: a}, {name: b}]"))
+    run_scenario(load_scenario(root / "base.yaml"), root / "out", progress=Progress(enabled=False))
+    return root / "out"
+
+
+def _object_npz() -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, candidates=np.array([{"x": 1}], dtype=object), train_images=np.zeros((1, 3, 4, 4)))
+    return buffer.getvalue()
+
+
+def _edit_json(path: Path, change) -> bytes:
+    values = json.loads(path.read_text())
+    change(values)
+    return json.dumps(values).encode()
+
+
+DAMAGE = [
+    ("summary.json", None, "summary.json: not found"),
+    ("summary.json", b"", "summary.json: not valid JSON"),
+    ("summary.json", b'{"run": {"seed"', "summary.json: not valid JSON"),
+    ("summary.json", b"[1, 2]", "summary.json: expected a JSON object, got list"),
+    ("summary.json", b"\xff\xfe\x00\x01", "summary.json: not valid JSON"),
+    ("summary.json", lambda v: v.pop("victims"), "summary.json: missing or wrong field"),
+    ("summary.json", lambda v: v.pop("run"), "summary.json: missing or wrong field"),
+    ("summary.json", lambda v: v["victims"][0].update(name="../../etc"), "summary.json: missing or wrong field"),
+    ("summary.json", lambda v: v["victims"][0].update(name=5), "summary.json: missing or wrong field"),
+    ("summary.json", lambda v: v["victims"][0].update(name="gone"), "gone/result.json: not found"),
+    ("summary.json", lambda v: v["run"].pop("versions"), "summary.json: missing or wrong field"),
+    ("summary.json", lambda v: v.update(failures=[{"nom": 1}]), "summary.json: missing or wrong field"),
+    ("a/result.json", None, "a/result.json: not found"),
+    ("a/result.json", b'{"name": "a", "att', "a/result.json: not valid JSON"),
+    ("a/result.json", lambda v: v.pop("attack"), "a/result.json: missing or wrong field"),
+    ("a/result.json", lambda v: v["attack"].update(restart_scores="high"), "a/result.json: missing or wrong field"),
+    ("a/result.json", lambda v: v["attack"].pop("final_loss"), "a/result.json: missing or wrong field"),
+    ("a/result.json", lambda v: v.update(ssim_threshold="high"), "a/result.json: missing or wrong field"),
+    ("a/result.json", lambda v: v["victim"].update(training=None), "a/result.json: missing or wrong field"),
+    ("b/per_sample.csv", None, "b/per_sample.csv: not found"),
+    ("b/per_sample.csv", b"", "b/per_sample.csv: not a readable CSV"),
+    ("b/per_sample.csv", b"sample,label\n0,1\n", "b/per_sample.csv: column 'margin' is missing"),
+    ("b/per_sample.csv", b"\x00\x01\x02\xff\xfe", "b/per_sample.csv"),
+    ("b/reconstructions.npz", None, "b/reconstructions.npz: not found"),
+    ("b/reconstructions.npz", b"not a zip archive", "b/reconstructions.npz: not a readable NPZ archive"),
+    ("b/reconstructions.npz", _object_npz(), "b/reconstructions.npz: not a readable NPZ archive"),
+]
+
+
+def _csv_edit(column: str, value) -> bytes:
+    def change(path: Path) -> bytes:
+        import pandas as pd
+
+        frame = pd.read_csv(path)
+        if value is None:
+            frame = frame.drop(columns=column)
+        else:
+            frame[column] = value
+        return frame.to_csv(index=False).encode()
+
+    return change
+
+
+CSV_DAMAGE = [
+    ("ssim", None, "column 'ssim' is missing"),
+    ("identified", "maybe", "column 'identified' has "),
+    ("label", 0.5, "column 'label' has float64 values"),
+    ("candidate", 10**6, "column 'candidate' points outside"),
+    ("candidate", -1, "column 'candidate' points outside"),
+]
+
+
+def _damage_cases():
+    cases = [(name, content, expected) for name, content, expected in DAMAGE]
+    cases += [("a/per_sample.csv", _csv_edit(column, value), expected) for column, value, expected in CSV_DAMAGE]
+    return cases
+
+
+@pytest.mark.parametrize("name, content, expected", _damage_cases(), ids=range(len(_damage_cases())))
+def test_report_on_a_damaged_run_names_the_file(finished_run, tmp_path, name, content, expected):
+    out = tmp_path / "out"
+    shutil.copytree(finished_run, out)
+    target = out / name
+    if content is None:
+        target.unlink()
+    elif callable(content):
+        target.write_bytes(content(target) if name.endswith(".csv") else _edit_json(target, content))
+    else:
+        target.write_bytes(content)
+    before = {path: path.read_bytes() for path in _files(out)}
+    _one_line_error(CliRunner().invoke(main, ["report", str(out)]), expected)
+    assert {path: path.read_bytes() for path in _files(out)} == before  # nothing lost or half-rewritten
+
+
+def test_report_of_the_intact_run_works(finished_run, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(finished_run, out)
+    result = CliRunner().invoke(main, ["report", str(out)])
+    assert result.exit_code == 0, result.output
+
+
+class _Payload:
+    def __reduce__(self):
+        return (print, ("code executed from a payload",))
+
+
+CACHE_DAMAGE = {
+    "garbage weights": lambda weights, log: weights.write_bytes(b"\x00garbage"),
+    "truncated weights": lambda weights, log: weights.write_bytes(weights.read_bytes()[:100]),
+    "a pickle payload": lambda weights, log: weights.write_bytes(pickle.dumps(_Payload())),
+    "wrong checksum": lambda weights, log: log.write_text(
+        log.read_text().replace('"weights_sha256": "', '"weights_sha256": "0')
+    ),
+    "broken log": lambda weights, log: log.write_text("{not json"),
+    "empty log": lambda weights, log: log.write_text(""),
+}
+
+
+@pytest.mark.parametrize("damage", CACHE_DAMAGE, ids=list(CACHE_DAMAGE))
+def test_a_damaged_cache_entry_is_retrained(tmp_path, monkeypatch, capsys, damage):
+    monkeypatch.setenv("AUDITKIT_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "base.yaml").write_text(ALONE)
+    scenario = load_scenario(tmp_path / "base.yaml")
+    first = run_scenario(scenario, tmp_path / "a", progress=Progress(enabled=False))
+    [weights] = (tmp_path / "cache" / "victims").glob("*.pt")
+    CACHE_DAMAGE[damage](weights, weights.with_suffix(".json"))
+    second = run_scenario(scenario, tmp_path / "b", progress=Progress(stream=io.StringIO()))
+    assert not second["none"].victim.cached
+    assert "code executed" not in capsys.readouterr().out
+    np.testing.assert_array_equal(first["none"].candidates, second["none"].candidates)
+    third = run_scenario(scenario, tmp_path / "c", progress=Progress(enabled=False))
+    assert third["none"].victim.cached  # the entry was replaced by a good one
+
+
+def test_nan_weights_with_a_matching_checksum_are_retrained(tmp_path, monkeypatch):
+    import hashlib
+
+    monkeypatch.setenv("AUDITKIT_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "base.yaml").write_text(ALONE)
+    scenario = load_scenario(tmp_path / "base.yaml")
+    run_scenario(scenario, tmp_path / "a", progress=Progress(enabled=False))
+    [weights] = (tmp_path / "cache" / "victims").glob("*.pt")
+    state = torch.load(weights, weights_only=True)
+    torch.save({k: torch.full_like(v, float("nan")) for k, v in state.items()}, weights)
+    log = weights.with_suffix(".json")
+    entry = json.loads(log.read_text())
+    entry["weights_sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest()
+    log.write_text(json.dumps(entry))
+    again = run_scenario(scenario, tmp_path / "b", progress=Progress(enabled=False))
+    assert not again["none"].victim.cached
+
+
+def test_a_diverging_victim_is_reported_and_the_others_complete(tmp_path, monkeypatch):
+    monkeypatch.setenv("AUDITKIT_CACHE", str(tmp_path / "cache"))
+    text = ALONE.replace("[{name: none}]", "[{name: none}, {name: wild, kind: recipe, training: {lr: 1000.0}}]")
+    (tmp_path / "base.yaml").write_text(text.replace("hidden: [16]", "hidden: [16], init_scale: 5.0"))
+    run = run_scenario(load_scenario(tmp_path / "base.yaml"), tmp_path / "out", progress=Progress(enabled=False))
+    assert [r.name for r in run.victims] == ["none"] and [f.name for f in run.failures] == ["wild"]
+    assert "training diverged" in run.failures[0].reason
+    table = (tmp_path / "out" / "comparison.csv").read_text()
+    assert "failed: [wild] training diverged" in table
+    assert len(list((tmp_path / "cache" / "victims").glob("*.pt"))) == 1  # the NaN victim was not cached
+
+
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        (lambda: KKTAttack(steps=-1), "attack.steps"),
+        (lambda: KKTAttack(steps=True), "attack.steps: Input should be a valid integer"),
+        (lambda: KKTAttack(optimizer="lbfgs"), "attack.optimizer"),
+        (lambda: KKTAttack(restarts=0), "attack.restarts"),
+        (lambda: KKTAttack(lr_x=float("nan")), "attack.lr_x: Input should be a finite number"),
+        (lambda: KKTAttack(select="oracle"), "attack.select"),
+        (lambda: KKTAttack(alpah=3), "attack.alpah: unknown field"),
+        (lambda: Auditor(device="tpu"), "tpu"),
+        (lambda: Auditor(dtype="float16"), "dtype: 'float16' is not supported"),
+        (lambda: Auditor(device="cuda:99"), "cuda"),
+    ],
+)
+def test_python_api_rejects_bad_settings(make, expected):
+    with pytest.raises(AuditkitError) as error:
+        make()
+    assert expected in str(error.value)
+
+
+def test_python_api_rejects_models_it_cannot_attack(small_victim):
+    _, data = small_victim
+    auditor = Auditor(KKTAttack(steps=1, restarts=1), device="cpu")
+    models = {
+        "Tanh": torch.nn.Sequential(torch.nn.Linear(784, 3), torch.nn.Tanh(), torch.nn.Linear(3, 1)),
+        "one output": torch.nn.Sequential(torch.nn.Linear(784, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2)),
+        "takes 10 inputs": torch.nn.Sequential(torch.nn.Linear(10, 3), torch.nn.ReLU(), torch.nn.Linear(3, 1)),
+        "Conv2d": torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU(), torch.nn.Linear(3, 1)),
+    }
+    for expected, model in models.items():
+        with pytest.raises(AuditkitError, match=expected):
+            auditor.audit(model, data)
