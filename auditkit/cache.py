@@ -57,7 +57,7 @@ class VictimCache:
 
     def __init__(self, root: Path | None = None) -> None:
         self.root = ensure_writable(root or cache_root(), "victim cache (set AUDITKIT_CACHE to move it)")
-        remove_temporaries(self.root, older_than=3600)  # left by a killed run; a live writer is younger
+        remove_temporaries(self.root)  # left by killed runs; a live run's are kept
         self.rejected: list[str] = []
 
     def _paths(self, key: str) -> tuple[Path, Path]:

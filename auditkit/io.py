@@ -6,7 +6,6 @@ import json
 import os
 import re
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,13 +21,11 @@ Name = Annotated[str, Field(pattern=SAFE_NAME)]
 TEMPORARY_SUFFIX = ".auditkit-tmp"
 
 
-def _umask() -> int:
+def _file_mode() -> int:
+    """What open() would give a new file under the current umask (mkstemp gives 0600)."""
     mask = os.umask(0)
     os.umask(mask)
-    return mask
-
-
-FILE_MODE = 0o666 & ~_umask()  # what open() would give: outputs are as readable as the user's other files
+    return 0o666 & ~mask
 
 
 def inside(root: str | Path, name: str) -> Path:
@@ -53,14 +50,28 @@ def ensure_writable(folder: str | Path, what: str) -> Path:
     return folder
 
 
-def remove_temporaries(folder: str | Path, older_than: float = 0.0) -> int:
-    """Delete temporary files an interrupted (killed) writer left under ``folder``; returns how many."""
+def remove_temporaries(folder: str | Path, every: bool = False) -> int:
+    """Delete the temporary files killed writers left under ``folder`` (their process is gone), or
+    ``every`` one (when this process holds the folder); returns how many."""
     removed = 0
     for path in Path(folder).rglob(f".*{TEMPORARY_SUFFIX}"):
-        if time.time() - path.stat().st_mtime >= older_than:
+        if every or not _alive(path.name[: -len(TEMPORARY_SUFFIX)].rsplit(".", 2)[-2]):
             path.unlink(missing_ok=True)
             removed += 1
     return removed
+
+
+def _alive(pid: str) -> bool:
+    """Whether process ``pid`` (as written in a temporary file's name) still runs on this machine."""
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists but belongs to someone else
+        return True
+    return True
 
 
 @contextmanager
@@ -68,11 +79,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; it replaces ``path`` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
+    prefix = f".{path.name}.{os.getpid()}."  # the writer's pid: a killed writer's leftovers can be told apart
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=TEMPORARY_SUFFIX)
     os.close(handle)
     try:
         yield Path(temporary)
-        os.chmod(temporary, FILE_MODE)
+        os.chmod(temporary, _file_mode())  # as readable as the user's other files
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):

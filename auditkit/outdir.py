@@ -36,7 +36,7 @@ def exclusive_output(out: str | Path) -> Iterator[Path]:
     try:
         started = time.strftime("%Y-%m-%d %H:%M:%S")
         write_json(out / OWNER_FILE, {"pid": os.getpid(), "host": socket.gethostname(), "started": started})
-        remove_temporaries(out)  # no other run writes here while we hold the lock
+        remove_temporaries(out, every=True)  # no other run writes here while we hold the lock
         yield out
     finally:
         (out / OWNER_FILE).unlink(missing_ok=True)

@@ -9,8 +9,10 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import pickle
 import shutil
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -525,3 +527,31 @@ def test_python_api_rejects_models_it_cannot_attack(small_victim):
     for expected, model in models.items():
         with pytest.raises(AuditkitError, match=expected):
             auditor.audit(model, data)
+
+
+def test_one_run_per_output_folder_at_a_time(project, tmp_path):
+    from filelock import FileLock
+
+    from auditkit.outdir import exclusive_output
+
+    out = tmp_path / "out"
+    with exclusive_output(out):  # another run holds the folder
+        result = CliRunner().invoke(main, ["run", str(project / "scenarios" / "base.yaml"), "--out", str(out)])
+        _one_line_error(result, f"output folder {out} is in use by another auditkit run (pid {os.getpid()} on")
+        assert FileLock(out / ".auditkit.lock").is_locked is False  # our probe never took it
+    assert not (out / "none").exists()
+    assert CliRunner().invoke(main, ["run", str(project / "scenarios" / "base.yaml"), "--out", str(out)]).exit_code == 0
+
+
+def test_outputs_respect_the_umask(project, tmp_path):
+    old = os.umask(0o027)
+    try:
+        out = tmp_path / "out"
+        assert (
+            CliRunner().invoke(main, ["run", str(project / "scenarios" / "base.yaml"), "--out", str(out)]).exit_code
+            == 0
+        )
+    finally:
+        os.umask(old)
+    modes = {stat.S_IMODE(path.stat().st_mode) for path in _files(out) if not path.name.startswith(".")}
+    assert modes == {0o640}

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -171,3 +173,47 @@ def test_dp_victims_get_the_ceiling_beside_their_measured_success(tmp_path, monk
     assert bounds.ssim.measured == summary.ssim_above_threshold / summary.n
     table = RunResult.load(tmp_path)
     assert table["dp"].bounds == bounds
+
+
+def _start(scenario: Path, out: Path, *extra: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "auditkit", "run", str(scenario), "--out", str(out), "--quiet", *extra]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _when_first_victim_done(process: subprocess.Popen, out: Path) -> None:
+    deadline = time.monotonic() + 120
+    while not (out / "a" / "result.json").is_file():
+        assert process.poll() is None and time.monotonic() < deadline, "the run ended before its first victim"
+        time.sleep(0.05)
+    time.sleep(0.5)  # into the second victim's audit
+
+
+@pytest.mark.slow
+def test_killed_and_interrupted_runs_resume_to_the_same_result(tmp_path):
+    """benchmarks/kill_resume.py does this 10 times at random moments (10/10 identical)."""
+    scenario = tmp_path / "two.yaml"
+    scenario.write_text(
+        "name: two\ndevice: cpu\ndata: {dataset: toy_colors, n_per_class: 10, test_per_class: 50}\n"
+        "victim: {hidden: [100, 100], training: {epochs: 3000, weight_decay: 0.01}}\n"
+        "defenses: [{name: a}, {name: b, kind: recipe, training: {weight_decay: 0.05}}]\nattack: {steps: 1500}\n"
+    )
+    reference = run_scenario(load_scenario(scenario), tmp_path / "reference", progress=QUIET)
+    killed = _start(scenario, tmp_path / "killed")
+    _when_first_victim_done(killed, tmp_path / "killed")
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    interrupted = _start(scenario, tmp_path / "interrupted")
+    _when_first_victim_done(interrupted, tmp_path / "interrupted")
+    interrupted.send_signal(signal.SIGINT)  # the first Ctrl-C stops the run, keeping what finished
+    _, stderr = interrupted.communicate(timeout=60)
+    assert interrupted.returncode == 130 and "interrupted" in stderr and "Traceback" not in stderr
+    for out in (tmp_path / "killed", tmp_path / "interrupted"):
+        assert (out / "a" / "result.json").is_file() and not (out / "b" / "result.json").is_file()
+        resumed = _start(scenario, out, "--resume")
+        assert resumed.wait(timeout=300) == 0
+        for name in ("a", "b"):
+            assert (out / name / "per_sample.csv").read_bytes() == (
+                tmp_path / "reference" / name / "per_sample.csv"
+            ).read_bytes()
+        assert RunResult.load(out).summary() == reference.summary()
+        assert not list(out.rglob("*.auditkit-tmp"))
