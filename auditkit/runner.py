@@ -40,10 +40,10 @@ def run_scenario(
 def _run(scenario: Scenario, out: Path, resume: bool, progress: Progress) -> RunResult:
     started = time.perf_counter()
     device = resolve_device(scenario.device)
-    cache = VictimCache()
     seed_everything(scenario.seed)
     data = load_data(scenario.data, scenario.seed)
     plans = plan_defenses(scenario, len(data.train_x))
+    cache = VictimCache()  # checked writable here, before anything trains
     # the no-model baseline of the SSIM criterion, needed only beside DP victims
     threshold = scenario.report.ssim_threshold
     kappa = kappa_ssim(data.to_pixels(data.pool_x), threshold, seed=scenario.seed) if plans else None
