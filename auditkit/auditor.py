@@ -14,7 +14,7 @@ from auditkit.data import AuditData
 from auditkit.environment import DEFAULT_DTYPE, resolve_device, resolve_dtype
 from auditkit.kernel import UnsupportedModelError, extract_layers, forward, kkt_residual
 from auditkit.kkt import KKTAttack
-from auditkit.metrics import match, minmax, ssim
+from auditkit.metrics import identified_nonmembers, match, minmax, ssim
 from auditkit.results import AuditResult, VictimFacts
 
 
@@ -76,7 +76,9 @@ class Auditor:
         train_images = data.to_pixels(data.train_x)
         candidates = data.to_pixels(output.candidates) if len(output.candidates) else train_images[:0]
         frame = self._per_sample(data, train_images, candidates, output, margins, fitted_lambda.numpy())
+        pool_images = data.to_pixels(data.pool_x)
         evidence = {
+            "nonmember_identified": identified_nonmembers(train_images, candidates, pool_images),
             "candidate_lambdas": output.lambdas,
             "candidate_labels": output.labels,
             "candidate_restart": output.restart,

@@ -104,3 +104,19 @@ def match(
         result["identified"] = to_train[nearest].argmin(1) == np.arange(n)
         result["control_ssim"] = np.full(n, np.nan)
     return result
+
+
+def identified_nonmembers(
+    train_images: np.ndarray, candidate_images: np.ndarray, pool_images: np.ndarray
+) -> np.ndarray:
+    """The members' criterion applied to every non-member, shape (P,): non-member j counts as
+    identified when its NCC-nearest candidate is closer to j than to any other image of train + pool.
+    A candidate that 'identifies' a non-member is a false positive of the attack."""
+    if len(pool_images) == 0 or len(candidate_images) == 0:
+        return np.zeros(len(pool_images), dtype=bool)
+    to_pool = ncc_distance(candidate_images, pool_images)  # (K, P)
+    to_train = ncc_distance(candidate_images, train_images)  # (K, n)
+    nearest = to_pool.argmin(0)  # each non-member's nearest candidate
+    closest_pool, closest_distance = to_pool.argmin(1), to_pool.min(1)  # each candidate's nearest non-member
+    own = closest_pool[nearest] == np.arange(len(pool_images))
+    return own & (closest_distance[nearest] < to_train.min(1)[nearest])

@@ -19,6 +19,8 @@ import pandas as pd
 from auditkit.bounds import ReconstructionBounds
 from auditkit.errors import AuditkitError
 from auditkit.io import inside, to_jsonable, write_json, write_npz, write_text
+from auditkit.membership import MembershipTest
+from auditkit.verdict import Verdict, premise_verdict
 
 RESULT_FILE = "result.json"
 RUN_FILE = "summary.json"
@@ -152,6 +154,14 @@ class LeakageSummary:
     identified_median_normalized_margin: float
     victim_kkt_residual: float
     attack_relative_residual: float
+    train_accuracy: float  # from the margins: the premise needs 1
+    nonmembers: int
+    nonmembers_identified: int  # false positives: the members' criterion applied to every non-member
+    fpr: float
+    p_value: float  # one-sided Fisher exact: members identified more often than non-members
+    epsilon_lower: float  # the privacy loss the counts imply at 95 %
+    verdict: str  # the premise check: conclusive, weak or inconclusive
+    finding: str  # what the counts mean, in plain words
     warning: str
 
     def to_dict(self) -> dict:
@@ -177,8 +187,29 @@ class AuditResult:
     def to_frame(self) -> pd.DataFrame:
         return self.frame.copy()
 
+    def membership(self) -> MembershipTest:
+        """Identified members against identified non-members (see :mod:`auditkit.membership`)."""
+        privacy = self.victim.training.privacy if self.victim else None
+        flags = self.evidence["nonmember_identified"]
+        return MembershipTest(
+            len(self.frame),
+            int(self.frame["identified"].sum()),
+            len(flags),
+            int(flags.sum()),
+            privacy.delta if privacy else 0.0,
+        )
+
+    def verdict(self) -> Verdict:
+        """The premise check (KKT residual, zero training error) and the finding in plain words."""
+        privacy = self.victim.training.privacy if self.victim else None
+        train_accuracy = float((self.frame["margin"] > 0).mean())
+        return premise_verdict(
+            self.victim_kkt_residual, train_accuracy, self.membership(), privacy.epsilon if privacy else None
+        )
+
     def summary(self) -> LeakageSummary:
         frame, threshold = self.frame, self.ssim_threshold
+        test, verdict = self.membership(), self.verdict()
         ssim_scores = frame["ssim"].to_numpy(dtype=float)
         finite = np.isfinite(ssim_scores)
         identified = int(frame["identified"].sum())
@@ -198,6 +229,14 @@ class AuditResult:
             else math.nan,
             victim_kkt_residual=self.victim_kkt_residual,
             attack_relative_residual=self.attack.relative_residual[best] if best is not None else math.nan,
+            train_accuracy=float((frame["margin"] > 0).mean()),
+            nonmembers=test.nonmembers,
+            nonmembers_identified=test.nonmembers_identified,
+            fpr=test.fpr,
+            p_value=test.p_value,
+            epsilon_lower=test.epsilon_lower,
+            verdict=verdict.level,
+            finding=verdict.finding,
             warning="" if self.attack.candidates else "every attack restart diverged (NaN/inf): no candidates to score",
         )
 
@@ -349,7 +388,7 @@ FRAME_COLUMNS = {
     "ssim": "iuf",
     "identified": "b",
 }
-ARRAYS = ("candidates", "train_images")
+ARRAYS = {"candidates": "f", "train_images": "f", "nonmember_identified": "b"}  # name: numpy kinds allowed
 
 
 def _read_frame(path: Path, candidates: int) -> pd.DataFrame:
@@ -377,9 +416,9 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
         raise ResultError(f"{path}: not found") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise ResultError(f"{path}: not a readable NPZ archive ({error})") from None
-    for key in ARRAYS:
-        if key not in arrays or arrays[key].dtype.kind != "f":
-            raise ResultError(f"{path}: array '{key}' is missing or not floating point")
+    for key, kinds in ARRAYS.items():
+        if key not in arrays or arrays[key].dtype.kind not in kinds:
+            raise ResultError(f"{path}: array '{key}' is missing or of the wrong type")
     return arrays
 
 

@@ -24,6 +24,21 @@ PAPER_REFERENCE = (
 )
 
 
+VERDICTS = (
+    "<p><b>premise</b>: the attack speaks only about a model near a KKT point of the max-margin problem that "
+    "fits its training set. <i>conclusive</i>: KKT residual at the training set &le; 0.3 and training accuracy "
+    "1, so a low count means little leakage; <i>weak</i>: residual 0.3-0.7, counts under-state the leakage; "
+    "<i>inconclusive</i>: residual &gt; 0.7 or training error: a low count says nothing. Members are tested "
+    "against non-members treated alike (one-sided Fisher exact test; the privacy loss epsilon the counts imply, "
+    "at 95 %, from Clopper-Pearson intervals).</p>"
+)
+
+
+def _finding(result: AuditResult) -> str:
+    summary = result.summary()
+    return f"<p><b>{html.escape(result.name)}</b> (premise {summary.verdict}): {html.escape(summary.finding)}</p>"
+
+
 def _image(png: bytes | None, alt: str) -> str:
     if not png:
         return ""
@@ -100,7 +115,11 @@ def render(run: RunResult, comparison: pd.DataFrame, figures: dict[str, bytes]) 
         f"&middot; {facts.seconds:.0f}s &middot; "
         + ", ".join(f"{k} {html.escape(str(v))}" for k, v in facts.versions.items())
         + "</p>",
+        "<h2>Findings</h2>",
+        *(_finding(result) for result in run.victims),
+        *(f"<p><b>{html.escape(f.name)}</b>: not audited: {html.escape(f.reason)}</p>" for f in run.failures),
         HEADLINE,
+        VERDICTS,
         PAPER_REFERENCE,
         "<h2>Victims</h2>",
         _table(comparison),

@@ -11,6 +11,7 @@ from auditkit.results import AuditResult, VictimFailure
 COMPARISON_COLUMNS = [
     "defense",
     "status",
+    "verdict",
     "epsilon",
     "delta",
     "test_accuracy",
@@ -18,12 +19,16 @@ COMPARISON_COLUMNS = [
     "n",
     "identified",
     "identified_fraction",
+    "nonmembers_identified",
+    "p_value",
+    "epsilon_lower",
     "bound_identified",
     "ssim_above_threshold",
     "baseline_ssim_above_threshold",
     "bound_ssim",
     "median_ssim",
     "victim_kkt_residual",
+    "train_accuracy",
     "attack_relative_residual",
 ]
 
@@ -54,12 +59,14 @@ def comparison(results: list[AuditResult], failures: list[VictimFailure] = ()) -
 
 
 def headline(result: AuditResult) -> str:
-    """``[name] identified k/n (p%); SSIM > t: a (mean-image baseline b); test accuracy x``."""
+    """``[name] identified k/n (p%), non-members f/P; SSIM > t: a (mean-image baseline b); test accuracy x;
+    premise: verdict``, then the finding in plain words on the next line."""
     summary = result.summary()
     accuracy = result.victim.training.test_accuracy if result.victim else math.nan
     return (
         f"[{summary.name}] identified {summary.identified}/{summary.n} "
-        f"({100 * summary.identified_fraction:.0f}%); SSIM > {summary.ssim_threshold}: "
-        f"{summary.ssim_above_threshold} (mean-image baseline {summary.baseline_ssim_above_threshold}); "
-        f"test accuracy {accuracy:.3f}"
+        f"({100 * summary.identified_fraction:.0f}%), non-members {summary.nonmembers_identified}/"
+        f"{summary.nonmembers}; SSIM > {summary.ssim_threshold}: {summary.ssim_above_threshold} (mean-image "
+        f"baseline {summary.baseline_ssim_above_threshold}); test accuracy {accuracy:.3f}; premise: "
+        f"{summary.verdict}\n    {summary.finding}"
     )

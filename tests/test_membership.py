@@ -1,0 +1,72 @@
+"""Members against non-members: exact intervals, the one-sided test, the implied epsilon, the verdict."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy.stats import beta, hypergeom
+
+from auditkit import Auditor, KKTAttack
+from auditkit.data import PARITY, binary_task
+from auditkit.membership import MembershipTest
+from auditkit.metrics import identified_nonmembers
+from auditkit.verdict import premise_verdict
+
+
+def test_intervals_test_and_epsilon_from_their_definitions():
+    test = MembershipTest(members=50, members_identified=34, nonmembers=2000, nonmembers_identified=3)
+    # Clopper-Pearson from the beta distribution
+    assert test.tpr_interval == pytest.approx((beta.ppf(0.025, 34, 17), beta.ppf(0.975, 35, 16)), rel=1e-6)
+    assert test.fpr_interval == pytest.approx((beta.ppf(0.025, 3, 1998), beta.ppf(0.975, 4, 1997)), rel=1e-6)
+    # one-sided Fisher exact: P(members identified >= 34 | 37 identified among 2050)
+    assert test.p_value == pytest.approx(hypergeom.sf(33, 2050, 37, 50), rel=1e-6)
+    assert test.significant
+    assert test.epsilon_lower == pytest.approx(math.log(test.tpr_interval[0] / test.fpr_interval[1]))
+    with_delta = MembershipTest(50, 34, 2000, 3, delta=0.1)
+    assert with_delta.epsilon_lower == pytest.approx(math.log((test.tpr_interval[0] - 0.1) / test.fpr_interval[1]))
+
+
+def test_no_difference_means_no_evidence():
+    test = MembershipTest(members=50, members_identified=1, nonmembers=1000, nonmembers_identified=20)
+    assert test.p_value > 0.3 and not test.significant
+    assert test.epsilon_lower == 0.0
+    assert MembershipTest(50, 0, 1000, 0).epsilon_lower == 0.0
+
+
+def test_premise_levels_and_findings():
+    leak = MembershipTest(50, 34, 2000, 3)
+    nothing = MembershipTest(50, 1, 2000, 3)
+    assert premise_verdict(0.12, 1.0, nothing).level == "conclusive"
+    assert "no evidence of leakage beyond chance" in premise_verdict(0.12, 1.0, nothing).finding
+    assert premise_verdict(0.55, 1.0, nothing).level == "weak"
+    far = premise_verdict(0.97, 1.0, nothing)
+    assert far.level == "inconclusive" and "NOT evidence" in far.finding and "far from a KKT point" in far.finding
+    assert premise_verdict(0.12, 0.96, nothing).level == "inconclusive"
+    assert premise_verdict(math.nan, 1.0, nothing).level == "inconclusive"
+    assert "DP ceiling" in premise_verdict(0.999, 1.0, nothing, dp_epsilon=1.0).finding
+    assert "the weights leak these samples" in premise_verdict(0.97, 1.0, leak).finding
+
+
+def test_nonmembers_are_identified_by_their_own_copies_only(mnist):
+    images, _ = mnist
+    train, pool = images[:20].reshape(-1, 28, 28), images[1000:1300].reshape(-1, 28, 28)
+    copies = np.concatenate([pool[:5] + 0.01, train[:10] + 0.01])
+    flags = identified_nonmembers(train, copies, pool)
+    assert flags[:5].all() and flags.sum() == 5
+    assert not identified_nonmembers(train, train + 0.01, pool).any()
+
+
+@pytest.mark.slow
+def test_a_model_audited_against_data_it_never_saw_is_not_significant(small_victim, mnist):
+    """Control: the small victim (trained on seed 0's 20 digits) against seed 1's claimed training set.
+    Measured: its own audit identifies 20/20 against 0 non-members; the control finds no difference."""
+    model, data = small_victim
+    auditor = Auditor(KKTAttack(steps=3000, restarts=1, alpha=40.0), device="cpu")
+    own = auditor.audit(model, data).summary()
+    assert own.p_value < 1e-6 and own.epsilon_lower > 2
+    claimed = binary_task(*mnist, *PARITY, n_per_class=10, test_per_class=100, seed=1, image_shape=(28, 28), name="x")
+    assert not set(claimed.train_index) & set(data.train_index)
+    control = auditor.audit(model, claimed).summary()
+    assert control.p_value > 0.05 and control.epsilon_lower == 0.0
