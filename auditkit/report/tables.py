@@ -28,7 +28,6 @@ COMPARISON_COLUMNS = [
     "bound_ssim",
     "median_ssim",
     "victim_kkt_residual",
-    "train_accuracy",
     "attack_relative_residual",
 ]
 
@@ -49,7 +48,7 @@ def comparison(results: list[AuditResult], failures: list[VictimFailure] = ()) -
                 "epsilon": privacy.epsilon if privacy else None,
                 "delta": privacy.delta if privacy else None,
                 "test_accuracy": training.test_accuracy if training else None,
-                "train_accuracy": training.train_accuracy if training else None,
+                "train_accuracy": training.train_accuracy if training else summary["train_accuracy"],
                 "bound_identified": result.bounds.identified.bound if result.bounds else None,
                 "bound_ssim": result.bounds.ssim.bound if result.bounds else None,
             }
