@@ -110,3 +110,12 @@ def test_python_api_validates_like_the_yaml(settings, field):
         KKTAttack(**settings)
     with pytest.raises(ConfigError, match=field):
         KKTAttack(KKTConfig(), **settings)
+
+
+def test_a_loss_grown_a_millionfold_counts_as_diverged(small_victim):
+    """float64 keeps the blown-up loss finite; it is flagged all the same, and nothing is pooled."""
+    model, data = small_victim
+    attack = KKTAttack(steps=3, restarts=1, search="off", lr_x=1e4, log_every=1)
+    output = attack.run(extract_layers(model), knowledge(data), dtype=torch.float64)
+    assert output.facts.diverged and np.isfinite(output.loss_history[:, 0][: output.facts.diverged[0]["step"]]).all()
+    assert len(output.candidates) == 0
