@@ -1,4 +1,5 @@
-"""Atomic file output: a reader never sees a half-written file, an interrupted run leaves none behind."""
+"""Files and folders the tool writes: atomic outputs (a reader never sees a half-written file), names
+checked before they become paths, writability checked before work, leftovers of killed writers removed."""
 
 from __future__ import annotations
 

@@ -199,12 +199,16 @@ class AuditResult:
             privacy.delta if privacy else 0.0,
         )
 
+    @property
+    def train_accuracy(self) -> float:
+        """The fraction of training samples on the right side of the boundary (positive margin)."""
+        return float((self.frame["margin"] > 0).mean())
+
     def verdict(self) -> Verdict:
         """The premise check (KKT residual, zero training error) and the finding in plain words."""
         privacy = self.victim.training.privacy if self.victim else None
-        train_accuracy = float((self.frame["margin"] > 0).mean())
         return premise_verdict(
-            self.victim_kkt_residual, train_accuracy, self.membership(), privacy.epsilon if privacy else None
+            self.victim_kkt_residual, self.train_accuracy, self.membership(), privacy.epsilon if privacy else None
         )
 
     def summary(self) -> LeakageSummary:
@@ -229,7 +233,7 @@ class AuditResult:
             else math.nan,
             victim_kkt_residual=self.victim_kkt_residual,
             attack_relative_residual=self.attack.relative_residual[best] if best is not None else math.nan,
-            train_accuracy=float((frame["margin"] > 0).mean()),
+            train_accuracy=self.train_accuracy,
             nonmembers=test.nonmembers,
             nonmembers_identified=test.nonmembers_identified,
             fpr=test.fpr,
