@@ -10,12 +10,13 @@ import torch
 from torch import nn
 
 from auditkit.attack import AttackerKnowledge, AttackOutput, Progress, ReconstructionAttack
-from auditkit.data import AuditData
+from auditkit.data import AuditData, DataError
 from auditkit.environment import DEFAULT_DTYPE, resolve_device, resolve_dtype
 from auditkit.kernel import UnsupportedModelError, extract_layers, forward, kkt_residual
 from auditkit.kkt import KKTAttack
 from auditkit.metrics import identified_nonmembers, match, minmax, ssim
 from auditkit.results import AuditResult, VictimFacts
+from auditkit.user_model import audit_data
 
 
 class Auditor:
@@ -44,13 +45,28 @@ class Auditor:
     def audit(
         self,
         model: nn.Module,
-        data: AuditData,
+        data: AuditData | None = None,
         *,
+        train=None,
+        nonmembers=None,
+        mean=None,
+        image_shape: tuple[int, ...] | None = None,
         name: str = "victim",
         victim: VictimFacts | None = None,
         progress: Progress | None = None,
     ) -> AuditResult:
-        """Run the attack on ``model`` (trained on ``data.train_x``) and score every training sample."""
+        """Run the attack on ``model`` and score every training sample.
+
+        Give ``data`` (AuditData), or what a pipeline has: ``train`` as ``(inputs, labels)`` (tensors or
+        arrays, any two-class label encoding) or a Dataset/DataLoader of such pairs, ``nonmembers``
+        (inputs of the same distribution not trained on: the members-vs-non-members test needs them),
+        ``mean`` (what was subtracted from [0, 1] pixels; else inputs must be pixels in [0, 1]) and
+        ``image_shape``. What was assumed is stated in the result's ``data_notes``.
+        """
+        if data is None:
+            if train is None:
+                raise DataError("audit: give data (AuditData) or train=(inputs, labels)")
+            data = audit_data(*_pairs(train), nonmembers=nonmembers, mean=mean, image_shape=image_shape)
         layers = extract_layers(model)
         if layers.input_dim != data.train_x.shape[1]:
             raise UnsupportedModelError(
@@ -96,6 +112,7 @@ class Auditor:
             victim_kkt_residual=residual,
             ssim_threshold=self.ssim_threshold,
             victim=victim,
+            data_notes=data.notes,
         )
 
     def _per_sample(self, data, train_images, candidates, output: AttackOutput, margins, fitted_lambda):
@@ -129,6 +146,21 @@ class Auditor:
         frame["ncc_distance"] = scores["ncc_distance"]
         frame["control_ssim"] = scores["control_ssim"]
         return frame
+
+
+def _pairs(train) -> tuple:
+    """(inputs, labels) from a pair, or stacked from a Dataset/DataLoader yielding pairs."""
+    if isinstance(train, tuple | list) and len(train) == 2:
+        return train[0], train[1]
+    try:
+        pairs = [(torch.as_tensor(x), torch.as_tensor(y)) for x, y in train]
+    except (TypeError, ValueError) as error:
+        raise DataError(f"train: expected (inputs, labels) or a Dataset/DataLoader of pairs ({error})") from None
+    if not pairs:
+        raise DataError("train: the Dataset/DataLoader is empty")
+    batched = pairs[0][0].ndim > 1 and pairs[0][1].ndim == 1 and not isinstance(train, torch.utils.data.Dataset)
+    join = torch.cat if batched else torch.stack
+    return join([x for x, _ in pairs]), join([y for _, y in pairs])
 
 
 def _smallest_positive(values: np.ndarray) -> float:

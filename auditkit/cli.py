@@ -59,6 +59,38 @@ def run(scenario: Path, out: Path | None, device: str | None, seed: int | None, 
 
 
 @main.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--data", "data_path", type=click.Path(path_type=Path), required=True, help="training data (.npz)")
+@click.option("--out", type=click.Path(path_type=Path), help="output directory (default runs/audit-MODEL_NAME)")
+@click.option(
+    "--attack", "attack_file", type=click.Path(path_type=Path), help="attack preset file (default: kkt_quick)"
+)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0)
+@click.option("--quiet", is_flag=True, help="no progress lines")
+def audit(
+    model: Path, data_path: Path, out: Path | None, attack_file: Path | None, device: str, seed: int, quiet: bool
+) -> None:
+    """Audit a model you trained: MODEL is a state_dict (torch.save(model.state_dict())), loaded with
+    weights_only=True; DATA an .npz with train_x, train_y and optionally nonmember_x, mean, image_shape."""
+    from auditkit.audit import audit_saved_model
+    from auditkit.progress import Progress
+    from auditkit.report import headline
+
+    out = out or Path("runs") / f"audit-{model.stem}"
+    try:
+        result = audit_saved_model(model, data_path, out, attack_file, device, seed, Progress(enabled=not quiet))
+    except AuditkitError as error:
+        _fail(error)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    click.echo(f"report written to {out} ({result.facts.seconds:.0f}s)")
+    for victim in result.victims:
+        click.echo(f"  {headline(victim)}")
+
+
+@main.command()
 @click.argument("scenario", type=click.Path(path_type=Path))
 def validate(scenario: Path) -> None:
     """Check a scenario file (presets resolved, data available) without training anything."""

@@ -45,6 +45,7 @@ class AuditData:
     mean: np.ndarray
     image_shape: tuple[int, ...]  # (H, W) or (C, H, W)
     train_index: np.ndarray  # positions of the members in the source data set
+    notes: tuple[str, ...] = ()  # assumptions made building it (label encoding, input preparation)
 
     @property
     def lower(self) -> np.ndarray:

@@ -52,9 +52,9 @@ class MLPLayers:
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """Strip wrappers (Opacus GradSampleModule, DataParallel) that keep the net in ``_module``/``module``."""
+    """Strip wrappers (Opacus GradSampleModule, DataParallel, torch.compile) that keep the net inside."""
     while True:
-        inner = getattr(model, "_module", None) or getattr(model, "module", None)
+        inner = getattr(model, "_module", None) or getattr(model, "module", None) or getattr(model, "_orig_mod", None)
         if not isinstance(inner, nn.Module):
             return model
         model = inner

@@ -183,6 +183,7 @@ class AuditResult:
     victim: VictimFacts | None = None
     bounds: ReconstructionBounds | None = None
     fingerprint: str = ""  # of the settings that produced it: --resume reuses only an equal one
+    data_notes: tuple[str, ...] = ()  # assumptions about the data (label encoding, input preparation)
 
     def to_frame(self) -> pd.DataFrame:
         return self.frame.copy()
@@ -254,6 +255,7 @@ class AuditResult:
             "victim": self.victim.to_dict() if self.victim else None,
             "bounds": self.bounds.to_dict() if self.bounds else None,
             "fingerprint": self.fingerprint,
+            "data_notes": list(self.data_notes),
         }
 
     @classmethod
@@ -272,6 +274,7 @@ class AuditResult:
             victim=VictimFacts.from_dict(values["victim"]) if values.get("victim") else None,
             bounds=ReconstructionBounds.from_dict(values["bounds"]) if values.get("bounds") else None,
             fingerprint=values.get("fingerprint", ""),
+            data_notes=tuple(str(note) for note in values.get("data_notes", ())),
         )
 
     def save(self, directory: str | Path) -> Path:

@@ -555,3 +555,90 @@ def test_outputs_respect_the_umask(project, tmp_path):
         os.umask(old)
     modes = {stat.S_IMODE(path.stat().st_mode) for path in _files(out) if not path.name.startswith(".")}
     assert modes == {0o640}
+
+
+def _save(path: Path, value) -> Path:
+    torch.save(value, path)
+    return path
+
+
+def _mlp_state(widths=(16, 8, 1), nan: bool = False) -> dict:
+    layers = [torch.nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:])]
+    state = {f"{2 * i}.{k}": v for i, layer in enumerate(layers) for k, v in layer.state_dict().items()}
+    if nan:
+        state["0.weight"][0, 0] = float("nan")
+    return state
+
+
+AUDIT_MODELS = {
+    "missing": (lambda d: d / "nope.pt", "nope.pt: file not found"),
+    "pickle payload": (lambda d: _write_bytes(d / "m.pt", pickle.dumps(_Payload())), "not a weights-only state_dict"),
+    "text": (lambda d: _write_bytes(d / "m.pt", b"hello"), "m.pt: not a weights-only state_dict"),
+    "a tensor": (lambda d: _save(d / "m.pt", torch.zeros(3)), "expected a non-empty state_dict"),
+    "empty dict": (lambda d: _save(d / "m.pt", {}), "expected a non-empty state_dict"),
+    "conv": (lambda d: _save(d / "m.pt", torch.nn.Conv2d(1, 2, 3).state_dict()), "'weight' with shape (2, 1, 3, 3)"),
+    "batchnorm": (
+        lambda d: _save(d / "m.pt", {**_mlp_state(), "1.running_mean": torch.zeros(8)}),
+        "'1.running_mean' with shape (8,) is not a Linear weight",
+    ),
+    "broken chain": (
+        lambda d: _save(d / "m.pt", {"0.weight": torch.zeros(8, 16), "2.weight": torch.zeros(1, 9)}),
+        "layer 1 takes 9 inputs but layer 0 gives 8",
+    ),
+    "nan weights": (lambda d: _save(d / "m.pt", _mlp_state(nan=True)), "layer 0 holds NaN or infinite weights"),
+    "two outputs": (lambda d: _save(d / "m.pt", _mlp_state((16, 8, 2))), "needs one output"),
+    "other input size": (lambda d: _save(d / "m.pt", _mlp_state((10, 8, 1))), "the model takes 10 inputs"),
+}
+
+
+def _write_bytes(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _npz(path: Path, **arrays) -> Path:
+    np.savez(path, **arrays)
+    return path
+
+
+_X = np.random.default_rng(0).random((6, 16))
+_Y = np.array([0, 1] * 3)
+AUDIT_DATA = {
+    "missing": (lambda d: d / "nope.npz", "nope.npz: file not found"),
+    "not npz": (lambda d: _write_bytes(d / "t.npz", b"hello"), "t.npz: not a readable .npz"),
+    "object arrays": (
+        lambda d: _npz(d / "t.npz", train_x=np.array([{"a": 1}], dtype=object), train_y=_Y),
+        "t.npz: not a readable .npz without pickled objects",
+    ),
+    "no labels": (lambda d: _npz(d / "t.npz", train_x=_X), "t.npz: missing array(s) train_y"),
+    "unknown key": (lambda d: _npz(d / "t.npz", train_x=_X, train_y=_Y, weights=_Y), "unknown array(s) weights"),
+    "three classes": (lambda d: _npz(d / "t.npz", train_x=_X, train_y=np.arange(6) % 3), "binary models only"),
+    "one class": (lambda d: _npz(d / "t.npz", train_x=_X, train_y=np.zeros(6)), "labels: 1 classes found"),
+    "float labels": (lambda d: _npz(d / "t.npz", train_x=_X, train_y=_X[:, 0]), "labels: expected two classes"),
+    "fewer labels": (lambda d: _npz(d / "t.npz", train_x=_X, train_y=_Y[:4]), "6 rows but 4 labels"),
+    "nan inputs": (lambda d: _npz(d / "t.npz", train_x=_X * np.nan, train_y=_Y), "train inputs: NaN or infinite"),
+    "text inputs": (lambda d: _npz(d / "t.npz", train_x=np.array([["a"] * 16] * 6), train_y=_Y), "numeric array"),
+    "not pixels": (lambda d: _npz(d / "t.npz", train_x=_X - 0.5, train_y=_Y), "not pixels in [0, 1]: give the mean"),
+    "bad mean": (lambda d: _npz(d / "t.npz", train_x=_X, train_y=_Y, mean=np.zeros(3)), "mean: expected 16"),
+    "bad shape": (lambda d: _npz(d / "t.npz", train_x=_X, train_y=_Y, image_shape=[3, 3]), "image_shape: (3, 3)"),
+    "not an image": (lambda d: _npz(d / "t.npz", train_x=_X[:, :15], train_y=_Y), "image_shape: (15,)"),
+    "non-members": (
+        lambda d: _npz(d / "t.npz", train_x=_X, train_y=_Y, nonmember_x=_X[:, :9]),
+        "non-members: 9 features, the training inputs have 16",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(AUDIT_MODELS) + [f"data: {c}" for c in AUDIT_DATA])
+def test_audit_rejects_bad_models_and_data_in_one_line(tmp_path, capsys, case):
+    if case.startswith("data: "):
+        make_model, make_data = (lambda d: _save(d / "m.pt", _mlp_state())), AUDIT_DATA[case[6:]][0]
+        expected = AUDIT_DATA[case[6:]][1]
+    else:
+        make_model, expected = AUDIT_MODELS[case]
+        make_data = lambda d: _npz(d / "t.npz", train_x=_X, train_y=_Y)  # noqa: E731
+    model, data = make_model(tmp_path), make_data(tmp_path)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["audit", str(model), "--data", str(data), "--out", str(out), "--device", "cpu"])
+    _one_line_error(result, expected)
+    assert "code executed" not in capsys.readouterr().out + result.output

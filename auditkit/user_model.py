@@ -1,0 +1,190 @@
+"""A model and data the user trained and holds: a state_dict becomes an MLP, their tensors become
+AuditData, and every assumption made on the way (label encoding, input preparation) is stated."""
+
+from __future__ import annotations
+
+import pickle
+import re
+import zipfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from auditkit.data import AuditData, DataError
+from auditkit.kernel import UnsupportedModelError
+
+WRAPPER_PREFIXES = ("_module.", "_orig_mod.", "module.")  # Opacus, torch.compile, DataParallel
+
+
+def mlp_from_state_dict(state: dict[str, torch.Tensor], source: str = "state_dict") -> nn.Sequential:
+    """The ``Linear, ReLU, ..., Linear`` network a state_dict describes (layout from names and shapes).
+
+    Activations cannot be read from weights: ReLU is assumed (the attack needs it). Anything else than a
+    chain of 2-D weights with optional 1-D biases gets an error naming the tensor.
+    """
+    if not isinstance(state, dict) or not state:
+        raise UnsupportedModelError(f"{source}: expected a non-empty state_dict (names -> tensors)")
+    cleaned = {}
+    for name, tensor in state.items():
+        for prefix in WRAPPER_PREFIXES:
+            name = name.removeprefix(prefix)
+        if not isinstance(tensor, torch.Tensor):
+            raise UnsupportedModelError(f"{source}: entry {name!r} is {type(tensor).__name__}, not a tensor")
+        cleaned[name] = tensor
+    layers: list[tuple[torch.Tensor, torch.Tensor | None]] = []
+    for name, tensor in cleaned.items():
+        if name.endswith(".bias"):
+            if name.removesuffix(".bias") + ".weight" not in cleaned:
+                raise UnsupportedModelError(f"{source}: bias {name!r} has no weight")
+            continue
+        if not name.endswith(".weight") or tensor.ndim != 2:
+            raise UnsupportedModelError(
+                f"{source}: {name!r} with shape {tuple(tensor.shape)} is not a Linear weight; auditkit audits "
+                "ReLU MLPs (Linear layers only)"
+            )
+        bias = cleaned.get(name.removesuffix(".weight") + ".bias")
+        if bias is not None and bias.shape != (tensor.shape[0],):
+            raise UnsupportedModelError(f"{source}: bias of {name!r} has shape {tuple(bias.shape)}")
+        layers.append((tensor, bias))
+    modules: list[nn.Module] = []
+    for index, (weight, bias) in enumerate(layers):
+        if index and weight.shape[1] != layers[index - 1][0].shape[0]:
+            raise UnsupportedModelError(
+                f"{source}: layer {index} takes {weight.shape[1]} inputs but layer {index - 1} gives "
+                f"{layers[index - 1][0].shape[0]}"
+            )
+        if not (torch.isfinite(weight).all() and (bias is None or torch.isfinite(bias).all())):
+            raise UnsupportedModelError(f"{source}: layer {index} holds NaN or infinite weights")
+        linear = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, dtype=weight.dtype)
+        with torch.no_grad():
+            linear.weight.copy_(weight)
+            if bias is not None:
+                linear.bias.copy_(bias)
+        modules += [linear, nn.ReLU()]
+    return nn.Sequential(*modules[:-1])
+
+
+def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """``torch.load(path, weights_only=True)``: a pickle with code in it is refused, never run."""
+    path = Path(path)
+    if not path.is_file():
+        raise UnsupportedModelError(f"{path}: file not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UnsupportedModelError(f"{path}: not a weights-only state_dict ({first[:200]})") from None
+
+
+def binary_labels(labels: Iterable) -> tuple[np.ndarray, str]:
+    """Any two-class encoding ({0, 1}, {-1, +1}, booleans, two strings) as {-1, +1}, and how it was mapped."""
+    values = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(list(labels))
+    values = values.reshape(-1)
+    if values.dtype.kind not in "biuUS" and not (values.dtype.kind == "f" and np.isin(values, (-1, 0, 1)).all()):
+        raise DataError(f"labels: expected two classes (integers, booleans or strings), got {values.dtype} values")
+    classes = sorted(set(values.tolist()))
+    if len(classes) != 2:
+        raise DataError(
+            f"labels: {len(classes)} classes found ({classes[:5]}); the KKT attack audits binary models only "
+            "(multiclass is a later release)"
+        )
+    negative, positive = (-1, 1) if classes == [-1, 1] else classes
+    mapped = np.where(values == positive, 1.0, -1.0)
+    return mapped, f"labels {negative!r} -> -1, {positive!r} -> +1"
+
+
+def audit_data(
+    train_x,
+    train_y,
+    *,
+    nonmembers=None,
+    mean: np.ndarray | None = None,
+    image_shape: tuple[int, ...] | None = None,
+    name: str = "data",
+) -> AuditData:
+    """AuditData from arrays or tensors. ``mean``: what was subtracted from [0, 1] pixels before training
+    (centred inputs); without it the inputs must be pixels in [0, 1], which is checked and stated."""
+    x = _rows(train_x, "train inputs")
+    y, labels_note = binary_labels(train_y)
+    if len(y) != len(x):
+        raise DataError(f"train inputs: {len(x)} rows but {len(y)} labels")
+    pool = _rows(nonmembers, "non-members") if nonmembers is not None else np.zeros((0, x.shape[1]))
+    if pool.shape[1] != x.shape[1]:
+        raise DataError(f"non-members: {pool.shape[1]} features, the training inputs have {x.shape[1]}")
+    if mean is None:
+        if x.min() < 0 or x.max() > 1:
+            raise DataError(
+                f"train inputs: values in [{x.min():.3g}, {x.max():.3g}], not pixels in [0, 1]: give the mean that "
+                "was subtracted (key 'mean')"
+            )
+        mean, input_note = np.zeros(x.shape[1]), "inputs are pixels in [0, 1] (checked), not centred"
+    else:
+        mean = np.asarray(mean, dtype=np.float64).reshape(-1)
+        if mean.shape != (x.shape[1],) or not np.isfinite(mean).all():
+            raise DataError(f"mean: expected {x.shape[1]} finite values, got shape {mean.shape}")
+        input_note = "inputs are pixels in [0, 1] minus the given mean"
+    shape = tuple(image_shape) if image_shape is not None else _square(x.shape[1])
+    if int(np.prod(shape)) != x.shape[1] or len(shape) not in (2, 3):
+        raise DataError(f"image_shape: {shape} is not (H, W) or (C, H, W) for {x.shape[1]} features; give it")
+    return AuditData(
+        name=name,
+        train_x=x,
+        train_y=y,
+        test_x=np.zeros((0, x.shape[1])),
+        test_y=np.zeros(0),
+        pool_x=pool,
+        pool_y=np.zeros(len(pool)),
+        mean=mean,
+        image_shape=shape,
+        train_index=np.arange(len(x)),
+        notes=(labels_note, input_note),
+    )
+
+
+def load_audit_data(path: str | Path) -> AuditData:
+    """An .npz (``allow_pickle=False``) with ``train_x``, ``train_y`` and optionally ``nonmember_x``,
+    ``mean``, ``image_shape``."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            arrays = {key: stored[key] for key in stored.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+        raise DataError(f"{path}: not a readable .npz without pickled objects ({error})") from None
+    missing = [key for key in ("train_x", "train_y") if key not in arrays]
+    if missing:
+        raise DataError(f"{path}: missing array(s) {', '.join(missing)} (found: {', '.join(arrays) or 'none'})")
+    unknown = set(arrays) - {"train_x", "train_y", "nonmember_x", "mean", "image_shape"}
+    if unknown:
+        raise DataError(f"{path}: unknown array(s) {', '.join(sorted(unknown))}")
+    shape = arrays.get("image_shape")
+    return audit_data(
+        arrays["train_x"],
+        arrays["train_y"],
+        nonmembers=arrays.get("nonmember_x"),
+        mean=arrays.get("mean"),
+        image_shape=tuple(int(v) for v in shape) if shape is not None else None,
+        name=re.sub(r"[^A-Za-z0-9_.-]", "_", path.stem),
+    )
+
+
+def _rows(values, what: str) -> np.ndarray:
+    array = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
+    if array.dtype.kind not in "iuf" or array.ndim < 2 or len(array) == 0:
+        raise DataError(
+            f"{what}: expected a non-empty numeric array of shape (N, ...), got {array.dtype} {array.shape}"
+        )
+    array = array.reshape(len(array), -1).astype(np.float64)
+    if not np.isfinite(array).all():
+        raise DataError(f"{what}: NaN or infinite values")
+    return array
+
+
+def _square(features: int) -> tuple[int, ...]:
+    """A square grayscale image when the feature count allows one (the SSIM needs an image shape)."""
+    side = int(round(features**0.5))
+    return (side, side) if side * side == features else (features,)
