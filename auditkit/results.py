@@ -23,6 +23,7 @@ from auditkit.membership import MembershipTest
 from auditkit.verdict import Verdict, premise_verdict
 
 RESULT_FILE = "result.json"
+CENTRED_TOLERANCE = 0.02  # mean |input mean| per feature; raw MNIST pixels: 0.13
 RUN_FILE = "summary.json"
 
 
@@ -205,11 +206,21 @@ class AuditResult:
         """The fraction of training samples on the right side of the boundary (positive margin)."""
         return float((self.frame["margin"] > 0).mean())
 
+    @property
+    def centred(self) -> bool:
+        """Whether the model's inputs were centred (their mean over the training set is about 0)."""
+        inputs = self.train_images.reshape(len(self.train_images), -1) - self.evidence["mean"].reshape(1, -1)
+        return bool(np.abs(inputs.mean(0)).mean() < CENTRED_TOLERANCE)
+
     def verdict(self) -> Verdict:
-        """The premise check (KKT residual, zero training error) and the finding in plain words."""
+        """The premise check (KKT residual, zero training error, centred inputs) and the finding."""
         privacy = self.victim.training.privacy if self.victim else None
         return premise_verdict(
-            self.victim_kkt_residual, self.train_accuracy, self.membership(), privacy.epsilon if privacy else None
+            self.victim_kkt_residual,
+            self.train_accuracy,
+            self.membership(),
+            privacy.epsilon if privacy else None,
+            self.centred,
         )
 
     def summary(self) -> LeakageSummary:
@@ -395,7 +406,7 @@ FRAME_COLUMNS = {
     "ssim": "iuf",
     "identified": "b",
 }
-ARRAYS = {"candidates": "f", "train_images": "f", "nonmember_identified": "b"}  # name: numpy kinds allowed
+ARRAYS = {"candidates": "f", "train_images": "f", "nonmember_identified": "b", "mean": "f"}  # name: numpy kinds allowed
 
 
 def _read_frame(path: Path, candidates: int) -> pd.DataFrame:

@@ -5,6 +5,8 @@ set. Thresholds on the victim's KKT residual (at the true training set, multipli
 measured victims (MNIST parity, 784-500-500-1; issues 11 and 14): residual 0.11-0.15 identified 31-53
 samples (conclusive); 0.55 identified 12 of 100 where the same recipe trained longer (0.11) identified 53
 (weak: a count under-states); 0.96-0.999 identified 0-1 whatever the model holds (inconclusive).
+Uncentred inputs (raw [0, 1] pixels) are weak too: on the same 20 digits and recipe the attack identified
+4-6 of 20 on raw pixels against 18-20 of 20 centred, 3 seeds (benchmarks/results/input_preparation.md).
 """
 
 from __future__ import annotations
@@ -30,9 +32,13 @@ class Verdict:
 
 
 def premise_verdict(
-    kkt_residual: float, train_accuracy: float, test: MembershipTest, dp_epsilon: float | None = None
+    kkt_residual: float,
+    train_accuracy: float,
+    test: MembershipTest,
+    dp_epsilon: float | None = None,
+    centred: bool = True,
 ) -> Verdict:
-    """Judge the premise (KKT residual, zero training error) and say what the counts mean."""
+    """Judge the premise (KKT residual, zero training error, centred inputs) and say what the counts mean."""
     reasons = []
     if math.isnan(kkt_residual) or kkt_residual > WEAK_RESIDUAL:
         reasons.append(
@@ -43,6 +49,11 @@ def premise_verdict(
         reasons.append(
             f"the weights are only near a KKT point (residual {kkt_residual:.2f} > {CONCLUSIVE_RESIDUAL}): "
             "counts under-state the leakage"
+        )
+    if not centred:
+        reasons.append(
+            "the inputs are not centred (raw pixels): the attack was measured weaker there, so counts under-state "
+            "the leakage"
         )
     if not train_accuracy == 1.0:
         reasons.append(f"the model does not fit its training set (accuracy {train_accuracy:.3f}; the premise needs 1)")

@@ -47,6 +47,8 @@ def test_premise_levels_and_findings():
     assert premise_verdict(math.nan, 1.0, nothing).level == "inconclusive"
     assert "DP ceiling" in premise_verdict(0.999, 1.0, nothing, dp_epsilon=1.0).finding
     assert "the weights leak these samples" in premise_verdict(0.97, 1.0, leak).finding
+    raw = premise_verdict(0.15, 1.0, nothing, centred=False)
+    assert raw.level == "weak" and "not centred" in raw.finding
 
 
 def test_nonmembers_are_identified_by_their_own_copies_only(mnist):
