@@ -3,17 +3,40 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from auditkit.errors import AuditkitError
 from auditkit.scenario import available, load_scenario, preset_dirs
 
+if TYPE_CHECKING:
+    from auditkit.results import RunResult
+
 
 def _fail(error: AuditkitError) -> None:
     click.echo(f"error: {error}", err=True)
     sys.exit(2)
+
+
+def _report_run(start: Callable[[], tuple[Path, RunResult]], on_interrupt: str) -> None:
+    """Run ``start`` (-> output folder, result); user errors in one line, then each victim's finding."""
+    from auditkit.report import headline
+
+    try:
+        out, result = start()
+    except AuditkitError as error:
+        _fail(error)
+    except KeyboardInterrupt:
+        click.echo(f"interrupted: {on_interrupt}", err=True)
+        sys.exit(130)
+    click.echo(f"report written to {out} ({result.facts.seconds:.0f}s)")
+    for victim in result.victims:
+        click.echo(f"  {headline(victim)}")
+    for failure in result.failures:
+        click.echo(f"  [{failure.name}] not audited: {failure.reason}")
 
 
 def _overrides(seed: int | None, device: str | None) -> dict:
@@ -41,21 +64,14 @@ def main() -> None:
 def run(scenario: Path, out: Path | None, device: str | None, seed: int | None, resume: bool, quiet: bool) -> None:
     """Train the scenario's victims (cached), attack each and write the leakage report."""
     from auditkit.progress import Progress
-    from auditkit.report import headline
     from auditkit.runner import run_scenario
 
-    try:
+    def start() -> tuple[Path, RunResult]:
         resolved = load_scenario(scenario, _overrides(seed, device))
-        out = out or Path("runs") / resolved.name
-        result = run_scenario(resolved, out, resume=resume, progress=Progress(enabled=not quiet))
-    except AuditkitError as error:
-        _fail(error)
-    except KeyboardInterrupt:
-        click.echo("interrupted: finished victims stay cached; rerun with --resume to continue", err=True)
-        sys.exit(130)
-    click.echo(f"report written to {out} ({result.facts.seconds:.0f}s)")
-    for victim in result.victims:
-        click.echo(f"  {headline(victim)}")
+        folder = out or Path("runs") / resolved.name
+        return folder, run_scenario(resolved, folder, resume=resume, progress=Progress(enabled=not quiet))
+
+    _report_run(start, "finished victims stay cached; rerun with --resume to continue")
 
 
 @main.command()
@@ -75,19 +91,13 @@ def audit(
     weights_only=True; DATA an .npz with train_x, train_y and optionally nonmember_x, mean, image_shape."""
     from auditkit.audit import audit_saved_model
     from auditkit.progress import Progress
-    from auditkit.report import headline
 
-    out = out or Path("runs") / f"audit-{model.stem}"
-    try:
-        result = audit_saved_model(model, data_path, out, attack_file, device, seed, Progress(enabled=not quiet))
-    except AuditkitError as error:
-        _fail(error)
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
-    click.echo(f"report written to {out} ({result.facts.seconds:.0f}s)")
-    for victim in result.victims:
-        click.echo(f"  {headline(victim)}")
+    def start() -> tuple[Path, RunResult]:
+        folder = out or Path("runs") / f"audit-{model.stem}"
+        progress = Progress(enabled=not quiet)
+        return folder, audit_saved_model(model, data_path, folder, attack_file, device, seed, progress)
+
+    _report_run(start, "nothing was saved; run it again")
 
 
 @main.command()
