@@ -11,9 +11,8 @@ benchmarks/results/input_preparation.{json,md}.
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
+import record
 import torch
 
 from auditkit import Auditor, KKTAttack
@@ -30,7 +29,7 @@ def main() -> None:
     args = parser.parse_args()
     images, digits = load_mnist_images()
     records = []
-    print("| " + " | ".join(COLUMNS) + " |\n" + "|---" * len(COLUMNS) + "|", flush=True)
+    print(record.header(COLUMNS), flush=True)
     for seed in args.seeds:
         data = binary_task(images, digits, *PARITY, 10, 100, seed, (28, 28), "mnist")
         for inputs, x, mean, pool in (
@@ -42,22 +41,12 @@ def main() -> None:
                            weight_decay=0.01)  # fmt: skip
             auditor = Auditor(KKTAttack(steps=3000, restarts=1, search="off"), device="cpu", seed=seed)
             summary = auditor.audit(model, train=(x, data.train_y), nonmembers=pool, mean=mean).summary()
-            record = {"seed": seed, "inputs": inputs, "train_accuracy": log.train_accuracy,
-                      **{key: getattr(summary, key) for key in COLUMNS[3:]}}  # fmt: skip
-            records.append(record)
-            print("| " + " | ".join(_fmt(record[c]) for c in COLUMNS) + " |", flush=True)
-    results = Path(__file__).parent / "results"
-    (results / "input_preparation.json").write_text(json.dumps(records, indent=2) + "\n")
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|---" * len(COLUMNS) + "|"]
-    lines += ["| " + " | ".join(_fmt(r[c]) for c in COLUMNS) + " |" for r in records]
+            found = {"seed": seed, "inputs": inputs, "train_accuracy": log.train_accuracy,
+                     **{key: getattr(summary, key) for key in COLUMNS[3:]}}  # fmt: skip
+            records.append(found)
+            print(record.row(found, COLUMNS), flush=True)
     command = "python benchmarks/input_preparation.py --seeds " + " ".join(map(str, args.seeds))
-    (results / "input_preparation.md").write_text(
-        f"`{command}` (2-core CPU, float32 attack)\n\n" + "\n".join(lines) + "\n"
-    )
-
-
-def _fmt(value) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
+    record.write("input_preparation", command, records, COLUMNS, "(2-core CPU, float32 attack)")
 
 
 if __name__ == "__main__":

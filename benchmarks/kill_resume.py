@@ -12,7 +12,6 @@ cache. Prints a table and writes benchmarks/results/kill_resume.{json,md}.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import signal
@@ -23,6 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import record
 
 SCENARIO = """name: crash
 device: cpu
@@ -73,7 +73,7 @@ def main() -> None:
         duration = time.perf_counter() - start
         expected = fingerprint(root / "reference")
         print(f"uninterrupted run: {duration:.1f}s\n")
-        print("| " + " | ".join(COLUMNS) + " |\n" + "|---" * len(COLUMNS) + "|", flush=True)
+        print(record.header(COLUMNS), flush=True)
         for trial in range(args.trials):
             out, cache = root / f"trial{trial}", root / f"cache{trial}"
             delay = rng.uniform(0.5, duration)
@@ -87,7 +87,7 @@ def main() -> None:
             if resumed.wait() != 0:
                 raise SystemExit(resumed.stderr.read())
             stray = [p.name for folder in (out, cache) for p in folder.rglob("*.auditkit-tmp")]
-            record = {
+            found = {
                 "trial": trial,
                 "killed_after_s": round(delay, 2),
                 "victims_done_at_kill": done,
@@ -95,15 +95,12 @@ def main() -> None:
                 "stray_files": len(stray),
                 "resume_s": round(time.perf_counter() - start, 1),
             }
-            records.append(record)
-            print("| " + " | ".join(str(record[c]) for c in COLUMNS) + " |", flush=True)
-    results = Path(__file__).parent / "results"
+            records.append(found)
+            print(record.row(found, COLUMNS), flush=True)
     command = f"python benchmarks/kill_resume.py --trials {args.trials} --seed {args.seed}"
-    (results / "kill_resume.json").write_text(json.dumps(records, indent=2) + "\n")
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|---" * len(COLUMNS) + "|"]
-    lines += ["| " + " | ".join(str(r[c]) for c in COLUMNS) + " |" for r in records]
-    summary = f"uninterrupted run {duration:.1f}s; identical after resume: {sum(r['identical'] for r in records)}"
-    (results / "kill_resume.md").write_text(f"`{command}`\n\n{summary}/{len(records)}\n\n" + "\n".join(lines) + "\n")
+    identical = sum(r["identical"] for r in records)
+    note = f"(uninterrupted run {duration:.1f}s; identical after resume: {identical}/{len(records)})"
+    record.write("kill_resume", command, records, COLUMNS, note)
 
 
 if __name__ == "__main__":

@@ -13,11 +13,10 @@ Writes benchmarks/results/recipes.{json,md}.
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 import numpy as np
+import record
 import torch
 import torch.nn.functional as F
 
@@ -79,7 +78,7 @@ def main() -> None:
     data = binary_task(images, digits, *PARITY, 25, 250, args.seed, (28, 28), "mnist")
     y01 = torch.as_tensor((data.train_y > 0).astype(np.float32))
     records = []
-    print("| " + " | ".join(COLUMNS) + " |\n" + "|---" * len(COLUMNS) + "|", flush=True)
+    print(record.header(COLUMNS), flush=True)
     for name, kind, lr, weight_decay, batch, epochs, centred in RECIPES:
         start = time.perf_counter()
         shift = 0.0 if centred else data.mean
@@ -91,21 +90,13 @@ def main() -> None:
             test_accuracy = float((torch.sign(model(test_x).squeeze(-1)).numpy() == data.test_y).mean())
         auditor = Auditor(KKTAttack(restarts=1, search="off"), device="cpu", seed=args.seed)
         summary = auditor.audit(model, train=(x, y01), nonmembers=pool, mean=data.mean if centred else None).summary()
-        record = {"recipe": name, "steps": steps, "test_accuracy": test_accuracy, "seed": args.seed,
-                  **{key: getattr(summary, key) for key in COLUMNS if hasattr(summary, key)},
-                  "seconds": time.perf_counter() - start}  # fmt: skip
-        records.append(record)
-        print("| " + " | ".join(_fmt(record[c]) for c in COLUMNS) + " |", flush=True)
-    results = Path(__file__).parent / "results"
-    (results / "recipes.json").write_text(json.dumps(records, indent=2) + "\n")
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|---" * len(COLUMNS) + "|"]
-    lines += ["| " + " | ".join(_fmt(r[c]) for c in COLUMNS) + " |" for r in records]
-    header = f"`python benchmarks/recipes.py --seed {args.seed}` (2-core CPU, float32; n = 50, 2000 non-members)"
-    (results / "recipes.md").write_text(header + "\n\n" + "\n".join(lines) + "\n")
-
-
-def _fmt(value) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
+        found = {"recipe": name, "steps": steps, "test_accuracy": test_accuracy, "seed": args.seed,
+                 **{key: getattr(summary, key) for key in COLUMNS if hasattr(summary, key)},
+                 "seconds": time.perf_counter() - start}  # fmt: skip
+        records.append(found)
+        print(record.row(found, COLUMNS), flush=True)
+    command = f"python benchmarks/recipes.py --seed {args.seed}"
+    record.write("recipes", command, records, COLUMNS, "(2-core CPU, float32; n = 50, 2000 non-members)")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,27 @@
+"""Benchmark records: one markdown row per record as it runs, then results/NAME.{json,md} with the command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def cell(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def header(columns: list[str]) -> str:
+    return "| " + " | ".join(columns) + " |\n" + "|---" * len(columns) + "|"
+
+
+def row(record: dict, columns: list[str]) -> str:
+    return "| " + " | ".join(cell(record[c]) for c in columns) + " |"
+
+
+def write(name: str, command: str, records: list[dict], columns: list[str], note: str = "") -> None:
+    """results/NAME.json (every field) and results/NAME.md (the command, a note, the table)."""
+    (RESULTS / f"{name}.json").write_text(json.dumps(records, indent=2) + "\n")
+    table = "\n".join([header(columns), *(row(r, columns) for r in records)])
+    (RESULTS / f"{name}.md").write_text(f"`{command}`" + (f" {note}" if note else "") + f"\n\n{table}\n")
