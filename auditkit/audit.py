@@ -5,10 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import torch
-
 from auditkit.auditor import Auditor
-from auditkit.environment import DEFAULT_DTYPE, DTYPE_NOTES, describe_device, resolve_device, seed_everything, versions
+from auditkit.environment import DEFAULT_DTYPE, resolve_device, seed_everything
 from auditkit.io import inside
 from auditkit.kkt import KKTAttack, KKTConfig
 from auditkit.outdir import exclusive_output
@@ -42,17 +40,9 @@ def audit_saved_model(
             result = auditor.audit(model, data, name="model", progress=update)
         result.save(inside(out, "model"))
         progress.note(headline(result))
-        facts = RunFacts(
-            scenario=f"audit of {model_path.name}",
-            seed=seed,
-            device=describe_device(resolved),
-            dtype=DEFAULT_DTYPE,
-            dtype_note=DTYPE_NOTES[DEFAULT_DTYPE],
-            threads=torch.get_num_threads(),
-            versions=versions(),
-            config={"model": str(model_path), "data": str(data_path), "attack": config.model_dump()},
-            seconds=time.perf_counter() - started,
-        )
+        settings = {"model": str(model_path), "data": str(data_path), "attack": config.model_dump()}
+        seconds = time.perf_counter() - started
+        facts = RunFacts.collect(f"audit of {model_path.name}", seed, resolved, DEFAULT_DTYPE, settings, seconds)
         run = RunResult(facts, [result])
         run.save(out, victims=False)
         write_report(run, out)

@@ -91,8 +91,8 @@ class Auditor:
         )
         train_images = data.to_pixels(data.train_x)
         candidates = data.to_pixels(output.candidates) if len(output.candidates) else train_images[:0]
-        frame = self._per_sample(data, train_images, candidates, output, margins, fitted_lambda.numpy())
         pool_images = data.to_pixels(data.pool_x)
+        frame = self._per_sample(data, train_images, candidates, pool_images, output, margins, fitted_lambda.numpy())
         evidence = {
             "nonmember_identified": identified_nonmembers(train_images, candidates, pool_images),
             "candidate_lambdas": output.lambdas,
@@ -115,7 +115,7 @@ class Auditor:
             data_notes=data.notes,
         )
 
-    def _per_sample(self, data, train_images, candidates, output: AttackOutput, margins, fitted_lambda):
+    def _per_sample(self, data, train_images, candidates, pool_images, output: AttackOutput, margins, fitted_lambda):
         n = len(train_images)
         mean_image = data.mean.reshape(1, *data.image_shape)
         baseline = ssim(np.repeat(minmax(mean_image), n, 0), train_images)
@@ -135,7 +135,7 @@ class Auditor:
             frame["identified"] = False
             frame["reconstructed"] = False
             return frame
-        scores = match(train_images, candidates, data.to_pixels(data.pool_x))
+        scores = match(train_images, candidates, pool_images)
         frame["ssim"] = scores["ssim"]
         frame["dssim"] = (1 - scores["ssim"]) / 2
         frame["reconstructed"] = scores["ssim"] > self.ssim_threshold

@@ -15,16 +15,18 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from auditkit.bounds import ReconstructionBounds
+from auditkit.environment import DTYPE_NOTES, describe_device, versions
 from auditkit.errors import AuditkitError
 from auditkit.io import inside, to_jsonable, write_json, write_npz, write_text
 from auditkit.membership import MembershipTest
 from auditkit.verdict import Verdict, premise_verdict
 
 RESULT_FILE = "result.json"
-CENTRED_TOLERANCE = 0.02  # mean |input mean| per feature; raw MNIST pixels: 0.13
 RUN_FILE = "summary.json"
+CENTRED_TOLERANCE = 0.02  # mean |input mean| per feature; raw MNIST pixels: 0.13
 
 
 class ResultError(AuditkitError):
@@ -212,20 +214,22 @@ class AuditResult:
         inputs = self.train_images.reshape(len(self.train_images), -1) - self.evidence["mean"].reshape(1, -1)
         return bool(np.abs(inputs.mean(0)).mean() < CENTRED_TOLERANCE)
 
-    def verdict(self) -> Verdict:
-        """The premise check (KKT residual, zero training error, centred inputs) and the finding."""
+    def verdict(self, test: MembershipTest | None = None) -> Verdict:
+        """The premise check (KKT residual, zero training error, centred inputs) and the finding
+        (``test``: this result's membership test, when the caller has it already)."""
         privacy = self.victim.training.privacy if self.victim else None
         return premise_verdict(
             self.victim_kkt_residual,
             self.train_accuracy,
-            self.membership(),
+            test or self.membership(),
             privacy.epsilon if privacy else None,
             self.centred,
         )
 
     def summary(self) -> LeakageSummary:
         frame, threshold = self.frame, self.ssim_threshold
-        test, verdict = self.membership(), self.verdict()
+        test = self.membership()
+        verdict = self.verdict(test)
         ssim_scores = frame["ssim"].to_numpy(dtype=float)
         finite = np.isfinite(ssim_scores)
         identified = int(frame["identified"].sum())
@@ -327,6 +331,21 @@ class RunFacts:
     versions: dict[str, str]
     config: dict  # the resolved scenario
     seconds: float = math.nan
+
+    @classmethod
+    def collect(cls, name: str, seed: int, device, dtype: str, config: dict, seconds: float) -> RunFacts:
+        """The facts of a run happening in this process (device description, threads, versions)."""
+        return cls(
+            scenario=name,
+            seed=seed,
+            device=describe_device(device),
+            dtype=dtype,
+            dtype_note=DTYPE_NOTES[dtype],
+            threads=torch.get_num_threads(),
+            versions=versions(),
+            config=to_jsonable(config),
+            seconds=seconds,
+        )
 
     def to_dict(self) -> dict:
         return to_jsonable(asdict(self))

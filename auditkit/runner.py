@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import time
@@ -16,7 +15,7 @@ from auditkit.cache import VictimCache, victim_key
 from auditkit.data import AuditData, load_data
 from auditkit.defense import TrainingDiverged, plan_defenses, train_victim, untrained_victim
 from auditkit.dp import DPPlan
-from auditkit.environment import DTYPE_NOTES, describe_device, resolve_device, seed_everything, versions
+from auditkit.environment import resolve_device, seed_everything
 from auditkit.io import inside, to_jsonable
 from auditkit.kkt import KKTAttack
 from auditkit.outdir import exclusive_output
@@ -74,8 +73,9 @@ def _run(scenario: Scenario, out: Path, resume: bool, progress: Progress) -> Run
         progress.note(headline(result))
         results.append(result)
 
-    facts = run_facts(scenario, device)
-    run = RunResult(dataclasses.replace(facts, seconds=time.perf_counter() - started), results, failures)
+    seconds = time.perf_counter() - started
+    facts = RunFacts.collect(scenario.name, scenario.seed, device, scenario.dtype, scenario.model_dump(), seconds)
+    run = RunResult(facts, results, failures)
     run.save(out, victims=False)
     write_report(run, out, scenario.report.grid_size)
     return run
@@ -110,19 +110,6 @@ def audit_fingerprint(scenario: Scenario, defense: DefenseConfig) -> str:
     config = scenario.model_dump(exclude={"name", "description", "defenses"})
     content = to_jsonable({"scenario": config, "defense": defense.model_dump(exclude={"description"})})
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:20]
-
-
-def run_facts(scenario: Scenario, device: torch.device) -> RunFacts:
-    return RunFacts(
-        scenario=scenario.name,
-        seed=scenario.seed,
-        device=describe_device(device),
-        dtype=scenario.dtype,
-        dtype_note=DTYPE_NOTES[scenario.dtype],
-        threads=torch.get_num_threads(),
-        versions=versions(),
-        config=to_jsonable(scenario.model_dump()),
-    )
 
 
 def _finished(audit_dir: Path, fingerprint: str) -> bool:
