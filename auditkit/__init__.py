@@ -9,7 +9,7 @@ from auditkit.kkt import KKTAttack, KKTConfig
 from auditkit.results import AuditResult, LeakageSummary, RunResult
 from auditkit.runner import run_scenario
 from auditkit.scenario import Scenario, ScenarioError, load_scenario
-from auditkit.victims import build_mlp, train_gd
+from auditkit.victims import build_mlp, train_mlp
 
 __all__ = [
     "AttackOutput",
@@ -35,5 +35,5 @@ __all__ = [
     "load_scenario",
     "run_scenario",
     "toy_colors",
-    "train_gd",
+    "train_mlp",
 ]

@@ -17,7 +17,7 @@ import torch
 from auditkit.kernel import MLPLayers
 from auditkit.results import AttackFacts
 
-Progress = Callable[[int, float], None]  # (step, current loss)
+ProgressCallback = Callable[[int, float], None]  # (step, current loss)
 
 
 @dataclass(frozen=True)
@@ -62,5 +62,5 @@ class ReconstructionAttack(Protocol):
         seed: int,
         device: torch.device | str,
         dtype: torch.dtype,
-        progress: Progress | None = None,
+        progress: ProgressCallback | None = None,
     ) -> AttackOutput: ...

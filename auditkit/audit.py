@@ -13,7 +13,7 @@ from auditkit.outdir import exclusive_output
 from auditkit.progress import Progress
 from auditkit.report import headline, write_report
 from auditkit.results import RunFacts, RunResult
-from auditkit.scenario import read_yaml
+from auditkit.scenario import attack_preset
 from auditkit.user_model import load_audit_data, load_state_dict, mlp_from_state_dict
 
 
@@ -21,7 +21,7 @@ def audit_saved_model(
     model_path: Path,
     data_path: Path,
     out: Path,
-    attack_file: Path | None = None,
+    attack: str | Path | None = None,
     device: str = "auto",
     seed: int = 0,
     progress: Progress | None = None,
@@ -30,7 +30,7 @@ def audit_saved_model(
     progress = progress or Progress()
     model = mlp_from_state_dict(load_state_dict(model_path), str(model_path))
     data = load_audit_data(data_path)
-    config = KKTConfig.validated(read_yaml(Path(attack_file), allow_empty=True)) if attack_file else KKTConfig()
+    config = KKTConfig.validated(attack_preset(attack)) if attack else KKTConfig()
     resolved = resolve_device(device)
     with exclusive_output(out) as out:
         started = time.perf_counter()

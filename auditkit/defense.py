@@ -12,8 +12,8 @@ from auditkit.errors import AuditkitError
 from auditkit.kernel import unwrap
 from auditkit.progress import Progress
 from auditkit.results import TrainingLog
-from auditkit.scenario import DefenseConfig, Scenario, TrainingConfig
-from auditkit.victims import build_mlp, train_gd
+from auditkit.scenario import DefenseConfig, Scenario
+from auditkit.victims import build_mlp, train_mlp
 
 
 class TrainingDiverged(AuditkitError):
@@ -58,26 +58,25 @@ def train_victim(
     """Train ``model`` as ``defense`` says; returns the clean module (wrappers stripped) and its log."""
     dtype = resolve_dtype(scenario.dtype)
     model = model.to(device)
-    training = TrainingConfig(**{**scenario.victim.training.model_dump(), **defense.training})
+    training = scenario.training_for(defense)
     x, y = (torch.as_tensor(a, dtype=dtype, device=device) for a in (data.train_x, data.train_y))
     test = tuple(torch.as_tensor(a, dtype=dtype, device=device) for a in (data.test_x, data.test_y))
     seed_everything(scenario.seed)
     if plan is None:
-        compiled = training.compile is True or (training.compile == "auto" and device.type == "cuda")
-        with progress.task(f"[{defense.name}] training", training.epochs) as update:
-            log = train_gd(
+        recipe = training.model_dump(exclude={"loss", "compile"})
+        with progress.task(f"[{defense.name}] training", training.epochs, unit="epoch") as update:
+            log = train_mlp(
                 model,
                 x,
                 y,
-                lr=training.lr,
-                epochs=training.epochs,
-                weight_decay=training.weight_decay,
+                **recipe,
+                seed=scenario.seed,
                 test=test,
                 progress=update,
-                compile=compiled,
+                compile=training.compiled_on(device),
             )
     else:
-        with progress.task(f"[{defense.name}] DP-SGD training (epochs)", plan.epochs) as update:
+        with progress.task(f"[{defense.name}] DP-SGD training", plan.epochs, unit="epoch") as update:
             log = train_dp_sgd(
                 model,
                 x,

@@ -13,11 +13,13 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
+from pydantic import BaseModel, Field, ValidationError
 from torch import nn
 
-from auditkit.errors import ConfigError
+from auditkit.errors import STRICT, ConfigError, first_error
 from auditkit.results import PrivacyFacts, TrainingLog
 from auditkit.victims import finish_training, logistic_loss
 
@@ -203,3 +205,66 @@ def _train_dp_sgd(model, x, labels, plan, lr, seed, weight_decay, test, progress
     )
     recipe = {"optimizer": "dp_sgd", "lr": lr, "weight_decay": weight_decay, "batch_size": plan.batch_size}
     return finish_training(model, x, labels, test, plan.epochs, start, recipe, privacy)
+
+
+def privacy_facts(privacy, delta: float | None = None) -> PrivacyFacts:
+    """What a model trained elsewhere with DP-SGD guarantees, for the audit to put beside its counts.
+
+    privacy: an Opacus ``PrivacyEngine`` that trained the model (its accountant's history; give ``delta``),
+    a mapping ``{noise_multiplier, sample_rate, steps, delta[, accountant, max_grad_norm]}``, or
+    :class:`PrivacyFacts`. The ceiling needs one mechanism, so the history must hold one noise multiplier
+    and one sample rate.
+    """
+    if isinstance(privacy, PrivacyFacts):
+        return privacy
+    if hasattr(privacy, "accountant") and hasattr(privacy.accountant, "history"):
+        history = privacy.accountant.history
+        if not history:
+            raise DPConfigError("privacy: the PrivacyEngine has not taken a step (its accountant history is empty)")
+        mechanisms = {(float(sigma), float(q)) for sigma, q, _ in history}
+        if len(mechanisms) > 1:
+            raise DPConfigError(
+                f"privacy: the PrivacyEngine ran {len(mechanisms)} noise multiplier/sample rate pairs; the "
+                "ceiling needs one: pass {noise_multiplier, sample_rate, steps, delta} for the part to audit"
+            )
+        (sigma, q), steps = mechanisms.pop(), sum(int(entry[2]) for entry in history)
+        if delta is None:
+            raise DPConfigError("privacy: give delta= with a PrivacyEngine (the delta its epsilon is stated at)")
+        settings = {"noise_multiplier": sigma, "sample_rate": q, "steps": steps, "delta": delta}
+        settings["accountant"] = privacy.accountant.mechanism()
+    elif isinstance(privacy, dict):
+        settings = {**privacy, **({"delta": delta} if delta is not None else {})}
+    else:
+        raise DPConfigError(f"privacy: expected an Opacus PrivacyEngine or a mapping, got {type(privacy).__name__}")
+    return _checked_facts(settings)
+
+
+class DPTrainingSettings(BaseModel):
+    """DP-SGD as it ran elsewhere: what the accountant needs for epsilon and the ceiling."""
+
+    model_config = STRICT
+    noise_multiplier: float = Field(ge=0, le=1e4)
+    sample_rate: float = Field(gt=0, le=1)
+    steps: int = Field(gt=0)
+    delta: float = Field(gt=0, lt=1)
+    accountant: Literal["rdp", "prv", "gdp"] = "rdp"
+    max_grad_norm: float = Field(math.nan, gt=0, allow_inf_nan=True)
+
+
+def _checked_facts(settings: dict) -> PrivacyFacts:
+    try:
+        given = DPTrainingSettings.model_validate(settings)
+    except ValidationError as error:
+        raise DPConfigError(first_error(error, "privacy")) from None
+    sigma, q, steps, delta = given.noise_multiplier, given.sample_rate, given.steps, given.delta
+    epsilon = math.inf if sigma == 0 else accountant_epsilon(given.accountant, sigma, q, steps, delta)
+    return PrivacyFacts(
+        epsilon=epsilon,
+        delta=delta,
+        accountant=given.accountant,
+        noise_multiplier=sigma,
+        sample_rate=q,
+        steps=steps,
+        max_grad_norm=given.max_grad_norm,
+        accountant_note="as given to the audit (training ran elsewhere)",
+    )

@@ -27,6 +27,7 @@ def first_error(error: ValidationError, prefix: str = "") -> str:
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown field"
-        lines.append(f"{location}: {message}")
+        whole_model_check = item["type"] == "value_error" and not item["loc"] and not prefix
+        lines.append(message if whole_model_check else f"{location}: {message}")  # such a message names its fields
     extra = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
     return lines[0] + extra

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from auditkit.attack import AttackerKnowledge, AttackOutput, Progress
+from auditkit.attack import AttackerKnowledge, AttackOutput, ProgressCallback
 from auditkit.environment import DEFAULT_DTYPE, resolve_dtype
 from auditkit.errors import STRICT, ConfigError, first_error
 from auditkit.kernel import MLPLayers, UnsupportedModelError, kkt_residual, preactivation_scale, stationarity_loss
@@ -119,7 +119,7 @@ class KKTAttack:
         seed: int = 0,
         device: torch.device | str = "cpu",
         dtype: torch.dtype | str = DEFAULT_DTYPE,
-        progress: Progress | None = None,
+        progress: ProgressCallback | None = None,
         initial: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
     ) -> AttackOutput:
         """Run the attack on a victim's layers.
@@ -239,6 +239,7 @@ class KKTAttack:
             seconds=time.perf_counter() - start,
             device=str(device),
             dtype=str(dtype).removeprefix("torch."),
+            seed=seed,
         )
         return AttackOutput(
             candidates=candidates,

@@ -1,4 +1,5 @@
-"""Progress lines on stderr for long steps (training epochs, attack steps), throttled to every few seconds."""
+"""Progress of long steps (victim training, attack steps): tqdm bars with an ETA on a terminal, one
+summary line per step elsewhere (logs, CI), and notes (findings, cache hits) between them."""
 
 from __future__ import annotations
 
@@ -7,34 +8,40 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from tqdm import tqdm
+
 
 class Progress:
-    """Prints ``label  step k/N  loss L  t s`` at most every ``interval`` seconds, and at the end."""
+    """enabled False: silent. bars: True (always), False (never) or None (only when ``stream`` is a
+    terminal); without bars each task prints one line when it ends."""
 
-    def __init__(self, enabled: bool = True, interval: float = 5.0, stream=None) -> None:
-        self.enabled, self.interval = enabled, interval
+    def __init__(self, enabled: bool = True, bars: bool | None = None, stream=None) -> None:
+        self.enabled = enabled
         self.stream = stream or sys.stderr
+        isatty = getattr(self.stream, "isatty", lambda: False)
+        self.bars = enabled and (bars if bars is not None else isatty())
 
     def note(self, message: str) -> None:
         if self.enabled:
-            print(message, file=self.stream, flush=True)
+            tqdm.write(message, file=self.stream)
 
     @contextmanager
-    def task(self, label: str, total: int) -> Iterator[Callable[[int, float], None]]:
-        start = last = time.perf_counter()
-        latest: list = [0, float("nan")]
+    def task(self, label: str, total: int, unit: str = "step") -> Iterator[Callable[[int, float], None]]:
+        """A bar for ``total`` units; the yielded ``update(step, loss)`` moves it to ``step``."""
+        start = time.perf_counter()
+        bar = tqdm(total=total, desc=label, unit=unit, file=self.stream, disable=not self.bars, dynamic_ncols=True)
+        latest = [0, float("nan")]
 
         def update(step: int, loss: float) -> None:
-            nonlocal last
+            bar.update(step - latest[0])
             latest[:] = [step, loss]
-            now = time.perf_counter()
-            if self.enabled and now - last >= self.interval:
-                last = now
-                self._line(label, step, total, loss, now - start)
+            bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
 
-        yield update
-        if self.enabled:
-            self._line(label, latest[0], total, latest[1], time.perf_counter() - start)
-
-    def _line(self, label: str, step: int, total: int, loss: float, elapsed: float) -> None:
-        print(f"{label}  step {step}/{total}  loss {loss:.4g}  {elapsed:.0f}s", file=self.stream, flush=True)
+        try:
+            yield update
+        finally:
+            bar.close()
+        if self.enabled and not self.bars:
+            step, loss = latest
+            elapsed = time.perf_counter() - start
+            print(f"{label}  {step}/{total} {unit}s  loss {loss:.4g}  {elapsed:.0f}s", file=self.stream, flush=True)

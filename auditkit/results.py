@@ -7,6 +7,7 @@ twice. ``to_dict()``/``from_dict()`` are the JSON form; ``save()``/``load()`` wr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import zipfile
@@ -89,6 +90,12 @@ class VictimFacts:
     def from_dict(cls, values: dict) -> VictimFacts:
         return cls(values["defense"], TrainingLog.from_dict(values["training"]), bool(values.get("cached", False)))
 
+    @classmethod
+    def trained_elsewhere(cls, privacy: PrivacyFacts, train_accuracy: float) -> VictimFacts:
+        """A model the user trained with DP-SGD: its privacy as given, the rest unknown (NaN, 0 epochs)."""
+        log = TrainingLog(train_accuracy, math.nan, math.nan, 0, math.nan, {"trained": "elsewhere"}, privacy)
+        return cls({"kind": "dp_sgd", "description": "trained by the user with DP-SGD"}, log)
+
 
 @dataclass(frozen=True)
 class AttackFacts:
@@ -110,6 +117,7 @@ class AttackFacts:
     seconds: float
     device: str
     dtype: str
+    seed: int | None = None  # None in results saved before it was recorded
 
     @property
     def best_restart(self) -> int | None:
@@ -191,9 +199,14 @@ class AuditResult:
     def to_frame(self) -> pd.DataFrame:
         return self.frame.copy()
 
+    @property
+    def privacy(self) -> PrivacyFacts | None:
+        """What DP training guarantees, for a DP-trained victim."""
+        return self.victim.training.privacy if self.victim else None
+
     def membership(self) -> MembershipTest:
         """Identified members against identified non-members (see :mod:`auditkit.membership`)."""
-        privacy = self.victim.training.privacy if self.victim else None
+        privacy = self.privacy
         flags = self.evidence["nonmember_identified"]
         return MembershipTest(
             len(self.frame),
@@ -217,7 +230,7 @@ class AuditResult:
     def verdict(self, test: MembershipTest | None = None) -> Verdict:
         """The premise check (KKT residual, zero training error, centred inputs) and the finding
         (``test``: this result's membership test, when the caller has it already)."""
-        privacy = self.victim.training.privacy if self.victim else None
+        privacy = self.privacy
         return premise_verdict(
             self.victim_kkt_residual,
             self.train_accuracy,
@@ -351,6 +364,15 @@ class RunFacts:
         return to_jsonable(asdict(self))
 
     @classmethod
+    def of_saved_audit(cls, result: AuditResult) -> RunFacts:
+        """Facts for one audit saved from the Python API (``result.save``), which records no run: the seed,
+        device and precision are the attack's; threads and versions are this process's, and say so."""
+        attack = result.attack
+        facts = cls.collect(result.name, attack.seed, torch.device(attack.device), attack.dtype, {}, math.nan)
+        note = "one audit saved from the Python API; threads and versions are those of the process that rendered it"
+        return dataclasses.replace(facts, config={"note": note})
+
+    @classmethod
     def from_dict(cls, values: dict) -> RunFacts:
         seconds = values.get("seconds")
         return _from_fields(cls, {**values, "seconds": math.nan if seconds is None else seconds})
@@ -402,8 +424,12 @@ class RunResult:
 
     @classmethod
     def load(cls, directory: str | Path) -> RunResult:
+        """A run's folder (summary.json), or one audit's folder (result.json, e.g. from ``result.save``)."""
         directory = Path(directory)
         path = directory / RUN_FILE
+        if not path.is_file() and (directory / RESULT_FILE).is_file():
+            result = AuditResult.load(directory)
+            return cls(RunFacts.of_saved_audit(result), [result])
         values = _read_json(path)
         try:
             names = [victim["name"] for victim in values["victims"]]

@@ -10,7 +10,6 @@ from pathlib import Path
 import torch
 
 from auditkit.auditor import Auditor
-from auditkit.bounds import kappa_ssim, reconstruction_bounds
 from auditkit.cache import VictimCache, victim_key
 from auditkit.data import AuditData, load_data
 from auditkit.defense import TrainingDiverged, plan_defenses, train_victim, untrained_victim
@@ -43,9 +42,7 @@ def _run(scenario: Scenario, out: Path, resume: bool, progress: Progress) -> Run
     data = load_data(scenario.data, scenario.seed)
     plans = plan_defenses(scenario, len(data.train_x))
     cache = VictimCache()  # checked writable here, before anything trains
-    # the no-model baseline of the SSIM criterion, needed only beside DP victims
     threshold = scenario.report.ssim_threshold
-    kappa = kappa_ssim(data.to_pixels(data.pool_x), threshold, seed=scenario.seed) if plans else None
     auditor = Auditor(
         KKTAttack(scenario.attack), device=device, dtype=scenario.dtype, ssim_threshold=threshold, seed=scenario.seed
     )
@@ -67,8 +64,6 @@ def _run(scenario: Scenario, out: Path, resume: bool, progress: Progress) -> Run
         with progress.task(f"[{defense.name}] attack", auditor.attack.steps) as update:
             result = auditor.audit(model, data, name=defense.name, victim=victim, progress=update)
         result.fingerprint = fingerprint
-        if defense.name in plans:
-            result.bounds = _bounds(result, data, kappa)
         result.save(audit_dir)
         progress.note(headline(result))
         results.append(result)
@@ -115,18 +110,3 @@ def audit_fingerprint(scenario: Scenario, defense: DefenseConfig) -> str:
 def _finished(audit_dir: Path, fingerprint: str) -> bool:
     path = audit_dir / RESULT_FILE
     return path.is_file() and json.loads(path.read_text()).get("fingerprint") == fingerprint
-
-
-def _bounds(result: AuditResult, data: AuditData, kappa_above_threshold: float):
-    summary, privacy = result.summary(), result.victim.training.privacy
-    return reconstruction_bounds(
-        tries=result.attack.candidates,
-        identification_pool=len(data.train_x) + len(data.pool_x),
-        identified_fraction=summary.identified_fraction,
-        kappa_above_threshold=kappa_above_threshold,
-        above_threshold_fraction=summary.ssim_above_threshold / summary.n,
-        ssim_threshold=summary.ssim_threshold,
-        noise_multiplier=privacy.noise_multiplier,
-        sample_rate=privacy.sample_rate,
-        steps=privacy.steps,
-    )

@@ -1,16 +1,19 @@
 """Scenario files: a data set, a victim, a list of defenses and an attack, composed from YAML presets.
 
 A scenario may ``extends:`` another one (deep-merged), name an attack preset (``attacks/NAME.yaml``)
-and defense presets (``defenses/NAME.yaml``) found beside the scenario's folder, or give them inline.
+and defense presets (``defenses/NAME.yaml``), or give them inline. Presets are looked up in a user's
+``--presets`` folder, beside the scenario's folder, then among the built-in ones shipped in the package.
 Every error names the field and what is allowed, in one line.
 """
 
 from __future__ import annotations
 
+import importlib.resources
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import torch
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
@@ -56,14 +59,38 @@ class DataConfig(_Strict):
 
 
 class TrainingConfig(_Strict):
-    optimizer: Literal["gd"] = "gd"
+    """How a victim is trained: full-batch GD (the default, the paper's setting) or the optimizers people
+    use on shuffled minibatches. Only long weight-decayed training reaches a KKT point (benchmarks/recipes.py)."""
+
+    optimizer: Literal["gd", "sgd", "adam", "adamw"] = Field(
+        "gd", description="gd: full-batch gradient descent; sgd (with momentum), adam, adamw: minibatches"
+    )
     loss: Literal["bce"] = "bce"
     lr: float = Field(0.3, gt=0, le=1e3)
     epochs: int = Field(6000, gt=0, le=100_000_000)
-    weight_decay: float = Field(0.0, ge=0, le=1e3)
+    weight_decay: float = Field(0.0, ge=0, le=1e3, description="L2 in the gradient; adamw: decoupled")
+    batch_size: int | None = Field(None, gt=0, description="sgd/adam/adamw minibatch size; null = full batch")
+    momentum: float = Field(0.0, ge=0, lt=1, description="sgd only")
+    schedule: Literal["constant", "cosine"] = Field("constant", description="cosine: lr decays to 0 over training")
     compile: bool | Literal["auto"] = Field(
-        "auto", description="torch.compile the GD step; auto = on a GPU only (on a CPU it gains 2-3 %)"
+        "auto",
+        description="torch.compile the full-batch step; auto = on a GPU only, constant schedule (CPU gains 2-3 %)",
     )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainingConfig:
+        if self.optimizer == "gd" and self.batch_size is not None:
+            raise ValueError("optimizer 'gd' is full-batch; use optimizer 'sgd' with a batch_size for minibatches")
+        if self.momentum and self.optimizer != "sgd":
+            raise ValueError(f"momentum applies to optimizer 'sgd' only, not '{self.optimizer}'")
+        if self.compile is True and (self.batch_size is not None or self.schedule != "constant"):
+            raise ValueError("compile: true needs full-batch training with a constant schedule")
+        return self
+
+    def compiled_on(self, device: torch.device) -> bool:
+        """Whether the step runs through torch.compile on ``device``."""
+        full_batch_constant = self.batch_size is None and self.schedule == "constant"
+        return self.compile is True or (self.compile == "auto" and device.type == "cuda" and full_batch_constant)
 
 
 class VictimConfig(_Strict):
@@ -139,14 +166,45 @@ class Scenario(_Strict):
             raise ValueError(f"defense names must be unique, got {names}")
         return defenses
 
+    @model_validator(mode="after")
+    def _defense_recipes(self) -> Scenario:
+        for index, defense in enumerate(self.defenses):
+            try:
+                self.training_for(defense)
+            except ValidationError as error:
+                raise ValueError(f"defenses.{index}.training over victim.training: {first_error(error)}") from None
+        return self
 
-def preset_dirs(scenario_path: Path) -> dict[str, Path]:
-    root = scenario_path.resolve().parent.parent
-    return {"attack": root / "attacks", "defense": root / "defenses", "scenario": scenario_path.resolve().parent}
+    def training_for(self, defense: DefenseConfig) -> TrainingConfig:
+        """The victim's training recipe with ``defense``'s overrides."""
+        return TrainingConfig(**{**self.victim.training.model_dump(), **defense.training})
 
 
-def available(folder: Path) -> list[str]:
-    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+BUILTIN_PRESETS = Path(str(importlib.resources.files("auditkit") / "presets"))
+FOLDERS = {"attack": "attacks", "defense": "defenses", "scenario": "scenarios"}
+
+
+def preset_dirs(scenario_path: Path | None = None, presets: Path | None = None) -> dict[str, list[Path]]:
+    """Where each kind of preset is looked up, first match first: ``presets`` (a folder holding attacks/,
+    defenses/, scenarios/), the folders beside the scenario's own folder, then the built-in presets."""
+    roots = [presets] if presets is not None else []
+    if scenario_path is not None:
+        roots.append(scenario_path.resolve().parent.parent)
+    roots.append(BUILTIN_PRESETS)
+    dirs = {kind: [root / folder for root in roots] for kind, folder in FOLDERS.items()}
+    if scenario_path is not None:  # a scenario's siblings, whatever its folder is called
+        dirs["scenario"].insert(1 if presets is not None else 0, scenario_path.resolve().parent)
+    return {kind: list(dict.fromkeys(folders)) for kind, folders in dirs.items()}
+
+
+def available(folders: list[Path]) -> list[str]:
+    """The preset names found in ``folders``."""
+    return sorted({p.stem for folder in folders if folder.is_dir() for p in folder.glob("*.yaml")})
+
+
+def find_preset(name: str, folders: list[Path]) -> Path | None:
+    """The first ``NAME.yaml`` in ``folders`` (``name`` already checked against SAFE_NAME)."""
+    return next((folder / f"{name}.yaml" for folder in folders if (folder / f"{name}.yaml").is_file()), None)
 
 
 class _Loader(yaml.SafeLoader):
@@ -178,7 +236,7 @@ def read_yaml(path: Path, allow_empty: bool = False) -> dict:
     try:
         content = yaml.load(path.read_bytes(), Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
     except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as error:
-        raise ScenarioError(f"{path}: not valid YAML ({' '.join(str(error).split())[:300]})") from None
+        raise ScenarioError(f"{path}: not valid YAML ({_one_line(error)})") from None
     if content is None:
         if allow_empty:
             return {}
@@ -186,6 +244,10 @@ def read_yaml(path: Path, allow_empty: bool = False) -> dict:
     if not isinstance(content, dict):
         raise ScenarioError(f"{path}: expected a mapping of fields, got {type(content).__name__}")
     return content
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())[:300]
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -201,15 +263,15 @@ def deep_merge(base: dict, override: dict) -> dict:
     return merged
 
 
-def _preset(kind: str, name: Any, folder: Path, field: str) -> dict:
+def _preset(kind: str, name: Any, folders: list[Path], field: str) -> dict:
     if not isinstance(name, str):
         raise ScenarioError(f"{field}: expected a preset name or a mapping, got {_short(name)}")
     if not re.fullmatch(SAFE_NAME, name):
         raise ScenarioError(f"{field}: preset name {_short(name)} must match {SAFE_NAME}")
-    path = folder / f"{name}.yaml"
-    if not path.is_file():
-        names = ", ".join(available(folder)) or "none found"
-        raise ScenarioError(f"{field}: unknown {kind} preset '{name}'; allowed: {names} (in {folder})")
+    path = find_preset(name, folders)
+    if path is None:
+        names = ", ".join(available(folders)) or "none found"
+        raise ScenarioError(f"{field}: unknown {kind} preset '{name}'; allowed: {names}")
     return read_yaml(path, allow_empty=True)
 
 
@@ -218,7 +280,7 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _raw_scenario(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+def _raw_scenario(path: Path, dirs: dict[str, list[Path]], seen: tuple[Path, ...] = ()) -> dict:
     raw = read_yaml(path)
     parent = raw.pop("extends", None)
     if parent is None:
@@ -227,18 +289,19 @@ def _raw_scenario(path: Path, seen: tuple[Path, ...] = ()) -> dict:
         raise ScenarioError(f"{path}: extends: expected the name or path of a scenario, got {_short(parent)}")
     if len(seen) >= MAX_EXTENDS_DEPTH:
         raise ScenarioError(f"{path}: extends: more than {MAX_EXTENDS_DEPTH} levels of 'extends'")
-    parent_path = (path.parent / parent).resolve()
-    if parent_path.suffix != ".yaml":
-        parent_path = parent_path.with_suffix(".yaml")
+    beside = (path.parent / parent).resolve()
+    beside = beside if beside.suffix == ".yaml" else beside.with_suffix(".yaml")
+    by_name = find_preset(parent, dirs["scenario"]) if re.fullmatch(SAFE_NAME, parent) else None
+    parent_path = beside if beside.is_file() or by_name is None else by_name.resolve()
     if parent_path in seen:
         raise ScenarioError(f"extends: '{parent}' is circular")
     if not parent_path.is_file():
-        names = ", ".join(available(path.parent))
+        names = ", ".join(available(dirs["scenario"]))
         raise ScenarioError(f"extends: scenario '{parent}' not found; allowed: {names}")
-    return deep_merge(_raw_scenario(parent_path, (*seen, path.resolve())), raw)
+    return deep_merge(_raw_scenario(parent_path, dirs, (*seen, path.resolve())), raw)
 
 
-def resolve(raw: dict, dirs: dict[str, Path]) -> dict:
+def resolve(raw: dict, dirs: dict[str, list[Path]]) -> dict:
     """Replace preset names by their contents (``attack: NAME`` or ``{preset: NAME, ...overrides}``)."""
     resolved = dict(raw)
     attack = resolved.get("attack")
@@ -274,10 +337,53 @@ def validate(raw: dict, source: str = "scenario") -> Scenario:
         raise ScenarioError(f"{source}: {first_error(error)}") from None
 
 
-def load_scenario(path: str | Path, overrides: dict | None = None) -> Scenario:
-    """Read, compose and validate a scenario file; ``overrides`` (e.g. seed, device) win over the file."""
-    path = Path(path)
-    raw = _raw_scenario(path)
+def scenario_path(scenario: str | Path, presets: Path | None = None) -> Path:
+    """A scenario file, or the name of a scenario in ``presets`` or among the built-in ones."""
+    path = Path(scenario)
+    if path.is_file() or not re.fullmatch(SAFE_NAME, str(scenario)) or path.suffix == ".yaml":
+        return path
+    found = find_preset(str(scenario), preset_dirs(None, presets)["scenario"])
+    if found is None:
+        names = ", ".join(available(preset_dirs(None, presets)["scenario"]))
+        raise ScenarioError(f"{scenario}: no such file, and no scenario of that name; built-in: {names}")
+    return found
+
+
+def load_scenario(scenario: str | Path, overrides: dict | None = None, presets: Path | None = None) -> Scenario:
+    """Read, compose and validate a scenario (a file, or a name: see :func:`scenario_path`); ``overrides``
+    (e.g. seed, device, ``--set`` values) win over the file; ``presets`` is searched before the built-ins."""
+    path = scenario_path(scenario, presets)
+    dirs = preset_dirs(path, presets)
+    raw = _raw_scenario(path, dirs)
     raw.setdefault("name", path.stem)
     raw = deep_merge(raw, overrides or {})
-    return validate(resolve(raw, preset_dirs(path)), str(path))
+    return validate(resolve(raw, dirs), str(path))
+
+
+def parse_settings(items: list[str] | tuple[str, ...]) -> dict:
+    """``--set key.path=value`` items as one nested override mapping (values read as YAML: 10, 1e-5, true, [1, 2])."""
+    overrides: dict = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", part) for part in parts):
+            raise ScenarioError(f"--set {item!r}: expected key.path=value, e.g. data.n_per_class=10")
+        try:
+            value = yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+        except yaml.YAMLError as error:
+            raise ScenarioError(f"--set {item!r}: the value is not valid YAML ({_one_line(error)})") from None
+        target = overrides
+        for part in parts[:-1]:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise ScenarioError(f"--set {item!r}: '{part}' was already set to a value")
+        target[parts[-1]] = value
+    return overrides
+
+
+def attack_preset(attack: str | Path) -> dict:
+    """An attack preset's settings from a YAML file, or from a preset's name (built-in or beside the cwd)."""
+    path = Path(attack)
+    if path.is_file() or not re.fullmatch(SAFE_NAME, str(attack)):
+        return read_yaml(path, allow_empty=True)
+    return _preset("attack", str(attack), preset_dirs()["attack"], "--attack")

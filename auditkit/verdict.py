@@ -61,11 +61,14 @@ def premise_verdict(
     level: Level = "inconclusive" if far else "weak" if reasons else "conclusive"
     identified = f"{test.members_identified} of {test.members} training samples"
     chance = f"{test.nonmembers_identified} of {test.nonmembers} non-members"
+    implied = f" (privacy loss at least epsilon = {test.epsilon_lower:.2g} at 95 %)" if test.epsilon_lower > 0 else ""
     if test.significant:
         finding = (
             f"{identified} were reconstructed and identified, against {chance} (p = {test.p_value:.2g}): the "
-            f"weights leak these samples (privacy loss at least epsilon = {test.epsilon_lower:.2g} at 95 %)."
+            f"weights leak these samples{implied}."
         )
+        if reasons:
+            finding += f" The count is a lower bound: {'; '.join(reasons)}."
     elif level == "conclusive":
         finding = (
             f"{identified} identified, against {chance}: no evidence of leakage beyond chance, and the premise "
@@ -76,6 +79,6 @@ def premise_verdict(
             f"{identified} identified, against {chance}, but {'; '.join(reasons)}. A low count is NOT evidence "
             "that this model does not leak."
         )
-        if dp_epsilon is not None:
-            finding += f" The model was trained with DP (epsilon {dp_epsilon:.3g}): the DP ceiling bounds any attack."
+    if dp_epsilon is not None and level != "conclusive":
+        finding += f" The model was trained with DP (epsilon {dp_epsilon:.3g}): the DP ceiling bounds any attack."
     return Verdict(level, tuple(reasons), finding)

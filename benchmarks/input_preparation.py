@@ -17,7 +17,7 @@ import torch
 
 from auditkit import Auditor, KKTAttack
 from auditkit.data import PARITY, binary_task, load_mnist_images
-from auditkit.victims import build_mlp, train_gd
+from auditkit.victims import build_mlp, train_mlp
 
 COLUMNS = ["seed", "inputs", "train_accuracy", "victim_kkt_residual", "identified", "n", "nonmembers_identified",
            "p_value", "verdict"]  # fmt: skip
@@ -37,7 +37,7 @@ def main() -> None:
             ("raw [0, 1]", data.train_x + data.mean, None, data.pool_x[:500] + data.mean),
         ):
             model = build_mlp(784, [200, 200], "none", seed=seed, dtype=torch.float64)
-            log = train_gd(model, torch.as_tensor(x), torch.as_tensor(data.train_y), lr=0.3, epochs=1500,
+            log = train_mlp(model, torch.as_tensor(x), torch.as_tensor(data.train_y), lr=0.3, epochs=1500,
                            weight_decay=0.01)  # fmt: skip
             auditor = Auditor(KKTAttack(steps=3000, restarts=1, search="off"), device="cpu", seed=seed)
             summary = auditor.audit(model, train=(x, data.train_y), nonmembers=pool, mean=mean).summary()

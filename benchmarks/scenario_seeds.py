@@ -1,7 +1,7 @@
 """Attack quality and wall time of a scenario over several seeds (victim training included).
 
-    python benchmarks/scenario_seeds.py scenarios/mnist_quick.yaml --seeds 0 1 2
-    python benchmarks/scenario_seeds.py scenarios/mnist_quick.yaml --set dtype=float64 --tag float64
+    python benchmarks/scenario_seeds.py mnist_quick --seeds 0 1 2
+    python benchmarks/scenario_seeds.py mnist_quick --set dtype=float64 --tag float64
 
 Prints a table and writes benchmarks/results/<scenario>[_<tag>]_seeds.{json,md}. ``--set KEY=VALUE``
 overrides a scenario field (dotted keys, YAML values). The victim cache is bypassed (a temporary one)
@@ -17,11 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 from auditkit import load_scenario, run_scenario
 from auditkit.progress import Progress
-from auditkit.scenario import deep_merge
+from auditkit.scenario import deep_merge, parse_settings
 
 COLUMNS = [
     "seed",
@@ -45,18 +43,13 @@ COLUMNS = [
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("scenario", type=Path)
+    parser.add_argument("scenario", help="a scenario file or a built-in scenario's name")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--device", default=None)
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--tag", default="", help="suffix of the result files")
     args = parser.parse_args()
-    settings = {}
-    for setting in args.settings:
-        key, _, value = setting.partition("=")
-        for part in reversed(key.split(".")):
-            value = {part: value if isinstance(value, dict) else yaml.safe_load(value)}
-        settings = deep_merge(settings, value)
+    settings = parse_settings(args.settings)
     records = []
     print("| " + " | ".join(COLUMNS) + " |\n" + "|---" * len(COLUMNS) + "|", flush=True)
     with tempfile.TemporaryDirectory() as scratch:

@@ -1,6 +1,6 @@
 """Which outside-attacker score predicts a restart's final success, and when: the sweep's early stop.
 
-    python benchmarks/selection.py scenarios/mnist_quick.yaml --seed 0 --restarts 6 --steps 2000 10000
+    python benchmarks/selection.py mnist_quick --seed 0 --restarts 6 --steps 2000 10000
 
 Runs the scenario's attack (no early stop) for each step count with the same seed (same initial
 points and per-restart settings), and scores every restart by its attack loss, the KKT residual its
@@ -43,7 +43,7 @@ COLUMNS = [
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("scenario", type=Path)
+    parser.add_argument("scenario", help="a scenario file or a built-in scenario's name")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--restarts", type=int, default=6)
     parser.add_argument("--steps", type=int, nargs="+", default=[2000, 10000])

@@ -17,7 +17,7 @@ import torch
 from kernel import matmul_rate, synchronize, write_results
 
 from auditkit.environment import describe_device, resolve_device
-from auditkit.victims import build_mlp, gd_step
+from auditkit.victims import build_mlp, make_optimizer, training_step
 
 INPUT_DIM = 784
 
@@ -45,8 +45,11 @@ def measure(n: int, hidden: list[int], dtype: torch.dtype, device: torch.device,
     x = torch.randn(n, INPUT_DIM, generator=generator, dtype=dtype).to(device)
     labels = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0).to(device, dtype)
     model = build_mlp(INPUT_DIM, hidden, "none", seed=0, dtype=dtype).to(device)
-    eager = gd_step(copy.deepcopy(model), lr=0.01, weight_decay=0.01)
-    compiled = gd_step(copy.deepcopy(model), lr=0.01, weight_decay=0.01, compile=True)
+    eager_model, compiled_model = copy.deepcopy(model), copy.deepcopy(model)
+    eager = training_step(eager_model, make_optimizer(eager_model, "gd", lr=0.01, weight_decay=0.01))
+    compiled = training_step(
+        compiled_model, make_optimizer(compiled_model, "gd", lr=0.01, weight_decay=0.01), compile=True
+    )
     eager(x, labels)
     start = time.perf_counter()
     for _ in range(3):  # a compiled CUDA-graph step records on its first calls

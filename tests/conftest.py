@@ -5,7 +5,7 @@ import torch
 
 from auditkit import AttackerKnowledge
 from auditkit.data import PARITY, AuditData, binary_task, load_mnist_images
-from auditkit.victims import build_mlp, train_gd
+from auditkit.victims import build_mlp, train_mlp
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -27,7 +27,7 @@ def small_victim(mnist):
     data = binary_task(*mnist, *PARITY, n_per_class=10, test_per_class=100, seed=0, image_shape=(28, 28), name="mnist")
     model = build_mlp(784, [200, 200], "none", seed=0, dtype=torch.float64)
     x, y = torch.as_tensor(data.train_x), torch.as_tensor(data.train_y)
-    log = train_gd(model, x, y, lr=0.3, epochs=1500, weight_decay=0.01)
+    log = train_mlp(model, x, y, lr=0.3, epochs=1500, weight_decay=0.01)
     assert log.train_accuracy == 1.0
     return model, data
 

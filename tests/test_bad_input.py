@@ -25,6 +25,7 @@ from auditkit.cli import main
 from auditkit.progress import Progress
 
 ROOT = Path(__file__).resolve().parents[1]
+PRESETS = ROOT / "auditkit" / "presets"
 BASE = """name: base
 device: cpu
 data: {dataset: toy_colors, n_per_class: 5, test_per_class: 20, image_size: 4}
@@ -138,7 +139,36 @@ SCENARIOS = [
     ("extends: base\nvictim: {training: {epochs: true}}\n", "victim.training.epochs: Input should be a valid integer"),
     ("extends: base\nvictim: {training: {epochs: 0}}\n", "victim.training.epochs: Input should be greater than 0"),
     ("extends: base\nvictim: {training: {lr: -1}}\n", "victim.training.lr: Input should be greater than 0"),
-    ("extends: base\nvictim: {training: {optimizer: adam}}\n", "victim.training.optimizer: Input should be 'gd'"),
+    (
+        "extends: base\nvictim: {training: {optimizer: lbfgs}}\n",
+        "victim.training.optimizer: Input should be 'gd', 'sgd'",
+    ),
+    (
+        "extends: base\nvictim: {training: {batch_size: 10}}\n",
+        "victim.training: optimizer 'gd' is full-batch",
+    ),
+    (
+        "extends: base\nvictim: {training: {batch_size: 0, optimizer: sgd}}\n",
+        "victim.training.batch_size: Input should be",
+    ),
+    (
+        "extends: base\nvictim: {training: {optimizer: adam, momentum: 0.9}}\n",
+        "victim.training: momentum applies to optimizer 'sgd' only, not 'adam'",
+    ),
+    (
+        "extends: base\nvictim: {training: {optimizer: sgd, momentum: 1}}\n",
+        "victim.training.momentum: Input should be less",
+    ),
+    ("extends: base\nvictim: {training: {schedule: step}}\n", "victim.training.schedule: Input should be 'constant'"),
+    (
+        "extends: base\nvictim: {training: {schedule: cosine, compile: true}}\n",
+        "victim.training: compile: true needs full-batch training with a constant schedule",
+    ),
+    (
+        "extends: base\nvictim: {training: {optimizer: sgd, batch_size: 10}}\n"
+        "defenses: [{name: d, kind: recipe, training: {optimizer: gd}}]\n",
+        "defenses.0.training over victim.training: optimizer 'gd' is full-batch",
+    ),
     ("extends: base\nvictim: {training: {compile: maybe}}\n", "victim.training.compile"),
     ("extends: base\nvictim: {training: {weight_decay: x}}\n", "victim.training.weight_decay: Input should be a valid"),
     ("extends: base\nvictim: {depth: 3}\n", "victim.depth: unknown field"),
@@ -216,7 +246,7 @@ SCENARIOS = [
 @pytest.fixture
 def project(tmp_path):
     for folder in ("attacks", "defenses", "scenarios"):
-        shutil.copytree(ROOT / folder, tmp_path / folder)
+        shutil.copytree(PRESETS / folder, tmp_path / folder)
     (tmp_path / "scenarios" / "base.yaml").write_text(BASE)
     return tmp_path
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from auditkit.testing import assert_leaks, assert_leaks_at_most
 from auditkit.victims import build_mlp, logistic_loss
 
 ROOT = Path(__file__).resolve().parents[1]
+PRESETS = ROOT / "auditkit" / "presets"
 
 
 @pytest.mark.parametrize("sigma, steps", [(10.0, 100), (2.0, 50), (1.0, 4)])
@@ -48,7 +50,7 @@ def test_impossible_settings_fail_before_training():
 @pytest.mark.slow
 def test_cli_rejects_bad_dp_settings_in_one_line(tmp_path):
     for folder in ("attacks", "defenses", "scenarios"):
-        shutil.copytree(ROOT / folder, tmp_path / folder)
+        shutil.copytree(PRESETS / folder, tmp_path / folder)
     cases = {
         "target_epsilon: -1": "defenses.1.dp.target_epsilon: Input should be greater than 0",
         "target_epsilon: 8, delta: 1.5": "defenses.1.dp.delta: Input should be less than 1",
@@ -176,3 +178,77 @@ def test_dp_sgd_without_noise_is_clipped_sgd():
     expected = -lr * torch.stack(clipped).sum(0) / n
     _, _, _, moved = _tiny_dp(n, n, 1, sigma=0.0, clip=clip, x=x, lr=lr)
     torch.testing.assert_close(moved, expected, rtol=1e-3, atol=1e-12)
+
+
+def _opacus_trained_elsewhere(data):
+    """What a user's own DP-SGD script does: Opacus on a small MLP, labels 0/1."""
+    from opacus import PrivacyEngine
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(784, 32, bias=False), torch.nn.ReLU(), torch.nn.Linear(32, 1, bias=False)
+    )
+    x, y01 = torch.as_tensor(data.train_x, dtype=torch.float32), torch.as_tensor(data.train_y > 0, dtype=torch.float32)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y01), batch_size=5)
+    engine = PrivacyEngine()
+    model, optimizer, loader = engine.make_private(
+        module=model,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.5),
+        data_loader=loader,
+        noise_multiplier=1.0,
+        max_grad_norm=1.0,
+        poisson_sampling=False,
+    )
+    for _ in range(3):
+        for batch_x, batch_y in loader:
+            optimizer.zero_grad()
+            torch.nn.functional.binary_cross_entropy_with_logits(model(batch_x).squeeze(-1), batch_y).backward()
+            optimizer.step()
+    return model, engine, (x, y01)
+
+
+def test_a_model_trained_with_opacus_elsewhere_gets_its_epsilon_and_ceiling(small_victim):
+    from auditkit import Auditor
+
+    _, data = small_victim
+    model, engine, train = _opacus_trained_elsewhere(data)
+    auditor = Auditor(KKTAttack(steps=30, restarts=1, search="off"), device="cpu")
+    result = auditor.audit(model, train=train, nonmembers=data.pool_x[:200], mean=data.mean, privacy=engine, delta=1e-5)
+    assert result.privacy.epsilon == pytest.approx(engine.get_epsilon(1e-5), rel=1e-6)
+    assert result.privacy.steps == 12 and result.privacy.sample_rate == pytest.approx(0.25)
+    assert result.bounds is not None and 0 < result.bounds.identified.bound <= 1
+    assert result.bounds.identified.bound == pytest.approx(
+        dp_sgd_bound(min(1.0, result.attack.candidates / 220), 1.0, 0.25, 12), rel=1e-6
+    )
+    assert result.membership().delta == 1e-5
+    # the same facts given by hand
+    given = {"noise_multiplier": 1.0, "sample_rate": 0.25, "steps": 12, "delta": 1e-5}
+    by_hand = auditor.audit(model, train=train, nonmembers=data.pool_x[:200], mean=data.mean, privacy=given)
+    assert by_hand.privacy.epsilon == pytest.approx(accountant_epsilon("rdp", 1.0, 0.25, 12, 1e-5))
+
+
+@pytest.mark.parametrize(
+    "privacy, delta, expected",
+    [
+        ("engine", None, "privacy: give delta= with a PrivacyEngine"),
+        ({"noise_multiplier": 1.0, "sample_rate": 0.25, "steps": 12}, None, "privacy.delta: Field required"),
+        ({"noise_multiplier": 1.0, "sample_rate": 2.0, "steps": 12, "delta": 1e-5}, None, "privacy.sample_rate"),
+        ({"noise_multiplier": "1", "sample_rate": 0.2, "steps": 12, "delta": 1e-5}, None, "privacy.noise_multiplier"),
+        (
+            {"noise_multiplier": 1.0, "sample_rate": 0.2, "steps": 12, "delta": 1e-5, "sigma": 1},
+            None,
+            "privacy.sigma: unknown",
+        ),
+        (3.0, None, "privacy: expected an Opacus PrivacyEngine or a mapping, got float"),
+    ],
+)
+def test_bad_privacy_facts_are_named(small_victim, privacy, delta, expected):
+    from opacus import PrivacyEngine
+
+    from auditkit.dp import privacy_facts
+
+    if privacy == "engine":
+        privacy = PrivacyEngine()
+        privacy.accountant.history = [(1.0, 0.25, 12)]
+    with pytest.raises(DPConfigError, match=re.escape(expected)):
+        privacy_facts(privacy, delta)

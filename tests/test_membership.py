@@ -46,7 +46,11 @@ def test_premise_levels_and_findings():
     assert premise_verdict(0.12, 0.96, nothing).level == "inconclusive"
     assert premise_verdict(math.nan, 1.0, nothing).level == "inconclusive"
     assert "DP ceiling" in premise_verdict(0.999, 1.0, nothing, dp_epsilon=1.0).finding
-    assert "the weights leak these samples" in premise_verdict(0.97, 1.0, leak).finding
+    far_but_leaking = premise_verdict(0.97, 1.0, leak).finding
+    assert "the weights leak these samples" in far_but_leaking and "The count is a lower bound" in far_but_leaking
+    assert "lower bound" not in premise_verdict(0.12, 1.0, leak).finding
+    barely = premise_verdict(0.97, 1.0, MembershipTest(50, 1, 4950, 3))  # p = 0.039, epsilon bound 0
+    assert "privacy loss at least" not in barely.finding and "lower bound" in barely.finding
     raw = premise_verdict(0.15, 1.0, nothing, centred=False)
     assert raw.level == "weak" and "not centred" in raw.finding
 

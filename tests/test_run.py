@@ -23,12 +23,13 @@ from auditkit.report import write_report
 from auditkit.report.plots import ssim_vs_margin
 
 ROOT = Path(__file__).resolve().parents[1]
+PRESETS = ROOT / "auditkit" / "presets"
 QUIET = Progress(enabled=False)
 
 
 def _toy(**overrides):
     return load_scenario(
-        ROOT / "scenarios" / "toy_colors.yaml", {"attack": {"steps": 200}, "device": "cpu", **overrides}
+        PRESETS / "scenarios" / "toy_colors.yaml", {"attack": {"steps": 200}, "device": "cpu", **overrides}
     )
 
 
@@ -36,7 +37,7 @@ def _toy(**overrides):
 def toy_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("toy")
     overrides = {"attack": {"steps": 1000}, "device": "cpu", "report": {"grid_size": 6}}
-    scenario = load_scenario(ROOT / "scenarios" / "toy_colors.yaml", overrides)
+    scenario = load_scenario(PRESETS / "scenarios" / "toy_colors.yaml", overrides)
     return scenario, out, run_scenario(scenario, out, progress=QUIET)
 
 
@@ -97,7 +98,7 @@ def test_resume_reuses_finished_audits_of_the_same_settings_only(toy_run, tmp_pa
     again = run_scenario(scenario, out, resume=True, progress=QUIET)
     assert (out / "none" / "result.json").stat().st_mtime_ns == before
     assert again.summary() == run.summary()
-    changed = load_scenario(ROOT / "scenarios" / "toy_colors.yaml", {"attack": {"steps": 900}, "device": "cpu"})
+    changed = load_scenario(PRESETS / "scenarios" / "toy_colors.yaml", {"attack": {"steps": 900}, "device": "cpu"})
     redone = run_scenario(changed, out, resume=True, progress=QUIET)
     assert (out / "none" / "result.json").stat().st_mtime_ns != before
     assert redone["none"].fingerprint != run["none"].fingerprint
@@ -112,7 +113,7 @@ def test_a_cached_victim_is_not_trained_again(tmp_path, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("the victim was trained again")
 
-    monkeypatch.setattr(auditkit.defense, "train_gd", no_training)
+    monkeypatch.setattr(auditkit.defense, "train_mlp", no_training)
     second = run_scenario(_toy(), tmp_path / "b", progress=QUIET)
     assert not first["none"].victim.cached and second["none"].victim.cached
     assert first["none"].victim.training == second["none"].victim.training

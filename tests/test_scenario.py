@@ -17,12 +17,13 @@ from auditkit.kkt import KKTConfig
 from auditkit.scenario import ScenarioError, load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
+PRESETS = ROOT / "auditkit" / "presets"
 
 
 @pytest.fixture
 def project(tmp_path):
     for folder in ("attacks", "defenses", "scenarios"):
-        shutil.copytree(ROOT / folder, tmp_path / folder)
+        shutil.copytree(PRESETS / folder, tmp_path / folder)
     return tmp_path
 
 
@@ -32,14 +33,14 @@ def _write(project: Path, text: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "scenarios").glob("*.yaml")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", sorted((PRESETS / "scenarios").glob("*.yaml")), ids=lambda p: p.stem)
 def test_shipped_scenarios_validate_and_build_their_data(path):
     scenario = load_scenario(path)
     data = load_data(scenario.data, scenario.seed)
     assert len(data.train_x) == 2 * scenario.data.n_per_class
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "attacks").glob("*.yaml")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", sorted((PRESETS / "attacks").glob("*.yaml")), ids=lambda p: p.stem)
 def test_attack_presets_state_only_what_differs_from_the_defaults(path):
     preset, defaults = yaml.safe_load(path.read_text()), KKTConfig().model_dump()
     assert isinstance(preset, dict)

@@ -13,15 +13,17 @@ from auditkit.results import RunResult
 __all__ = ["comparison", "headline", "write_report"]
 
 
-def write_report(run: RunResult, out: str | Path, grid_size: int = 24) -> Path:
-    """Write comparison.csv, VICTIM/reconstructions.png, ssim_vs_margin.png and report.html into ``out``."""
+def write_report(run: RunResult, out: str | Path, grid_size: int = 24, victim_folders: bool = True) -> Path:
+    """Write comparison.csv, VICTIM/reconstructions.png, ssim_vs_margin.png and report.html into ``out``
+    (``victim_folders`` False: ``out`` is one audit's own folder, its grid goes beside its results)."""
     out = Path(out)
     table = comparison(run.victims, run.failures)
     write_text(out / "comparison.csv", table.to_csv(index=False))
     figures = {"ssim_vs_margin": ssim_vs_margin(run.victims)}
     for result in run.victims:
         figures[result.name] = reconstruction_grid(result, grid_size)
-        write_bytes(out / result.name / "reconstructions.png", figures[result.name])
+        grid_folder = out / result.name if victim_folders else out
+        write_bytes(grid_folder / "reconstructions.png", figures[result.name])
     write_bytes(out / "ssim_vs_margin.png", figures["ssim_vs_margin"])
     path = out / "report.html"
     write_text(path, render(run, table, figures))
