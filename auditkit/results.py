@@ -246,6 +246,8 @@ class AuditResult:
         ssim_scores = frame["ssim"].to_numpy(dtype=float)
         finite = np.isfinite(ssim_scores)
         identified = int(frame["identified"].sum())
+        above = int((ssim_scores[finite] > threshold).sum())
+        baseline = int((frame["baseline_ssim"] > threshold).sum())
         best = self.attack.best_restart
         return LeakageSummary(
             name=self.name,
@@ -253,8 +255,8 @@ class AuditResult:
             identified=identified,
             identified_fraction=identified / len(frame),
             ssim_threshold=threshold,
-            ssim_above_threshold=int((ssim_scores[finite] > threshold).sum()),
-            baseline_ssim_above_threshold=int((frame["baseline_ssim"] > threshold).sum()),
+            ssim_above_threshold=above,
+            baseline_ssim_above_threshold=baseline,
             median_ssim=float(np.median(ssim_scores)) if finite.all() else math.nan,
             top10_mean_ssim=float(np.sort(ssim_scores[finite])[-10:].mean()) if finite.any() else math.nan,
             identified_median_normalized_margin=float(frame.loc[frame["identified"], "normalized_margin"].median())
@@ -269,7 +271,7 @@ class AuditResult:
             p_value=test.p_value,
             epsilon_lower=test.epsilon_lower,
             verdict=verdict.level,
-            finding=verdict.finding,
+            finding=verdict.finding + _resemblance(test, above, baseline, len(frame), threshold),
             warning="" if self.attack.candidates else "every attack restart diverged (NaN/inf): no candidates to score",
         )
 
@@ -439,6 +441,18 @@ class RunResult:
         except (KeyError, TypeError, ValueError, AttributeError, AuditkitError) as error:
             raise ResultError(f"{path}: missing or wrong field ({error})") from None
         return cls(facts, [AuditResult.load(folder) for folder in folders], failures)
+
+
+def _resemblance(test: MembershipTest, above: int, baseline: int, n: int, threshold: float) -> str:
+    """What to add to a finding when reconstructions resemble training images (SSIM) without singling
+    any out (e.g. classes whose images all look alike): the class leaks, not the samples."""
+    if test.significant or above - baseline < n / 4:
+        return ""
+    return (
+        f" The reconstructions do resemble training images (SSIM > {threshold:g} for {above} of {n}; {baseline} for "
+        "the mean image) without singling any out from the non-members: they reveal what a class looks like, "
+        "not which samples were trained on."
+    )
 
 
 # per_sample.csv columns a result needs, with the numpy kinds allowed (integer, float, bool)

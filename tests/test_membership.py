@@ -76,3 +76,12 @@ def test_a_model_audited_against_data_it_never_saw_is_not_significant(small_vict
     assert not set(claimed.train_index) & set(data.train_index)
     control = auditor.audit(model, claimed).summary()
     assert control.p_value > 0.05 and control.epsilon_lower == 0.0
+
+
+def test_resemblance_without_identification_is_called_what_it_is():
+    from auditkit.results import _resemblance
+
+    chance = MembershipTest(20, 1, 400, 5)
+    assert "reveal what a class looks like" in _resemblance(chance, 20, 0, 20, 0.4)
+    assert _resemblance(chance, 4, 0, 20, 0.4) == ""  # few resemble: nothing to add
+    assert _resemblance(MembershipTest(20, 15, 400, 5), 20, 0, 20, 0.4) == ""  # samples singled out: said already

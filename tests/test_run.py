@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from auditkit.outdir import LOCK_FILE
 from auditkit.progress import Progress
 from auditkit.report import write_report
 from auditkit.report.plots import ssim_vs_margin
+from auditkit.results import PrivacyFacts, VictimFacts, VictimFailure
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = ROOT / "auditkit" / "presets"
@@ -218,3 +220,51 @@ def test_killed_and_interrupted_runs_resume_to_the_same_result(tmp_path):
             ).read_bytes()
         assert RunResult.load(out).summary() == reference.summary()
         assert not list(out.rglob("*.auditkit-tmp"))
+
+
+class _PageReader(HTMLParser):
+    """What a browser would fetch and show: image sources, external references, text by CSS class."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.images, self.external, self.text, self.findings = [], [], [], []
+        self._in_finding = False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.images.append(attrs.get("src", ""))
+        for key in ("src", "href"):
+            if attrs.get(key) and not attrs[key].startswith(("data:", "#")):
+                self.external.append(f"{tag} {key}={attrs[key]}")
+        if tag in ("script", "link", "iframe", "object"):
+            self.external.append(tag)
+        self._in_finding = attrs.get("class") == "finding-text"
+
+    def handle_endtag(self, tag):
+        self._in_finding = False
+
+    def handle_data(self, data):
+        self.text.append(data)
+        if self._in_finding:
+            self.findings.append(data.strip())
+
+
+def test_the_report_page_is_self_contained_and_answers_first(toy_run, tmp_path):
+    _, _, run = toy_run
+    dp = dataclasses.replace(
+        run["none"],
+        name="dp",
+        victim=VictimFacts.trained_elsewhere(PrivacyFacts(8.0, 1e-5, "rdp", 1.1, 0.25, 400, 1.0), 1.0),
+    )
+    page_run = RunResult(run.facts, [run["none"], dp], [VictimFailure("broken", "training diverged")])
+    page = write_report(page_run, tmp_path).read_text()
+    reader = _PageReader()
+    reader.feed(page)
+    assert reader.images and all(src.startswith("data:image/png;base64,") for src in reader.images)
+    assert reader.external == []
+    assert reader.findings == [result.summary().finding for result in page_run.victims]
+    text = " ".join(reader.text)
+    assert "None" not in text and "nan" not in text.split()
+    assert text.index("Findings") < text.index("Comparison") < text.index("Glossary")
+    assert "not audited: training diverged" in text and "n/a" in text

@@ -1,135 +1,141 @@
-"""report.html: one self-contained page (tables and embedded figures) that opens in any browser."""
+"""report.html: one self-contained page rendered from a Jinja2 template (figures embedded, CSS inline).
+
+The page answers first (a finding per victim in plain words), then shows the evidence (reconstructions
+beside their training images, members against non-members, figures), then the details; every term is
+explained where it first appears (a tooltip) and in the glossary at the end.
+"""
 
 from __future__ import annotations
 
 import base64
-import html
+import json
+import math
 
+import jinja2
 import pandas as pd
 
 from auditkit.results import AttackFacts, AuditResult, RunResult
 
-HEADLINE = (
-    "<p><b>identified</b> is the headline: the reconstruction matched to a training sample is closer (normalised "
-    "cross-correlation) to that sample than to any other member or held-out non-member. It reads 0 when nothing "
-    "leaked. The paper's raw count (SSIM &gt; threshold) is shown beside its no-attack baseline (the training mean "
-    "as the only candidate), which passes it too.</p>"
-)
-PAPER_REFERENCE = (
-    "<p><b>For comparison</b>: Haim, Vardi, Yehudai, Shamir, Irani, NeurIPS 2022, Fig. 4 (MNIST parity, n=500, "
-    "784-1000-1000-1, full-batch GD lr 0.01, 1e6 epochs, float64): a large fraction of the training set "
-    "reconstructed (SSIM &gt; 0.4 with a 3x3 window); the reconstructed samples are the ones with the smallest "
-    "margins. The paper counts raw SSIM &gt; 0.4, which the mean image alone also passes: compare it with the "
-    "baseline, and read <b>identified</b> as the headline.</p>"
-)
+GLOSSARY = {
+    "identified": "the reconstruction matched to a training sample is closer (normalised cross-correlation) to that "
+    "sample than to any other training sample or held-out non-member: the headline count; it reads 0 when nothing "
+    "leaked",
+    "non-members": "images of the same distribution the model never trained on, given the members' treatment: a "
+    "candidate nearest to one of them 'identifies' it, a false positive",
+    "p": "one-sided Fisher exact test: are members identified more often than non-members? Small = the model leaks",
+    "epsilon lower bound": "the privacy loss the member and non-member counts imply at 95 % confidence "
+    "(Clopper-Pearson intervals; one-run auditing): a DP guarantee with a smaller epsilon would be contradicted",
+    "verdict": "the premise check. conclusive: the model sits near a KKT point (residual <= 0.3) and fits its "
+    "training set, so a low count means little leakage; weak: residual 0.3-0.7 or uncentred inputs, counts "
+    "under-state the leakage; inconclusive: residual > 0.7 or training errors, a low count says nothing",
+    "KKT residual": "how far the weights are from a KKT point of the max-margin problem (0 = at one, 1 = none of "
+    "the weights explained by the training samples' gradients): the attack's premise",
+    "SSIM": "structural similarity of a reconstruction and its training image (3x3 window, the paper's protocol); "
+    "the training mean image alone passes 0.4 for about half of MNIST, so it is shown beside that baseline",
+    "DP ceiling": "for a DP-SGD victim, the most any reconstruction attack can achieve given the noise "
+    "(Hayes, Mahloujifar, Balle 2023), beside the measured fraction; vacuous when it reaches 1",
+    "normalised margin": "y * Phi(x) divided by the smallest positive margin: 1 is on the margin, where the KKT "
+    "multipliers live and reconstructions succeed",
+    "restart": "one independent run of the attack's optimisation; their candidates are pooled",
+}
+VERDICT_COLOURS = {"conclusive": "#1e7d32", "weak": "#b26a00", "inconclusive": "#b71c1c"}
 
 
-VERDICTS = (
-    "<p><b>premise</b>: the attack speaks only about a model near a KKT point of the max-margin problem that "
-    "fits its training set. <i>conclusive</i>: KKT residual at the training set &le; 0.3 and training accuracy "
-    "1, so a low count means little leakage; <i>weak</i>: residual 0.3-0.7, counts under-state the leakage; "
-    "<i>inconclusive</i>: residual &gt; 0.7 or training error: a low count says nothing. Members are tested "
-    "against non-members treated alike (one-sided Fisher exact test; the privacy loss epsilon the counts imply, "
-    "at 95 %, from Clopper-Pearson intervals).</p>"
-)
+def _data_uri(png: bytes | None) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode() if png else ""
 
 
-def _finding(result: AuditResult) -> str:
-    summary = result.summary()
-    return f"<p><b>{html.escape(result.name)}</b> (premise {summary.verdict}): {html.escape(summary.finding)}</p>"
-
-
-def _image(png: bytes | None, alt: str) -> str:
-    if not png:
+def _number(value, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
-    encoded = base64.b64encode(png).decode()
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{encoded}" style="max-width:100%">'
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def _cell(value, missing: str, digits: int = 3) -> dict:
+    """A table cell: the value, or "n/a" with the reason as its tooltip."""
+    text = _number(value, digits)
+    return {"text": text, "title": ""} if text else {"text": "n/a", "title": missing}
 
 
 def _table(frame: pd.DataFrame) -> str:
     return frame.to_html(index=False, float_format=lambda v: f"{v:.3g}", na_rep="", border=0, classes="t")
 
 
-def _attack(attack: AttackFacts) -> str:
+def _restarts(attack: AttackFacts) -> str:
     """Which restarts were kept and why: the selection rule is part of the result."""
+
+    def fate(restart: int) -> str:
+        if restart in attack.selected_restarts:
+            return "pooled"
+        return "early-stopped" if restart in attack.early_stopped_restarts else "not selected"
+
     rows = pd.DataFrame(
         {
             "restart": range(attack.restarts),
             **attack.restart_settings,
             "last loss": attack.final_loss,
             "score": attack.restart_scores,
-            "fate": [
-                "pooled"
-                if r in attack.selected_restarts
-                else "early-stopped"
-                if r in attack.early_stopped_restarts
-                else "not selected"
-                for r in range(attack.restarts)
-            ],
+            "fate": [fate(r) for r in range(attack.restarts)],
         }
     )
-    return (
-        f"<p>Attack: {attack.restarts} restart(s), {attack.dtype} on {html.escape(attack.device)}, "
-        f"{attack.seconds:.0f}s; selection rule <b>{html.escape(attack.selection_rule)}</b>: "
-        f"{html.escape(attack.selection)}; {len(attack.diverged)} restart(s) diverged.</p>"
-        + "<details><summary>restarts</summary>"
-        + _table(rows)
-        + "</details>"
+    return _table(rows)
+
+
+def _victim(result: AuditResult, figures: dict[str, bytes]) -> dict:
+    summary = result.summary()
+    training = result.victim.training if result.victim else None
+    privacy = result.privacy
+    bounds = result.bounds
+    not_dp = "not trained with DP-SGD"
+    exposed = result.frame.sort_values(["identified", "ssim"], ascending=False).head(20)
+    return {
+        "name": result.name,
+        "summary": summary,
+        "colour": VERDICT_COLOURS[summary.verdict],
+        "reasons": result.verdict().reasons,
+        "test_accuracy": _cell(training.test_accuracy if training else None, "no test set (trained elsewhere)"),
+        "train_accuracy": _cell(summary.train_accuracy, "no training set"),
+        "epsilon": _cell(privacy.epsilon if privacy else None, not_dp),
+        "ceiling": _cell(bounds.identified.bound if bounds else None, not_dp),
+        "p_value": _cell(summary.p_value, "no non-members to test against", 2),
+        "epsilon_lower": _cell(summary.epsilon_lower, "no non-members to test against", 2),
+        "residual": _cell(summary.victim_kkt_residual, "could not be computed"),
+        "grid": _data_uri(figures.get(result.name)),
+        "loss": _data_uri(figures.get(f"{result.name}/loss")),
+        "bounds": bounds,
+        "attack": result.attack,
+        "restarts": _restarts(result.attack),
+        "exposed": _table(exposed),
+        "notes": result.data_notes,
+        "recipe": json.dumps(training.recipe if training else {}, default=str),
+    }
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("auditkit.report", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,  # a typo in the template is an error, not a blank
+        trim_blocks=True,
+        lstrip_blocks=True,
     )
 
 
-def _victim(result: AuditResult, grid_png: bytes | None) -> list[str]:
-    parts = [f"<h2>{html.escape(result.name)}</h2>"]
-    bounds = result.bounds
-    if bounds:
-        rows = [
-            {
-                "criterion": b.criterion,
-                "kappa": b.kappa,
-                "tries (m)": b.tries,
-                "DP ceiling": b.bound,
-                "measured": b.measured,
-                "within": b.within,
-                "vacuous": b.vacuous,
-            }
-            for b in (bounds.identified, bounds.ssim)
-        ]
-        parts += [
-            f"<p>{html.escape(bounds.mechanism)}; holds for {html.escape(bounds.holds_for)}.</p>",
-            _table(pd.DataFrame(rows)),
-        ]
-    parts.append(_attack(result.attack))
-    parts.append(_image(grid_png, f"{result.name} reconstructions"))
-    exposed = result.frame.sort_values(["identified", "ssim"], ascending=False).head(20)
-    parts.append("<details><summary>20 most exposed samples</summary>" + _table(exposed) + "</details>")
-    return parts
-
-
-def render(run: RunResult, comparison: pd.DataFrame, figures: dict[str, bytes]) -> str:
-    """The page for ``run``; ``figures``: "ssim_vs_margin" and one reconstruction grid per victim name."""
-    facts = run.facts
-    parts = [
-        f"<h1>auditkit leakage report: {html.escape(facts.scenario)}</h1>",
-        f"<p>seed {facts.seed} &middot; {html.escape(facts.device)} &middot; "
-        f"<span title='{html.escape(facts.dtype_note)}'>{facts.dtype}</span> "
-        f"&middot; {facts.seconds:.0f}s &middot; "
-        + ", ".join(f"{k} {html.escape(str(v))}" for k, v in facts.versions.items())
-        + "</p>",
-        "<h2>Findings</h2>",
-        *(_finding(result) for result in run.victims),
-        *(f"<p><b>{html.escape(f.name)}</b>: not audited: {html.escape(f.reason)}</p>" for f in run.failures),
-        HEADLINE,
-        VERDICTS,
-        PAPER_REFERENCE,
-        "<h2>Victims</h2>",
-        _table(comparison),
-        _image(figures.get("ssim_vs_margin"), "SSIM vs margin"),
-    ]
-    for result in run.victims:
-        parts += _victim(result, figures.get(result.name))
+def render(run: RunResult, figures: dict[str, bytes]) -> str:
+    """The page for ``run``; ``figures``: "ssim_vs_margin", "ssim_distribution", and per victim its
+    reconstruction grid (its name) and loss curves ("NAME/loss")."""
     return (
-        "<!doctype html><html><head><meta charset='utf-8'><title>auditkit report</title><style>"
-        "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
-        "table.t{border-collapse:collapse;font-size:13px}table.t td,table.t th{padding:3px 8px;"
-        "border-bottom:1px solid #ddd;text-align:right}</style></head><body>" + "\n".join(parts) + "</body></html>\n"
+        _environment()
+        .get_template("report.html.j2")
+        .render(
+            facts=run.facts,
+            config=json.dumps(run.facts.config, indent=1, default=str),
+            victims=[_victim(result, figures) for result in run.victims],
+            failures=run.failures,
+            ssim_vs_margin=_data_uri(figures.get("ssim_vs_margin")),
+            ssim_distribution=_data_uri(figures.get("ssim_distribution")),
+            glossary=GLOSSARY,
+        )
     )

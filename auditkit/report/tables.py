@@ -58,14 +58,15 @@ def comparison(results: list[AuditResult], failures: list[VictimFailure] = ()) -
 
 
 def headline(result: AuditResult) -> str:
-    """``[name] identified k/n (p%), non-members f/P; SSIM > t: a (mean-image baseline b); test accuracy x;
-    premise: verdict``, then the finding in plain words on the next line."""
+    """``[name] verdict: the finding in plain words``, then the numbers on the next line: identified k/n,
+    non-members f/P, SSIM > t (mean-image baseline), test accuracy."""
     summary = result.summary()
     accuracy = result.victim.training.test_accuracy if result.victim else math.nan
+    tested = "n/a (not measured)" if math.isnan(accuracy) else f"{accuracy:.3f}"
     return (
-        f"[{summary.name}] identified {summary.identified}/{summary.n} "
-        f"({100 * summary.identified_fraction:.0f}%), non-members {summary.nonmembers_identified}/"
-        f"{summary.nonmembers}; SSIM > {summary.ssim_threshold}: {summary.ssim_above_threshold} (mean-image "
-        f"baseline {summary.baseline_ssim_above_threshold}); test accuracy {accuracy:.3f}; premise: "
-        f"{summary.verdict}\n    {summary.finding}"
+        f"[{summary.name}] {summary.verdict}: {summary.finding}\n"
+        f"    identified {summary.identified}/{summary.n} ({100 * summary.identified_fraction:.0f}%), non-members "
+        f"{summary.nonmembers_identified}/{summary.nonmembers}; SSIM > {summary.ssim_threshold}: "
+        f"{summary.ssim_above_threshold} (mean-image baseline {summary.baseline_ssim_above_threshold}); "
+        f"test accuracy {tested}"
     )
