@@ -29,7 +29,7 @@ def audit_saved_model(
     """Load (safely) and check the model and data before anything runs, then attack, save and report."""
     progress = progress or Progress()
     model = mlp_from_state_dict(load_state_dict(model_path), str(model_path))
-    data = load_audit_data(data_path)
+    data = load_audit_data(data_path, outputs=model[-1].out_features)
     config = KKTConfig.validated(attack_preset(attack)) if attack else KKTConfig()
     resolved = resolve_device(device)
     with exclusive_output(out) as out:

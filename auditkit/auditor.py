@@ -16,9 +16,10 @@ from auditkit.data import AuditData, DataError
 from auditkit.dp import privacy_facts
 from auditkit.environment import DEFAULT_DTYPE, resolve_device, resolve_dtype
 from auditkit.errors import ConfigError
-from auditkit.kernel import UnsupportedModelError, extract_layers, forward, kkt_residual
+from auditkit.kernel import UnsupportedModelError, extract_layers, kkt_residual
+from auditkit.kernel import margins as sample_margins
 from auditkit.kkt import KKTAttack
-from auditkit.metrics import identified_nonmembers, match, minmax, ssim
+from auditkit.metrics import identified_nonmembers, match, minmax, same_class_ssim, ssim
 from auditkit.progress import Progress
 from auditkit.results import AuditResult, VictimFacts
 from auditkit.user_model import audit_data
@@ -75,19 +76,24 @@ class Auditor:
         epsilon and the reconstruction ceiling beside the measured counts.
         progress: True for a progress bar of the attack steps, or a callback ``(step, loss)``.
         """
+        layers = extract_layers(model)
         if data is None:
             if train is None:
                 raise DataError("audit: give data (AuditData) or train=(inputs, labels)")
-            data = audit_data(*_pairs(train), nonmembers=nonmembers, mean=mean, image_shape=image_shape)
-        layers = extract_layers(model)
+            x, y = _pairs(train)
+            data = audit_data(x, y, nonmembers=nonmembers, mean=mean, image_shape=image_shape, outputs=layers.outputs)
+        if (data.outputs == 1) != (layers.outputs == 1) or data.outputs > layers.outputs:
+            raise UnsupportedModelError(
+                f"the model has {layers.outputs} output(s) but the data's labels need {data.outputs} "
+                "(one output: labels -1/+1; C outputs: labels 0..C-1)"
+            )
         if layers.input_dim != data.train_x.shape[1]:
             raise UnsupportedModelError(
                 f"the model takes {layers.input_dim} inputs but the data has {data.train_x.shape[1]} features"
             )
         train_x = torch.as_tensor(data.train_x, dtype=torch.float64)
         train_y = torch.as_tensor(data.train_y, dtype=torch.float64)
-        with torch.no_grad():
-            margins = (forward(layers.to("cpu", torch.float64), train_x) * train_y).numpy()
+        margins = sample_margins(layers.to("cpu", torch.float64), train_x, train_y).numpy()
         residual, fitted_lambda = kkt_residual(layers, train_x, train_y)
         if privacy is not None:
             if victim is not None:
@@ -177,6 +183,7 @@ class Auditor:
         frame["reconstructed"] = scores["ssim"] > self.ssim_threshold
         frame["identified"] = scores["identified"]
         frame["candidate"] = scores["candidate"]
+        frame["ssim_same_class"] = same_class_ssim(train_images, frame["label"].to_numpy(), candidates, output.labels)
         frame["candidate_lambda"] = output.lambdas[scores["candidate"]]
         frame["candidate_restart"] = output.restart[scores["candidate"]]
         frame["ncc_distance"] = scores["ncc_distance"]

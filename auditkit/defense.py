@@ -43,7 +43,8 @@ def plan_defenses(scenario: Scenario, n: int) -> dict[str, DPPlan]:
 def untrained_victim(scenario: Scenario, data: AuditData) -> nn.Sequential:
     """The scenario's MLP at its seeded initialisation (what training starts from, what the cache fills)."""
     cfg = scenario.victim
-    return build_mlp(data.train_x.shape[1], cfg.hidden, cfg.bias, cfg.init_scale, scenario.seed, scenario.dtype)
+    input_dim, seed, dtype = data.train_x.shape[1], scenario.seed, scenario.dtype
+    return build_mlp(input_dim, cfg.hidden, cfg.bias, cfg.init_scale, seed, dtype, outputs=data.outputs)
 
 
 def train_victim(

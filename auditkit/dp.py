@@ -21,7 +21,7 @@ from torch import nn
 
 from auditkit.errors import STRICT, ConfigError, first_error
 from auditkit.results import PrivacyFacts, TrainingLog
-from auditkit.victims import finish_training, logistic_loss
+from auditkit.victims import classification_loss, finish_training
 
 ACCOUNTANT_SECONDS = 60.0
 LARGEST_SIGMA = 1e6  # noise beyond which an accountant's epsilon no longer falls (its floor)
@@ -183,9 +183,9 @@ def _train_dp_sgd(model, x, labels, plan, lr, seed, weight_decay, test, progress
     for epoch in range(1, plan.epochs + 1):
         for batch_x, batch_y in loader:
             optimizer.zero_grad(set_to_none=True)
-            output = private(batch_x).squeeze(-1)
+            output = private(batch_x)
             if len(batch_x):
-                loss = logistic_loss(output, batch_y)
+                loss = classification_loss(output, batch_y)
                 loss_value = loss.item()
             else:  # an empty Poisson batch: zero per-sample gradients, and the step still adds its noise
                 loss = output.sum()

@@ -2,7 +2,10 @@
 
 Fixes the victim's weights theta and optimises m candidate inputs x_j with multipliers lambda_j so
 that theta = (1/m) sum_j lambda_j y_j grad_theta Phi(x_j) (stationarity of the max-margin problem),
-with a pixel-range prior and a lambda_min hinge. R restarts advance together as one batched program.
+with a pixel-range prior and a lambda_min hinge. A C-output victim gets the multiclass version
+(Buzaglo et al., NeurIPS 2023): each candidate carries a class y_j and its margin's gradient,
+grad_theta (Phi_{y_j} - max_{k != y_j} Phi_k)(x_j) (see :func:`auditkit.kernel.margin_directions`).
+R restarts advance together as one batched program.
 """
 
 from __future__ import annotations
@@ -57,7 +60,9 @@ class KKTConfig(BaseModel):
     model_config = STRICT | {"frozen": True}
 
     steps: int = Field(8000, ge=0, le=100_000_000, description="optimisation steps per restart")
-    candidates_per_sample: int = Field(2, gt=0, le=1000, description="m = candidates_per_sample * n, half per label")
+    candidates_per_sample: int = Field(
+        2, gt=0, le=1000, description="m = candidates_per_sample * n, split evenly over the classes"
+    )
     restarts: int = Field(4, gt=0, le=1024, description="restarts advanced together as one batched program")
     optimizer: Literal["adam", "sgd"] = "adam"
     lr_x: float = Field(0.01, gt=0)
@@ -65,6 +70,11 @@ class KKTConfig(BaseModel):
     momentum: float = Field(0.9, ge=0, lt=1, description="sgd only")
     init_scale: float = Field(0.01, gt=0, description="x0 ~ N(0, init_scale^2)")
     lambda_init: Literal["uniform", "ones"] = "uniform"
+    lambda_sign: Literal["positive", "free"] = Field(
+        "positive",
+        description="positive: lambda >= 0 kept by the lambda_min hinge (a max-margin KKT point); free: signed "
+        "multipliers, no hinge, initialised N(0, 1) (Buzaglo et al. 2023's general-loss variant)",
+    )
     lambda_min: float = Field(0.1, ge=0, description="multipliers below it are pushed up by the hinge")
     lambda_weight: float = Field(5.0, ge=0)
     alpha: float = Field(40.0, gt=0, description="sharpness of the smoothed ReLU derivative sigmoid(alpha z)")
@@ -142,13 +152,19 @@ class KKTAttack:
         settings = self._restart_settings(generator)
         hyper = {k: torch.tensor(v, dtype=dtype, device=device) for k, v in settings.items()}
 
-        m = max(2, cfg.candidates_per_sample * knowledge.n_train)
-        m += m % 2
+        classes = max(2, layers.outputs)
+        m = max(classes, cfg.candidates_per_sample * knowledge.n_train)
+        m += -m % classes  # the same number of candidates per class
         d, restarts = layers.input_dim, cfg.restarts
-        labels = torch.cat([torch.ones(m // 2), -torch.ones(m // 2)])
+        if layers.outputs == 1:
+            labels = torch.cat([torch.ones(m // 2), -torch.ones(m // 2)])
+        else:
+            labels = torch.arange(classes, dtype=torch.float64).repeat_interleave(m // classes)
         x = torch.randn(restarts, m, d, generator=generator, dtype=torch.float64)
         x *= torch.tensor(settings["init_scale"], dtype=torch.float64)[:, None, None]
-        if cfg.lambda_init == "uniform":
+        if cfg.lambda_sign == "free":
+            lam = torch.randn(restarts, m, generator=generator, dtype=torch.float64)
+        elif cfg.lambda_init == "uniform":
             lam = torch.rand(restarts, m, generator=generator, dtype=torch.float64)
         else:
             lam = torch.ones(restarts, m, dtype=torch.float64)
@@ -184,8 +200,9 @@ class KKTAttack:
             alpha = hyper["alpha"] / scale
             stationarity = stationarity_loss(layers, x, lam, labels, alpha)
             prior = (torch.relu(x - upper).pow(2) + torch.relu(lower - x).pow(2)).sum((1, 2))
-            hinge = torch.relu(hyper["lambda_min"][:, None] - lam).pow(2).sum(1)
-            losses = stationarity + cfg.prior_weight * prior + cfg.lambda_weight * hinge
+            losses = stationarity + cfg.prior_weight * prior
+            if cfg.lambda_sign == "positive":
+                losses = losses + cfg.lambda_weight * torch.relu(hyper["lambda_min"][:, None] - lam).pow(2).sum(1)
             if step == 0:
                 initial = losses.detach().clone()
             if step % cfg.log_every == 0 or step in (cfg.steps, cfg.early_stop_step - 1):

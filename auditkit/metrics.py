@@ -120,3 +120,16 @@ def identified_nonmembers(
     closest_pool, closest_distance = to_pool.argmin(1), to_pool.min(1)  # each candidate's nearest non-member
     own = closest_pool[nearest] == np.arange(len(pool_images))
     return own & (closest_distance[nearest] < to_train.min(1)[nearest])
+
+
+def same_class_ssim(
+    train_images: np.ndarray, train_labels: np.ndarray, candidate_images: np.ndarray, candidate_labels: np.ndarray
+) -> np.ndarray:
+    """Per training image, the SSIM of its NCC-nearest candidate among those carrying its own label (NaN
+    when no candidate has it): the within-class match, beside ``match``'s match over all classes."""
+    scores = np.full(len(train_images), np.nan)
+    for label in np.unique(train_labels):
+        members, own = train_labels == label, candidate_labels == label
+        if own.any():
+            scores[members] = match(train_images[members], candidate_images[own], train_images[:0])["ssim"]
+    return scores

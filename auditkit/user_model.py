@@ -82,21 +82,33 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise UnsupportedModelError(f"{path}: not a weights-only state_dict ({first[:200]})") from None
 
 
-def binary_labels(labels: Iterable) -> tuple[np.ndarray, str]:
-    """Any two-class encoding ({0, 1}, {-1, +1}, booleans, two strings) as {-1, +1}, and how it was mapped."""
+def class_labels(labels: Iterable, outputs: int = 1) -> tuple[np.ndarray, str]:
+    """The labels as the attack reads them, and how they were mapped.
+
+    One output (binary): any two-class encoding ({0, 1}, {-1, +1}, booleans, two strings) as {-1, +1}.
+    C outputs: integer labels in 0..C-1 as they are (the model's output order); any other C or fewer
+    distinct labels as 0..k-1 in sorted order, which the note states (check it matches the output order).
+    """
     values = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(list(labels))
     values = values.reshape(-1)
-    if values.dtype.kind not in "biuUS" and not (values.dtype.kind == "f" and np.isin(values, (-1, 0, 1)).all()):
-        raise DataError(f"labels: expected two classes (integers, booleans or strings), got {values.dtype} values")
+    if values.dtype.kind not in "biuUS" and not (values.dtype.kind == "f" and (values == np.round(values)).all()):
+        raise DataError(f"labels: expected classes (integers, booleans or strings), got {values.dtype} values")
     classes = sorted(set(values.tolist()))
-    if len(classes) != 2:
-        raise DataError(
-            f"labels: {len(classes)} classes found ({classes[:5]}); the KKT attack audits binary models only "
-            "(multiclass is a later release)"
-        )
-    negative, positive = (-1, 1) if classes == [-1, 1] else classes
-    mapped = np.where(values == positive, 1.0, -1.0)
-    return mapped, f"labels {negative!r} -> -1, {positive!r} -> +1"
+    if outputs == 1:
+        if len(classes) != 2:
+            raise DataError(
+                f"labels: {len(classes)} classes found ({classes[:5]}) but the model has one output (binary: two "
+                "classes); a C-class model has C outputs"
+            )
+        negative, positive = (-1, 1) if classes == [-1, 1] else classes
+        return np.where(values == positive, 1.0, -1.0), f"labels {negative!r} -> -1, {positive!r} -> +1"
+    if len(classes) > outputs or len(classes) < 2:
+        raise DataError(f"labels: {len(classes)} classes found but the model has {outputs} outputs")
+    if values.dtype.kind in "iuf" and set(classes) <= set(range(outputs)):
+        return values.astype(np.float64), f"labels are class indices 0..{outputs - 1} (the model's outputs)"
+    index = {label: position for position, label in enumerate(classes)}
+    mapped = np.array([index[v] for v in values.tolist()], dtype=np.float64)
+    return mapped, "labels in sorted order -> outputs: " + ", ".join(f"{c!r} -> {i}" for c, i in index.items())
 
 
 def audit_data(
@@ -107,11 +119,13 @@ def audit_data(
     mean: np.ndarray | None = None,
     image_shape: tuple[int, ...] | None = None,
     name: str = "data",
+    outputs: int = 1,
 ) -> AuditData:
-    """AuditData from arrays or tensors. ``mean``: what was subtracted from [0, 1] pixels before training
-    (centred inputs); without it the inputs must be pixels in [0, 1], which is checked and stated."""
+    """AuditData from arrays or tensors, for a model with ``outputs`` outputs (labels: :func:`class_labels`).
+    ``mean``: what was subtracted from [0, 1] pixels before training (centred inputs); without it the
+    inputs must be pixels in [0, 1], which is checked and stated."""
     x = _rows(train_x, "train inputs")
-    y, labels_note = binary_labels(train_y)
+    y, labels_note = class_labels(train_y, outputs)
     if len(y) != len(x):
         raise DataError(f"train inputs: {len(x)} rows but {len(y)} labels")
     pool = _rows(nonmembers, "non-members") if nonmembers is not None else np.zeros((0, x.shape[1]))
@@ -147,9 +161,9 @@ def audit_data(
     )
 
 
-def load_audit_data(path: str | Path) -> AuditData:
+def load_audit_data(path: str | Path, outputs: int = 1) -> AuditData:
     """An .npz (``allow_pickle=False``) with ``train_x``, ``train_y`` and optionally ``nonmember_x``,
-    ``mean``, ``image_shape``."""
+    ``mean``, ``image_shape``, for a model with ``outputs`` outputs."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
@@ -172,6 +186,7 @@ def load_audit_data(path: str | Path) -> AuditData:
         mean=arrays.get("mean"),
         image_shape=tuple(int(v) for v in shape) if shape is not None else None,
         name=re.sub(r"[^A-Za-z0-9_.-]", "_", path.stem),
+        outputs=outputs,
     )
 
 

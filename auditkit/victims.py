@@ -24,8 +24,9 @@ def build_mlp(
     init_scale: float | None = None,
     seed: int = 0,
     dtype: torch.dtype | str = DEFAULT_DTYPE,
+    outputs: int = 1,
 ) -> nn.Sequential:
-    """``Linear, ReLU, ..., Linear(., 1)``.
+    """``Linear, ReLU, ..., Linear(., outputs)``: one output for a binary task, C for C classes.
 
     bias: "none" gives a homogeneous net (the standard victim), "all" biases in every layer
     (non-homogeneous), "first" only in the first layer (the authors' released nets).
@@ -35,7 +36,7 @@ def build_mlp(
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
-        widths = [input_dim, *hidden, 1]
+        widths = [input_dim, *hidden, outputs]
         layers: list[nn.Module] = []
         for index, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:])):
             has_bias = bias == "all" or (bias == "first" and index == 0)
@@ -59,11 +60,24 @@ def logistic_loss(output: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.softplus(-labels * output).mean()
 
 
+def classification_loss(output: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The victim's loss on the model's raw output: logistic for one output (labels -1/+1),
+    cross-entropy for C outputs (labels 0..C-1)."""
+    if output.shape[-1] == 1:
+        return logistic_loss(output.squeeze(-1), labels)
+    return F.cross_entropy(output, labels.long())
+
+
+def predictions(output: torch.Tensor) -> torch.Tensor:
+    """Predicted labels in the labels' encoding: the sign for one output, the argmax class for C."""
+    return torch.sign(output.squeeze(-1)) if output.shape[-1] == 1 else output.argmax(-1).to(output.dtype)
+
+
 def accuracy(model: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> float:
     if len(x) == 0:
         return math.nan
     with torch.no_grad():
-        return (torch.sign(model(x).squeeze(-1)) == labels).double().mean().item()
+        return (predictions(model(x)) == labels).double().mean().item()
 
 
 OptimizerName = Literal["gd", "sgd", "adam", "adamw"]
@@ -101,8 +115,9 @@ def train_mlp(
     log_every: int = 100,
     compile: bool = False,
 ) -> TrainingLog:
-    """Train on the logistic loss: full-batch GD (``batch_size`` None) or shuffled minibatches, as
-    people train (SGD with momentum, Adam, AdamW), optionally with a cosine learning-rate decay to 0.
+    """Train on the logistic (one output) or cross-entropy (C outputs) loss: full-batch GD (``batch_size``
+    None) or shuffled minibatches, as people train (SGD with momentum, Adam, AdamW), optionally with a
+    cosine learning-rate decay to 0.
 
     seed: drives the minibatch order (a generator of its own, so the global RNG stays untouched).
     compile: run the step through torch.compile (with CUDA graphs on a GPU, where kernel launches
@@ -152,7 +167,7 @@ def training_step(
     """A function doing one optimizer step on a batch and returning the loss before it."""
 
     def objective(x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return logistic_loss(model(x).squeeze(-1), labels)
+        return classification_loss(model(x), labels)
 
     update = optimizer.step
     graphs = compile and next(model.parameters()).device.type == "cuda"
@@ -184,7 +199,7 @@ def finish_training(
 ) -> TrainingLog:
     """Final loss and accuracies of a trained victim, with the time since ``start``."""
     with torch.no_grad():
-        final_loss = logistic_loss(model(x).squeeze(-1), labels).item()
+        final_loss = classification_loss(model(x), labels).item()
     return TrainingLog(
         train_accuracy=accuracy(model, x, labels),
         test_accuracy=accuracy(model, *test) if test is not None else math.nan,

@@ -550,7 +550,7 @@ def test_python_api_rejects_models_it_cannot_attack(small_victim):
     auditor = Auditor(KKTAttack(steps=1, restarts=1), device="cpu")
     models = {
         "Tanh": torch.nn.Sequential(torch.nn.Linear(784, 3), torch.nn.Tanh(), torch.nn.Linear(3, 1)),
-        "one output": torch.nn.Sequential(torch.nn.Linear(784, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2)),
+        "has 2 output": torch.nn.Sequential(torch.nn.Linear(784, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2)),
         "takes 10 inputs": torch.nn.Sequential(torch.nn.Linear(10, 3), torch.nn.ReLU(), torch.nn.Linear(3, 1)),
         "Conv2d": torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU(), torch.nn.Linear(3, 1)),
     }
@@ -616,7 +616,6 @@ AUDIT_MODELS = {
         "layer 1 takes 9 inputs but layer 0 gives 8",
     ),
     "nan weights": (lambda d: _save(d / "m.pt", _mlp_state(nan=True)), "layer 0 holds NaN or infinite weights"),
-    "two outputs": (lambda d: _save(d / "m.pt", _mlp_state((16, 8, 2))), "needs one output"),
     "other input size": (lambda d: _save(d / "m.pt", _mlp_state((10, 8, 1))), "the model takes 10 inputs"),
 }
 
@@ -642,9 +641,9 @@ AUDIT_DATA = {
     ),
     "no labels": (lambda d: _npz(d / "t.npz", train_x=_X), "t.npz: missing array(s) train_y"),
     "unknown key": (lambda d: _npz(d / "t.npz", train_x=_X, train_y=_Y, weights=_Y), "unknown array(s) weights"),
-    "three classes": (lambda d: _npz(d / "t.npz", train_x=_X, train_y=np.arange(6) % 3), "binary models only"),
+    "three classes": (lambda d: _npz(d / "t.npz", train_x=_X, train_y=np.arange(6) % 3), "the model has one output"),
     "one class": (lambda d: _npz(d / "t.npz", train_x=_X, train_y=np.zeros(6)), "labels: 1 classes found"),
-    "float labels": (lambda d: _npz(d / "t.npz", train_x=_X, train_y=_X[:, 0]), "labels: expected two classes"),
+    "float labels": (lambda d: _npz(d / "t.npz", train_x=_X, train_y=_X[:, 0]), "labels: expected classes"),
     "fewer labels": (lambda d: _npz(d / "t.npz", train_x=_X, train_y=_Y[:4]), "6 rows but 4 labels"),
     "nan inputs": (lambda d: _npz(d / "t.npz", train_x=_X * np.nan, train_y=_Y), "train inputs: NaN or infinite"),
     "text inputs": (lambda d: _npz(d / "t.npz", train_x=np.array([["a"] * 16] * 6), train_y=_Y), "numeric array"),

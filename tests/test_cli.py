@@ -8,11 +8,21 @@ import sys
 import venv
 from pathlib import Path
 
+import pytest
+import torch
 from click.testing import CliRunner
 
 from auditkit.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _threads_restored():
+    """``--threads`` sets torch's process-wide thread count; later tests must not inherit it."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 def _invoke(*args: str):

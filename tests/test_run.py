@@ -148,7 +148,7 @@ def test_report_rerenders_from_saved_results(toy_run):
 
 @pytest.mark.slow
 def test_dp_victims_get_the_ceiling_beside_their_measured_success(tmp_path, monkeypatch):
-    import auditkit.runner
+    import auditkit.auditor
 
     seeds = []
 
@@ -156,7 +156,7 @@ def test_dp_victims_get_the_ceiling_beside_their_measured_success(tmp_path, monk
         seeds.append(seed)
         return kappa_ssim(*args, seed=seed, **kwargs)
 
-    monkeypatch.setattr(auditkit.runner, "kappa_ssim", spy)
+    monkeypatch.setattr(auditkit.auditor, "kappa_ssim", spy)
     dp = {"name": "dp", "kind": "dp_sgd", "dp": {"target_epsilon": 8.0, "batch_size": 5, "epochs": 5}}
     scenario = _toy(defenses=["none", dp], seed=3)
     run = run_scenario(scenario, tmp_path, progress=QUIET)

@@ -37,7 +37,8 @@ def _write(project: Path, text: str) -> Path:
 def test_shipped_scenarios_validate_and_build_their_data(path):
     scenario = load_scenario(path)
     data = load_data(scenario.data, scenario.seed)
-    assert len(data.train_x) == 2 * scenario.data.n_per_class
+    classes = len(scenario.data.classes or range(10)) if scenario.data.task == "multiclass" else 2
+    assert len(data.train_x) == classes * scenario.data.n_per_class
 
 
 @pytest.mark.parametrize("path", sorted((PRESETS / "attacks").glob("*.yaml")), ids=lambda p: p.stem)

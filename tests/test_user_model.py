@@ -12,7 +12,7 @@ from torch import nn
 from auditkit import Auditor, KKTAttack, RunResult
 from auditkit.cli import main
 from auditkit.data import DataError
-from auditkit.user_model import binary_labels, mlp_from_state_dict
+from auditkit.user_model import class_labels, mlp_from_state_dict
 
 
 def _user_script(mnist, members: np.ndarray, tmp_path, name: str):
@@ -108,8 +108,23 @@ def test_the_python_api_takes_what_a_pipeline_has(small_victim):
     ],
 )
 def test_label_encodings_are_mapped_and_stated(labels, expected):
-    mapped, note = binary_labels(labels)
+    mapped, note = class_labels(labels)
     assert note == expected and set(mapped) == {-1.0, 1.0}
+
+
+@pytest.mark.parametrize(
+    "labels, expected, mapped",
+    [
+        ([0, 2, 1, 2], "labels are class indices 0..2 (the model's outputs)", [0, 2, 1, 2]),
+        (["b", "c", "a"], "labels in sorted order -> outputs: 'a' -> 0, 'b' -> 1, 'c' -> 2", [1, 2, 0]),
+        ([3, 5, 7], "labels in sorted order -> outputs: 3 -> 0, 5 -> 1, 7 -> 2", [0, 1, 2]),
+    ],
+)
+def test_multiclass_labels_follow_the_outputs(labels, expected, mapped):
+    values, note = class_labels(labels, outputs=3)
+    assert note == expected and values.tolist() == mapped
+    with pytest.raises(DataError, match="4 classes found but the model has 3 outputs"):
+        class_labels([0, 1, 2, 3], outputs=3)
 
 
 def test_state_dict_layouts(small_victim):
