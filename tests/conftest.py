@@ -35,3 +35,30 @@ def small_victim(mnist):
 def knowledge(data: AuditData, **extra) -> AttackerKnowledge:
     """What the Auditor tells an attack about ``data`` (reference inputs: 256 non-members)."""
     return AttackerKnowledge(len(data.train_x), data.lower, data.upper, data.pool_x[:256], **extra)
+
+
+def write_cifar_files(folder, records_per_file: int = 260, seed: int = 0):
+    """CIFAR-10 binary batch files in the official format (label byte + 3072 pixel bytes per record),
+    random pixels, labels cycling 0-9; returns the labels and pixel bytes written, in file order."""
+    import numpy as np
+
+    from auditkit.data import CIFAR_FILES
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for index, name in enumerate(CIFAR_FILES):
+        labels = (np.arange(records_per_file) + index) % 10
+        pixels = rng.integers(0, 256, (records_per_file, 3072), dtype=np.uint8)
+        (folder / name).write_bytes(np.concatenate([labels[:, None].astype(np.uint8), pixels], 1).tobytes())
+        written.append((labels, pixels))
+    return written
+
+
+@pytest.fixture(scope="session")
+def cifar_dir(tmp_path_factory):
+    """A folder of small CIFAR-10 binary files (6 x 260 records: enough for 250 + 250 per class of vehicles
+    vs animals)."""
+    folder = tmp_path_factory.mktemp("cifar") / "cifar-10-batches-bin"
+    write_cifar_files(folder)
+    return folder.parent

@@ -112,7 +112,18 @@ SCENARIOS = [
     ("extends: base\nattack: {candidates_per_sample: 100000}\n", "attack.candidates_per_sample: Input should be less"),
     ("extends: base\nattack: {alpha_relative: 'yes'}\n", "attack.alpha_relative: Input should be a valid boolean"),
     # data
-    ("extends: base\ndata: {dataset: cifar}\n", "data.dataset: Input should be 'mnist' or 'toy_colors'"),
+    ("extends: base\ndata: {dataset: cifar}\n", "data.dataset: Input should be 'mnist', 'toy_colors' or 'cifar10'"),
+    ("extends: base\ndata: {dataset: cifar10}\n", "data: task 'parity' is for mnist; cifar10 takes 'vehicles'"),
+    ("extends: base\ndata: {task: vehicles}\n", "data: task 'vehicles' (vehicles vs animals) is for dataset cifar10"),
+    (
+        "extends: base\ndata: {dataset: mnist, task: multiclass, classes: [3]}\n",
+        "data: 'classes' needs at least two distinct",
+    ),
+    ("extends: base\ndata: {classes: [1, 2]}\n", "data: 'classes' is for task 'multiclass'"),
+    (
+        "extends: base\ndata: {dataset: mnist, task: multiclass}\n",
+        "victim.training.loss: task 'multiclass' trains with 'ce'",
+    ),
     ("extends: base\ndata: {n_per_class: 0}\n", "data.n_per_class: Input should be greater than 0"),
     ("extends: base\ndata: {n_per_class: -3}\n", "data.n_per_class: Input should be greater than 0"),
     ("extends: base\ndata: {n_per_class: true}\n", "data.n_per_class: Input should be a valid integer"),

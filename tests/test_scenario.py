@@ -34,7 +34,8 @@ def _write(project: Path, text: str) -> Path:
 
 
 @pytest.mark.parametrize("path", sorted((PRESETS / "scenarios").glob("*.yaml")), ids=lambda p: p.stem)
-def test_shipped_scenarios_validate_and_build_their_data(path):
+def test_shipped_scenarios_validate_and_build_their_data(path, cifar_dir, monkeypatch):
+    monkeypatch.setenv("AUDITKIT_DATA", str(cifar_dir))  # small files in the official CIFAR-10 format
     scenario = load_scenario(path)
     data = load_data(scenario.data, scenario.seed)
     classes = len(scenario.data.classes or range(10)) if scenario.data.task == "multiclass" else 2
