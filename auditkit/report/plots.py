@@ -76,6 +76,14 @@ def _threshold_line(ax, results: list[AuditResult], horizontal: bool = True) -> 
         line(threshold, color="grey", lw=0.9, ls="--", label=f"SSIM threshold {threshold:g}")
 
 
+def _finished(figure: plt.Figure, ax) -> bytes:
+    """The legend outside the axes (it never covers a point), then the PNG."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    figure.tight_layout()
+    return _png(figure)
+
+
 def ssim_vs_margin(results: list[AuditResult]) -> bytes:
     """Per-sample SSIM against normalised margin, one hue per victim (the paper's Figure 4)."""
     import seaborn as sns
@@ -105,10 +113,7 @@ def ssim_vs_margin(results: list[AuditResult]) -> bytes:
     ax.set_xlabel("normalised margin  y*Phi(x) / smallest positive margin (1 = on the margin)")
     ax.set_ylabel("SSIM of the best reconstruction")
     ax.set_title("Leakage sits at the margin (Haim et al. 2022, Fig. 4)", fontsize=10)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-    figure.tight_layout()
-    return _png(figure)
+    return _finished(figure, ax)
 
 
 def ssim_distribution(results: list[AuditResult]) -> bytes:
@@ -133,10 +138,7 @@ def ssim_distribution(results: list[AuditResult]) -> bytes:
     ax.set_xlabel("SSIM of each training sample's best reconstruction")
     ax.set_ylabel("")
     ax.set_title("How well each training sample was reconstructed", fontsize=10)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-    figure.tight_layout()
-    return _png(figure)
+    return _finished(figure, ax)
 
 
 def loss_curves(result: AuditResult) -> bytes:
