@@ -270,18 +270,29 @@ def per_sample_gram(layers: MLPLayers, x: torch.Tensor, directions: torch.Tensor
 
 
 def kkt_residual(layers: MLPLayers, x: torch.Tensor, labels: torch.Tensor) -> tuple[float, torch.Tensor]:
-    """Relative residual ``||theta - sum_i lambda_i grad margin_i(x_i)|| / ||theta||`` with lambda >= 0 fitted
-    (one output: margin y Phi(x); C outputs: Phi_y - Phi_k, the runner-up k at x_i).
+    """Relative residual ``||theta - sum_i,k lambda_ik grad margin_ik(x_i)|| / ||theta||`` with lambda >= 0
+    fitted: one output, margin y Phi(x); C outputs, one margin ``Phi_y - Phi_k`` per other class k (every
+    constraint of the multiclass max-margin problem, whose KKT point a network trained with
+    cross-entropy approaches; the attack itself follows the runner-up class only).
 
     How close the victim is to a KKT point of the max-margin problem on (x, labels): near 0 at a KKT
-    point, near 1 when the training gradients do not span theta. Returns (residual, fitted lambdas).
+    point, near 1 when the training gradients do not span theta. Returns (residual, fitted lambda per
+    sample: summed over its classes k).
     """
     from scipy.optimize import nnls
 
     with torch.no_grad():
         layers64, x64 = layers.to("cpu", torch.float64), x.detach().to("cpu", torch.float64)
-        directions = margin_directions(layers64, x64, labels.detach().to("cpu", torch.float64))
-        gram, theta_dot = per_sample_gram(layers64, x64, directions)
+        labels64 = labels.detach().to("cpu", torch.float64)
+        if layers.outputs == 1:
+            rows, directions = x64, margin_directions(layers64, x64, labels64)
+        else:
+            eye = torch.eye(layers.outputs, dtype=torch.float64)
+            others = [(i, k) for i, y in enumerate(labels64.long().tolist()) for k in range(layers.outputs) if k != y]
+            owner = torch.tensor([i for i, _ in others])
+            rows = x64[owner]
+            directions = eye[labels64.long()[owner]] - eye[torch.tensor([k for _, k in others])]
+        gram, theta_dot = per_sample_gram(layers64, rows, directions)
         theta_sq = (layers64.norm() ** 2).item()
     gram_np, b_np = gram.numpy(), theta_dot.numpy()
     jitter = 1e-12 * max(gram_np.trace(), 1e-300)
@@ -289,4 +300,7 @@ def kkt_residual(layers: MLPLayers, x: torch.Tensor, labels: torch.Tensor) -> tu
     rhs = np.linalg.solve(factor, b_np)
     fitted, _ = nnls(factor.T, rhs, maxiter=50 * len(b_np))
     residual_sq = theta_sq - 2 * b_np @ fitted + fitted @ gram_np @ fitted
-    return float(np.sqrt(max(residual_sq, 0.0) / theta_sq)), torch.from_numpy(fitted)
+    per_sample = torch.from_numpy(fitted)
+    if layers.outputs > 1:
+        per_sample = torch.zeros(len(x64), dtype=torch.float64).index_add_(0, owner, per_sample)
+    return float(np.sqrt(max(residual_sq, 0.0) / theta_sq)), per_sample

@@ -39,7 +39,9 @@ def test_a_multiclass_victim_sits_at_a_kkt_point_of_its_training_set(three_digit
     x, y = torch.as_tensor(data.train_x), torch.as_tensor(data.train_y)
     at_truth, fitted = kkt_residual(layers, x, y)
     at_non_members, _ = kkt_residual(layers, torch.as_tensor(data.pool_x[: len(x)]), y)
-    assert at_truth < 0.3 and at_non_members > 2 * at_truth and (fitted >= 0).all()
+    # measured on the default mnist10_quick victim: 0.048 at the truth, 0.94 at non-members (0.49 when only
+    # the runner-up class is counted: a cross-entropy victim spreads its multipliers over the classes)
+    assert at_truth < 0.3 and at_non_members > 2 * at_truth and (fitted >= 0).all() and len(fitted) == len(x)
 
 
 def test_the_multiclass_attack_identifies_training_digits(three_digits):
