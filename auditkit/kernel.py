@@ -203,12 +203,29 @@ def _relu_derivative(z: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(alpha * z)
 
 
+def other_class_lambdas(lambdas: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(..., m, C) multipliers with each candidate's own class zeroed: one per margin ``Phi_y - Phi_k``."""
+    own = torch.nn.functional.one_hot(labels.long(), lambdas.shape[-1]).to(lambdas.dtype)
+    return lambdas * (1 - own)
+
+
+def margin_coefficients(layers: MLPLayers, x: torch.Tensor, lambdas: torch.Tensor, labels: torch.Tensor):
+    """Per candidate, the output-space vector its gradient term is taken along: ``lambda_j`` times its
+    margin direction (lambdas (..., m)), or ``sum_k lambda_jk (e_y - e_k)`` (lambdas (..., m, C): one
+    multiplier per other class)."""
+    if lambdas.ndim == x.ndim:
+        others = other_class_lambdas(lambdas, labels)
+        own = torch.nn.functional.one_hot(labels.long(), lambdas.shape[-1]).to(lambdas.dtype)
+        return own * others.sum(-1, keepdim=True) - others
+    return lambdas.unsqueeze(-1) * margin_directions(layers, x, labels)
+
+
 def stationarity_loss(
     layers: MLPLayers, x: torch.Tensor, lambdas: torch.Tensor, labels: torch.Tensor, alpha
 ) -> torch.Tensor:
     """Per-restart ``sum_p ||p - (1/m) sum_j lambda_j dmargin_j/dp||^2``, shape (R,); x (R, m, d),
     lambdas (R, m), labels (m,) (see :func:`margin_directions`)."""
-    coefficients = lambdas.unsqueeze(-1) * margin_directions(layers, x, labels) / x.shape[1]
+    coefficients = margin_coefficients(layers, x, lambdas, labels) / x.shape[1]
     total = x.new_zeros(x.shape[0])
     for (grad_w, grad_b), weight, bias in zip(
         gradient_combination(layers, x, coefficients, alpha), layers.weights, layers.biases
@@ -233,8 +250,10 @@ def stationarity_loss_autograd(
     for weight, bias in rebuilt[:-1]:
         h = smooth_relu(_linear(h, weight, bias), alpha)
     out = _linear(h, *rebuilt[-1])
-    margin = (out * margin_directions(layers, x, labels)).sum(-1)
-    grads = torch.autograd.grad(margin, params, grad_outputs=lambdas / x.shape[0], create_graph=True)
+    weighted = (out * margin_coefficients(layers, x, lambdas, labels)).sum(-1)
+    grads = torch.autograd.grad(
+        weighted, params, grad_outputs=torch.ones_like(weighted) / x.shape[0], create_graph=True
+    )
     return sum((p.detach() - g).pow(2).sum() for p, g in zip(params, grads))
 
 

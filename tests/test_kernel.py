@@ -68,6 +68,20 @@ def test_exact_alpha_gives_true_gradient_combination():
         torch.testing.assert_close(got[0], want, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("bias", ["none", "all"])
+def test_one_multiplier_per_other_class_matches_double_backward(bias):
+    layers, x, _, labels = _random_problem(bias, outputs=3)
+    lam = torch.rand(1, 6, 3, dtype=torch.float64, requires_grad=True)
+    fast = stationarity_loss(layers, x, lam, labels, 20.0)[0]
+    reference = stationarity_loss_autograd(layers, x[0], lam[0], labels, 20.0)
+    torch.testing.assert_close(fast, reference, rtol=1e-9, atol=0)
+    fast_grads = torch.autograd.grad(fast, [x, lam])
+    for a, b in zip(fast_grads, torch.autograd.grad(reference, [x, lam])):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+    own = torch.nn.functional.one_hot(labels.long(), 3).bool()
+    assert (fast_grads[1][0][own] == 0).all()  # a candidate's own class has no multiplier
+
+
 @pytest.mark.parametrize("outputs", [1, 3])
 def test_per_sample_gram_matches_explicit_jacobian(outputs):
     model = build_mlp(12, [9, 7], "all", seed=1, dtype=torch.float64, outputs=outputs)

@@ -10,7 +10,7 @@ from auditkit.kernel import extract_layers, kkt_residual
 from auditkit.victims import build_mlp, train_mlp
 
 CLASSES = (0, 1, 7)
-MIN_IDENTIFIED = 5  # measured 9 of 18 at this seed on 2 threads, 6 on 1 (5 and 3 at seeds 1 and 2)
+MIN_IDENTIFIED = 7  # measured 11 of 18 at this seed (9 with the runner-up margin alone, 6 of those on 1 thread)
 
 
 @pytest.fixture(scope="module")

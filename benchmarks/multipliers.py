@@ -1,11 +1,12 @@
-"""Signed multipliers (Buzaglo et al. 2023's general-loss variant) against the max-margin ones, on
-weight-decay victims, binary and multiclass.
+"""The attack's multipliers, variant by variant, on weight-decay victims, binary and multiclass: signed
+multipliers (Buzaglo et al. 2023's general-loss variant) against the max-margin ones, and for C outputs
+one multiplier per other class against the runner-up class alone.
 
-    python benchmarks/lambda_sign.py --seeds 0 1 2
+    python benchmarks/multipliers.py --seeds 0 1 2
 
 Victims as in the tests (18-20 MNIST digits, 784-200-200-C, full-batch GD + weight decay 1e-2, 1500
-epochs, float64); the attack's recipe alone (one restart, 3,000 steps), `lambda_sign` positive vs free,
-same seed. Writes benchmarks/results/lambda_sign.{json,md}.
+epochs, float64); the attack's recipe alone (one restart, 3,000 steps), same seed for every variant.
+Writes benchmarks/results/multipliers.{json,md}.
 """
 
 from __future__ import annotations
@@ -20,7 +21,12 @@ from auditkit import Auditor, KKTAttack
 from auditkit.data import PARITY, binary_task, load_mnist_images, multiclass_task
 from auditkit.victims import build_mlp, train_mlp
 
-COLUMNS = ["task", "seed", "lambda_sign", "identified", "n", "nonmembers_identified", "p_value", "seconds"]
+COLUMNS = ["task", "seed", "variant", "identified", "n", "nonmembers_identified", "p_value", "seconds"]
+VARIANTS = {  # name: attack settings (the default first)
+    "default": {},
+    "lambda_sign free": {"lambda_sign": "free"},
+    "multiclass_margins runner_up": {"multiclass_margins": "runner_up"},
+}
 
 
 def victim(task: str, seed: int, mnist):
@@ -44,16 +50,18 @@ def main() -> None:
     for task in ("binary", "multiclass"):
         for seed in args.seeds:
             model, data = victim(task, seed, mnist)
-            for sign in ("positive", "free"):
+            for variant, settings in VARIANTS.items():
+                if task == "binary" and "multiclass_margins" in settings:
+                    continue  # one output: one margin per candidate
                 start = time.perf_counter()
-                attack = KKTAttack(steps=3000, restarts=1, search="off", lambda_sign=sign)
+                attack = KKTAttack(steps=3000, restarts=1, search="off", **settings)
                 summary = Auditor(attack, device="cpu", dtype="float64", seed=seed).audit(model, data).summary()
-                found = {"task": task, "seed": seed, "lambda_sign": sign, "seconds": time.perf_counter() - start,
+                found = {"task": task, "seed": seed, "variant": variant, "seconds": time.perf_counter() - start,
                          **{key: getattr(summary, key) for key in COLUMNS if hasattr(summary, key)}}  # fmt: skip
                 records.append(found)
                 print(record.row(found, COLUMNS), flush=True)
-    command = f"python benchmarks/lambda_sign.py --seeds {' '.join(map(str, args.seeds))}"
-    record.write("lambda_sign", command, records, COLUMNS, "(2-core CPU, float64)")
+    command = f"python benchmarks/multipliers.py --seeds {' '.join(map(str, args.seeds))}"
+    record.write("multipliers", command, records, COLUMNS, "(2-core CPU, float64)")
 
 
 if __name__ == "__main__":
