@@ -203,10 +203,16 @@ def _relu_derivative(z: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(alpha * z)
 
 
-def other_class_lambdas(lambdas: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """(..., m, C) multipliers with each candidate's own class zeroed: one per margin ``Phi_y - Phi_k``."""
-    own = torch.nn.functional.one_hot(labels.long(), lambdas.shape[-1]).to(lambdas.dtype)
-    return lambdas * (1 - own)
+def _own_class(lambdas: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.one_hot(labels.long(), lambdas.shape[-1]).to(lambdas.dtype)
+
+
+def candidate_lambdas(lambdas: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Each candidate's total multiplier, (R, m), from the attack's (R, m) multipliers (one per candidate)
+    or (R, m, C) ones (one per other class: summed; a candidate's own class carries none)."""
+    if lambdas.ndim == 3:
+        return (lambdas * (1 - _own_class(lambdas, labels))).sum(-1)
+    return lambdas
 
 
 def margin_coefficients(layers: MLPLayers, x: torch.Tensor, lambdas: torch.Tensor, labels: torch.Tensor):
@@ -214,8 +220,8 @@ def margin_coefficients(layers: MLPLayers, x: torch.Tensor, lambdas: torch.Tenso
     margin direction (lambdas (..., m)), or ``sum_k lambda_jk (e_y - e_k)`` (lambdas (..., m, C): one
     multiplier per other class)."""
     if lambdas.ndim == x.ndim:
-        others = other_class_lambdas(lambdas, labels)
-        own = torch.nn.functional.one_hot(labels.long(), lambdas.shape[-1]).to(lambdas.dtype)
+        own = _own_class(lambdas, labels)
+        others = lambdas * (1 - own)
         return own * others.sum(-1, keepdim=True) - others
     return lambdas.unsqueeze(-1) * margin_directions(layers, x, labels)
 

@@ -26,8 +26,8 @@ from auditkit.errors import STRICT, ConfigError, first_error
 from auditkit.kernel import (
     MLPLayers,
     UnsupportedModelError,
+    candidate_lambdas,
     kkt_residual,
-    other_class_lambdas,
     preactivation_scale,
     stationarity_loss,
 )
@@ -218,8 +218,7 @@ class KKTAttack:
             prior = (torch.relu(x - upper).pow(2) + torch.relu(lower - x).pow(2)).sum((1, 2))
             losses = stationarity + cfg.prior_weight * prior
             if cfg.lambda_sign == "positive":
-                total_lambda = lam if lam.ndim == 2 else other_class_lambdas(lam, labels).sum(-1)
-                shortfall = torch.relu(hyper["lambda_min"][:, None] - total_lambda)
+                shortfall = torch.relu(hyper["lambda_min"][:, None] - candidate_lambdas(lam, labels))
                 losses = losses + cfg.lambda_weight * shortfall.pow(2).sum(1)
             if step == 0:
                 initial = losses.detach().clone()
@@ -278,12 +277,7 @@ class KKTAttack:
         )
         return AttackOutput(
             candidates=candidates,
-            lambdas=(lam if lam.ndim == 2 else other_class_lambdas(lam, labels).sum(-1))
-            .detach()[chosen]
-            .cpu()
-            .double()
-            .flatten()
-            .numpy(),
+            lambdas=candidate_lambdas(lam, labels).detach()[chosen].cpu().double().flatten().numpy(),
             labels=labels.cpu().repeat(len(kept)).double().numpy(),
             restart=alive[kept].repeat_interleave(m).numpy(),
             loss_history=np.array(history),
