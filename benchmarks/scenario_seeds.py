@@ -3,9 +3,10 @@
     python benchmarks/scenario_seeds.py mnist_quick --seeds 0 1 2
     python benchmarks/scenario_seeds.py mnist_quick --set dtype=float64 --tag float64
 
-Prints a table and writes benchmarks/results/<scenario>[_<tag>]_seeds.{json,md}. ``--set KEY=VALUE``
-overrides a scenario field (dotted keys, YAML values). The victim cache is bypassed (a temporary one)
-so every wall time includes training.
+Prints a table and writes benchmarks/results/<scenario>[_<tag>]_seeds.{json,md}, the command at the top.
+Records of seeds this run does not repeat are kept (with their own command), so seeds can be added
+later. ``--set KEY=VALUE`` overrides a scenario field (dotted keys, YAML values). The victim cache is
+bypassed (a temporary one) so every wall time includes training.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+import record
 
 from auditkit import load_scenario, run_scenario
 from auditkit.progress import Progress
@@ -50,8 +54,9 @@ def main() -> None:
     parser.add_argument("--tag", default="", help="suffix of the result files")
     args = parser.parse_args()
     settings = parse_settings(args.settings)
+    command = "python benchmarks/scenario_seeds.py " + " ".join(sys.argv[1:])
     records = []
-    print("| " + " | ".join(COLUMNS) + " |\n" + "|---" * len(COLUMNS) + "|", flush=True)
+    print(record.header(COLUMNS), flush=True)
     with tempfile.TemporaryDirectory() as scratch:
         os.environ["AUDITKIT_CACHE"] = str(Path(scratch) / "cache")
         for seed in args.seeds:
@@ -62,7 +67,7 @@ def main() -> None:
             wall = time.perf_counter() - start
             for result in run.victims:
                 summary, training = result.summary(), result.victim.training
-                record = {
+                found = {
                     "scenario": scenario.name,
                     "seed": seed,
                     "victim": result.name,
@@ -77,28 +82,22 @@ def main() -> None:
                     "train_seconds": training.seconds,
                     "attack_seconds": result.attack.seconds,
                     "wall_seconds": wall,
+                    "command": command,
                 }
-                records.append(record)
-                print("| " + " | ".join(_fmt(record[c]) for c in COLUMNS) + " |", flush=True)
-    out = Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
-    name = load_scenario(args.scenario).name + (f"_{args.tag}" if args.tag else "")
-    (out / f"{name}_seeds.json").write_text(json.dumps(records, indent=2) + "\n")
-    (out / f"{name}_seeds.md").write_text(markdown(records))
-
-
-def markdown(records: list[dict]) -> str:
-    """A markdown table of result records."""
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|---" * len(COLUMNS) + "|"]
-    lines += ["| " + " | ".join(_fmt(r.get(c)) for c in COLUMNS) + " |" for r in records]
+                records.append(found)
+                print(record.row(found, COLUMNS), flush=True)
+    name = load_scenario(args.scenario).name + (f"_{args.tag}" if args.tag else "") + "_seeds"
+    records = sorted(_kept(name, args.seeds) + records, key=lambda r: r["seed"])
+    commands = dict.fromkeys(r.get("command", "(command not recorded)") for r in records)
     device = records[0]["device"] if records else "?"
-    return f"{records[0]['scenario'] if records else ''} on {device}\n\n" + "\n".join(lines) + "\n"
+    record.write(name, "`, `".join(commands), records, COLUMNS, note=f"({device})")
 
 
-def _fmt(value) -> str:
-    if value is None:
-        return ""
-    return f"{value:.3f}" if isinstance(value, float) else str(value)
+def _kept(name: str, seeds: list[int]) -> list[dict]:
+    """The records of an earlier run of this table whose seeds this run does not repeat."""
+    path = record.RESULTS / f"{name}.json"
+    earlier = json.loads(path.read_text()) if path.exists() else []
+    return [r for r in earlier if r["seed"] not in seeds]
 
 
 if __name__ == "__main__":

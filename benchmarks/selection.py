@@ -21,11 +21,11 @@ from auditkit import load_scenario
 from auditkit.attack import AttackerKnowledge
 from auditkit.data import load_data
 from auditkit.environment import resolve_device, resolve_dtype
+from auditkit.jobs import obtain_victim
 from auditkit.kernel import extract_layers
 from auditkit.kkt import KKTAttack, ground_truth_scorer, residual_scorer
 from auditkit.metrics import match
 from auditkit.progress import Progress
-from auditkit.runner import obtain_victim
 
 COLUMNS = [
     "steps",

@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import knowledge
 
-from auditkit import Auditor, ConfigError, KKTAttack, KKTConfig
+from auditkit import AttackerKnowledge, Auditor, ConfigError, KKTAttack, KKTConfig
 from auditkit.kernel import extract_layers, kkt_residual
 from auditkit.metrics import match, ncc_distance
 from auditkit.testing import assert_leaks
@@ -35,6 +35,40 @@ def test_divergence_is_reported_not_raised(small_victim):
     summary = result.summary()
     assert summary.identified == 0
     assert "diverged" in summary.warning
+
+
+def test_public_starts_that_never_move_identify_no_member(small_victim):
+    """init public: each candidate starts at a pool image the victim assigns to its class; unmoved, it is
+    nearest to that non-member, so the headline count cannot credit the start image to a member."""
+    model, data = small_victim
+    unmoved = KKTAttack(steps=0, restarts=2, search="off", init="public")
+    output = unmoved.run(extract_layers(model), knowledge(data), dtype=torch.float64)
+    reference = torch.as_tensor(data.pool_x[:256])
+    candidates = torch.as_tensor(output.candidates)
+    assert (torch.cdist(candidates, reference).min(1).values < 1).all()  # the image plus N(0, 0.01^2) noise
+    assert (torch.sign(model(candidates)[:, 0]) == torch.as_tensor(output.labels)).float().mean() > 0.95
+    summary = Auditor(unmoved, device="cpu").audit(model, data).summary()
+    assert summary.identified == 0 and summary.nonmembers_identified > 10
+
+
+@pytest.mark.slow
+def test_public_starts_on_a_model_trained_on_other_data_identify_at_most_one(small_victim, mnist):
+    """The control the metric guard needs: the victim never saw the 50 claimed digits; public starts and
+    3,000 steps must not turn into identified "members" (bound: at most 1 of 50)."""
+    model, data = small_victim
+    images, digits = mnist
+    others = np.setdiff1d(np.arange(len(images)), data.train_index)
+    claimed = np.random.default_rng(1).choice(others, 50, replace=False)
+    pool = np.setdiff1d(others, claimed)[::8][:500]
+    auditor = Auditor(KKTAttack(steps=3000, restarts=1, search="off", init="public"), device="cpu", dtype="float64")
+    result = auditor.audit(model, train=(images[claimed], digits[claimed] % 2), mean=data.mean, nonmembers=images[pool])
+    assert result.summary().identified <= 1, result.summary()
+
+
+def test_public_starts_need_public_data(small_victim):
+    model, data = small_victim
+    with pytest.raises(ConfigError, match="attack.init: 'public' needs public data"):
+        KKTAttack(steps=1, init="public").run(extract_layers(model), AttackerKnowledge(20, data.lower, data.upper))
 
 
 @pytest.mark.slow

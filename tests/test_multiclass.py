@@ -3,8 +3,10 @@
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 
-from auditkit import Auditor, KKTAttack
+from auditkit import Auditor, KKTAttack, RunResult
+from auditkit.cli import main
 from auditkit.data import multiclass_task
 from auditkit.kernel import extract_layers, kkt_residual
 from auditkit.victims import build_mlp, train_mlp
@@ -52,6 +54,9 @@ def test_the_multiclass_attack_identifies_training_digits(three_digits):
     labels = result.evidence["candidate_labels"]
     assert sorted(np.unique(labels)) == [0.0, 1.0, 2.0] and len(labels) == 36  # m = 2n, 12 per class
     assert {"label", "ssim", "ssim_same_class"} <= set(result.frame)
+    per_class = result.per_class()
+    assert per_class["label"].tolist() == [0, 1, 2] and per_class["n"].tolist() == [6, 6, 6]
+    assert per_class["identified"].sum() == summary.identified and 0 < summary.median_ssim_same_class <= 1
     assert summary.identified >= MIN_IDENTIFIED, summary
     assert summary.p_value < 1e-4  # measured 3e-16 (2 threads), 3e-9 (1 thread)
 
@@ -64,3 +69,21 @@ def test_python_api_takes_class_labels_of_a_multiclass_model(three_digits):
     result = auditor.audit(model, train=(pixels, digits), mean=data.mean, nonmembers=data.pool_x[:50] + data.mean)
     assert "0 -> 0, 1 -> 1, 7 -> 2" in " ".join(result.data_notes)
     assert result.train_accuracy == 1.0 and result.summary().nonmembers == 50
+
+
+def test_the_audit_command_reads_the_classes_from_the_last_layer(three_digits, tmp_path):
+    """A saved 3-output model and digit labels: C comes from the state_dict, the labels are mapped to the
+    outputs in sorted order and said so, and the report breaks the counts down per class."""
+    model, data = three_digits
+    torch.save(model.state_dict(), tmp_path / "model.pt")
+    digits = np.array(CLASSES)[data.train_y.astype(int)]
+    np.savez(tmp_path / "data.npz", train_x=data.train_x, train_y=digits, nonmember_x=data.pool_x[:40], mean=data.mean)
+    (tmp_path / "attack.yaml").write_text("steps: 20\nrestarts: 1\nsearch: 'off'\n")
+    out = tmp_path / "out"
+    arguments = ["--data", str(tmp_path / "data.npz"), "--attack", str(tmp_path / "attack.yaml"), "--out", str(out)]
+    result = CliRunner().invoke(main, ["audit", str(tmp_path / "model.pt"), *arguments, "--device", "cpu", "--quiet"])
+    assert result.exit_code == 0, result.output
+    audit = RunResult.load(out)["model"]
+    assert "0 -> 0, 1 -> 1, 7 -> 2" in " ".join(audit.data_notes)
+    assert len(audit.evidence["candidate_labels"]) == 36 and audit.per_class()["n"].tolist() == [6, 6, 6]
+    assert "per class" in (out / "report.html").read_text()

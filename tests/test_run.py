@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import html
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -21,7 +23,7 @@ from auditkit.data import load_data
 from auditkit.outdir import LOCK_FILE
 from auditkit.progress import Progress
 from auditkit.report import write_report
-from auditkit.report.plots import ssim_vs_margin
+from auditkit.report.plots import privacy_tradeoff, ssim_vs_margin
 from auditkit.results import PrivacyFacts, VictimFacts, VictimFailure
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,6 +178,29 @@ def test_dp_victims_get_the_ceiling_beside_their_measured_success(tmp_path, monk
     assert bounds.ssim.measured == summary.ssim_above_threshold / summary.n
     table = RunResult.load(tmp_path)
     assert table["dp"].bounds == bounds
+
+
+def test_defense_curves_are_drawn_and_said_in_words(tmp_path):
+    """Several DP victims: leakage and accuracy against epsilon (no noise at the right edge), a sentence
+    per victim; a grid over weight decay: leakage against weight decay. One DP victim: no curve."""
+    dp = {"kind": "dp_sgd", "dp": {"batch_size": 5, "epochs": 3}}
+    ladder = [{**dp, "name": f"dp_{sigma}", "dp": {**dp["dp"], "noise_multiplier": sigma}} for sigma in (0.0, 2.0)]
+    run = run_scenario(_toy(defenses=["none", *ladder]), tmp_path / "dp", progress=QUIET)
+    assert (tmp_path / "dp" / "privacy_tradeoff.png").is_file()
+    assert not (tmp_path / "dp" / "weight_decay.png").is_file()
+    page = (tmp_path / "dp" / "report.html").read_text()
+    sentences = re.findall(r"<li>(dp_[^<]*)</li>", page)
+    assert [s.split(":")[0] for s in sentences] == ["dp_2.0", "dp_0.0"]  # by epsilon, no noise last
+    assert "At no noise (epsilon infinite)" in sentences[-1]
+    for sentence in sentences:
+        summary = run[sentence.split(":")[0]].summary()
+        assert f"identifies {summary.identified} of {summary.n}" in html.unescape(sentence)
+        assert "points below none" in sentence
+    grid = {"victim.training.weight_decay": [0.0, 0.01, 0.05]}
+    decays = run_scenario(_toy(grid=grid), tmp_path / "wd", progress=QUIET)
+    assert len(decays.victims) == 3 and (tmp_path / "wd" / "weight_decay.png").is_file()
+    assert not (tmp_path / "wd" / "privacy_tradeoff.png").is_file()
+    assert privacy_tradeoff(run.victims[:2]) is None
 
 
 def _start(scenario: Path, out: Path, *extra: str) -> subprocess.Popen:

@@ -6,7 +6,14 @@ from pathlib import Path
 
 from auditkit.io import write_bytes, write_text
 from auditkit.report.html import render
-from auditkit.report.plots import loss_curves, reconstruction_grid, ssim_distribution, ssim_vs_margin
+from auditkit.report.plots import (
+    leakage_vs_weight_decay,
+    loss_curves,
+    privacy_tradeoff,
+    reconstruction_grid,
+    ssim_distribution,
+    ssim_vs_margin,
+)
 from auditkit.report.tables import comparison, headline
 from auditkit.results import RunResult
 
@@ -14,19 +21,23 @@ __all__ = ["comparison", "headline", "write_report"]
 
 
 def write_report(run: RunResult, out: str | Path, grid_size: int = 24, victim_folders: bool = True) -> Path:
-    """Write comparison.csv, VICTIM/reconstructions.png, ssim_vs_margin.png, ssim_distribution.png and
-    report.html into ``out``
+    """Write comparison.csv, VICTIM/reconstructions.png, ssim_vs_margin.png, ssim_distribution.png,
+    privacy_tradeoff.png and weight_decay.png (when the victims differ in those) and report.html into ``out``
     (``victim_folders`` False: ``out`` is one audit's own folder, its grid goes beside its results)."""
     out = Path(out)
     write_text(out / "comparison.csv", comparison(run.victims, run.failures).to_csv(index=False))
     figures = {"ssim_vs_margin": ssim_vs_margin(run.victims), "ssim_distribution": ssim_distribution(run.victims)}
+    for name, draw in (("privacy_tradeoff", privacy_tradeoff), ("weight_decay", leakage_vs_weight_decay)):
+        if (png := draw(run.victims)) is not None:
+            figures[name] = png
     for result in run.victims:
         figures[result.name] = reconstruction_grid(result, grid_size)
         figures[f"{result.name}/loss"] = loss_curves(result)
         grid_folder = out / result.name if victim_folders else out
         write_bytes(grid_folder / "reconstructions.png", figures[result.name])
-    for name in ("ssim_vs_margin", "ssim_distribution"):
-        write_bytes(out / f"{name}.png", figures[name])
+    for name in ("ssim_vs_margin", "ssim_distribution", "privacy_tradeoff", "weight_decay"):
+        if name in figures:
+            write_bytes(out / f"{name}.png", figures[name])
     path = out / "report.html"
     write_text(path, render(run, figures))
     return path

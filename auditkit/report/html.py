@@ -14,6 +14,7 @@ import math
 import jinja2
 import pandas as pd
 
+from auditkit.report.tables import privacy_sentences
 from auditkit.results import AttackFacts, AuditResult, RunResult
 
 GLOSSARY = {
@@ -90,6 +91,7 @@ def _victim(result: AuditResult, figures: dict[str, bytes]) -> dict:
     bounds = result.bounds
     not_dp = "not trained with DP-SGD"
     exposed = result.frame.sort_values(["identified", "ssim"], ascending=False).head(20)
+    per_class = result.per_class()
     return {
         "name": result.name,
         "summary": summary,
@@ -108,6 +110,8 @@ def _victim(result: AuditResult, figures: dict[str, bytes]) -> dict:
         "attack": result.attack,
         "restarts": _restarts(result.attack),
         "exposed": _table(exposed),
+        "per_class": _table(per_class),
+        "classes": len(per_class),
         "notes": result.data_notes,
         "recipe": json.dumps(training.recipe if training else {}, default=str),
     }
@@ -124,8 +128,9 @@ def _environment() -> jinja2.Environment:
 
 
 def render(run: RunResult, figures: dict[str, bytes]) -> str:
-    """The page for ``run``; ``figures``: "ssim_vs_margin", "ssim_distribution", and per victim its
-    reconstruction grid (its name) and loss curves ("NAME/loss")."""
+    """The page for ``run``; ``figures``: "ssim_vs_margin", "ssim_distribution", optionally
+    "privacy_tradeoff" and "weight_decay", and per victim its reconstruction grid (its name) and loss
+    curves ("NAME/loss")."""
     return (
         _environment()
         .get_template("report.html.j2")
@@ -135,6 +140,9 @@ def render(run: RunResult, figures: dict[str, bytes]) -> str:
             victims=[_victim(result, figures) for result in run.victims],
             failures=run.failures,
             ssim_vs_margin=_data_uri(figures.get("ssim_vs_margin")),
+            privacy_tradeoff=_data_uri(figures.get("privacy_tradeoff")),
+            weight_decay=_data_uri(figures.get("weight_decay")),
+            privacy_sentences=privacy_sentences(run.victims),
             ssim_distribution=_data_uri(figures.get("ssim_distribution")),
             glossary=GLOSSARY,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 
 import matplotlib
 
@@ -11,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from auditkit.metrics import minmax  # noqa: E402
+from auditkit.report.tables import epsilon_of, undefended  # noqa: E402
 from auditkit.results import AuditResult  # noqa: E402
 
 
@@ -160,3 +162,82 @@ def loss_curves(result: AuditResult) -> bytes:
     ax.set_title(f"{result.name}: attack loss per restart", fontsize=9)
     figure.tight_layout()
     return _png(figure)
+
+
+def privacy_tradeoff(results: list[AuditResult]) -> bytes | None:
+    """Leakage and test accuracy against epsilon, one point per DP-SGD victim (None with fewer than two):
+    identified fraction with the DP ceiling as a curve and the undefended level as a line (top), test
+    accuracy on the same axis (bottom). No noise (epsilon infinite) sits at the right edge; an
+    inconclusive verdict is a hollow marker (the attack could not speak, the count is no evidence)."""
+    dp = sorted((r for r in results if r.privacy is not None), key=epsilon_of)
+    if len(dp) < 2:
+        return None
+    epsilons = np.array([epsilon_of(r) for r in dp])
+    finite = epsilons[np.isfinite(epsilons)]
+    edge = (finite.max() if len(finite) else 1.0) * 30
+    x = np.where(np.isfinite(epsilons), epsilons, edge)
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(9.0, 6.0), sharex=True)
+    summaries = [r.summary() for r in dp]
+    leaked = np.array([s.identified_fraction for s in summaries])
+    top.plot(x, leaked, color="#c0392b", lw=1.2, label="identified (measured)")
+    conclusive = np.array([s.verdict == "conclusive" for s in summaries])
+    top.scatter(x[conclusive], leaked[conclusive], color="#c0392b", zorder=3, label="conclusive")
+    top.scatter(x[~conclusive], leaked[~conclusive], facecolors="white", edgecolors="#c0392b", zorder=3,
+                label="not conclusive: no evidence either way")  # fmt: skip
+    bounded = [(xi, r.bounds.identified.bound) for xi, r in zip(x, dp, strict=True) if r.bounds]
+    if bounded:
+        top.plot(*zip(*bounded, strict=True), color="#34495e", ls="--", lw=1.2, label="DP ceiling (any attack)")
+    tested = np.array([r.victim.training.test_accuracy if r.victim else math.nan for r in dp])
+    bottom.plot(x, tested, color="#2471a3", marker="o", lw=1.2, label="DP-SGD victims")
+    for index, result in enumerate(undefended(results)):
+        style = {"color": "#7f8c8d", "lw": 0.9, "ls": ":" if index else "-"}
+        top.axhline(result.summary().identified_fraction, label=f"{result.name} (no DP)", **style)
+        if result.victim and np.isfinite(result.victim.training.test_accuracy):
+            bottom.axhline(result.victim.training.test_accuracy, label=f"{result.name} (no DP)", **style)
+    top.set_xscale("log")
+    ticks = [t for t in (0.1, 1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e8, 1e10) if x.min() / 3 <= t < edge / 3]
+    bottom.set_xticks([*ticks, edge] if not np.isfinite(epsilons).all() else ticks)
+    bottom.set_xticklabels([f"{t:g}" for t in ticks] + ([] if np.isfinite(epsilons).all() else ["no noise"]))
+    top.set_ylim(-0.03, 1.03)
+    top.set_ylabel("fraction identified")
+    bottom.set_ylabel("test accuracy")
+    bottom.set_xlabel("epsilon (DP-SGD, at each victim's delta)")
+    top.set_title("Leakage and utility against epsilon", fontsize=10)
+    for ax in (top, bottom):
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    figure.tight_layout()
+    return _png(figure)
+
+
+def leakage_vs_weight_decay(results: list[AuditResult]) -> bytes | None:
+    """Identified fraction and KKT residual against the training weight decay, for victims trained
+    without DP that differ in it (None with fewer than three weight decays); lines through the mean
+    at each weight decay (several seeds), a point per victim."""
+    import pandas as pd
+
+    rows = [
+        {"decay": r.victim.training.recipe["weight_decay"], "identified": s.identified_fraction,
+         "residual": s.victim_kkt_residual}
+        for r, s in ((r, r.summary()) for r in results)
+        if r.victim and r.privacy is None and r.victim.training.recipe.get("weight_decay") is not None
+    ]  # fmt: skip
+    frame = pd.DataFrame(rows)
+    if frame.empty or frame["decay"].nunique() < 3:
+        return None
+    positive = frame.loc[frame["decay"] > 0, "decay"]
+    frame["x"] = frame["decay"].where(frame["decay"] > 0, positive.min() / 10 if len(positive) else 1e-4)
+    means = frame.groupby("x", sort=True).mean(numeric_only=True)
+    figure, ax = plt.subplots(figsize=(9.0, 3.6))
+    for column, colour, marker, label in (
+        ("identified", "#c0392b", "o", "fraction identified"),
+        ("residual", "#7f8c8d", "s", "victim KKT residual (premise: <= 0.3)"),
+    ):
+        ax.plot(means.index, means[column], color=colour, lw=1.2, label=label)
+        ax.scatter(frame["x"], frame[column], color=colour, marker=marker, s=22, zorder=3)
+    ax.set_xscale("log")
+    ax.set_xticks(means.index)
+    ax.set_xticklabels([f"{d:g}" for d in means["decay"]])
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_xlabel("training weight decay")
+    ax.set_title("Leakage against weight decay (same data, architecture and budget)", fontsize=10)
+    return _finished(figure, ax)

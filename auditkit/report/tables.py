@@ -27,6 +27,7 @@ COMPARISON_COLUMNS = [
     "baseline_ssim_above_threshold",
     "bound_ssim",
     "median_ssim",
+    "median_ssim_same_class",
     "victim_kkt_residual",
     "attack_relative_residual",
 ]
@@ -70,3 +71,46 @@ def headline(result: AuditResult) -> str:
         f"{summary.ssim_above_threshold} (mean-image baseline {summary.baseline_ssim_above_threshold}); "
         f"test accuracy {tested}"
     )
+
+
+def privacy_sentence(result: AuditResult, undefended: AuditResult | None) -> str:
+    """What one DP-SGD victim's point on the trade-off figure says, in one sentence: epsilon, what the
+    attack identified and whether that is evidence, the ceiling, and the accuracy cost."""
+    summary, privacy = result.summary(), result.privacy
+    noise = "no noise (epsilon infinite)" if not privacy.noise_multiplier else f"epsilon {privacy.epsilon:.3g}"
+    found = f"the attack identifies {summary.identified} of {summary.n}"
+    if summary.verdict == "conclusive":
+        found += " (conclusive)"
+    else:
+        residual = summary.victim_kkt_residual
+        found += f", but the verdict is {summary.verdict} (KKT residual {residual:.2f}): no evidence either way"
+    ceiling = ""
+    if result.bounds:
+        bound = result.bounds.identified.bound
+        ceiling = f"; DP ceiling on the fraction identified {bound:.2g}" + (" (vacuous)" if bound >= 1 else "")
+    accuracy = result.victim.training.test_accuracy if result.victim else math.nan
+    cost = ""
+    if undefended is not None and undefended.victim and not math.isnan(accuracy):
+        points = 100 * (undefended.victim.training.test_accuracy - accuracy)
+        cost = f"; test accuracy {accuracy:.3f}, {points:.1f} points below {undefended.name}"
+    return f"At {noise} {found}{ceiling}{cost}."
+
+
+def epsilon_of(result: AuditResult) -> float:
+    """A DP victim's epsilon; infinite without noise (clipping alone), NaN for a victim without DP."""
+    privacy = result.privacy
+    if privacy is None:
+        return math.nan
+    return math.inf if privacy.epsilon is None or not privacy.noise_multiplier else float(privacy.epsilon)
+
+
+def undefended(results: list[AuditResult]) -> list[AuditResult]:
+    """The victims trained without any defense (kind none), the level a defense is compared against."""
+    return [r for r in results if r.victim and r.victim.defense.get("kind", "none") == "none" and r.privacy is None]
+
+
+def privacy_sentences(results: list[AuditResult]) -> list[str]:
+    """One :func:`privacy_sentence` per DP-SGD victim, by epsilon, against the first undefended victim."""
+    baseline = next(iter(undefended(results)), None)
+    dp = sorted((r for r in results if r.privacy is not None), key=epsilon_of)
+    return [f"{r.name}: " + privacy_sentence(r, baseline) for r in dp]
