@@ -27,7 +27,7 @@ import torch
 from auditkit import Auditor, KKTAttack, load_scenario
 from auditkit.data import load_data
 from auditkit.jobs import obtain_victim, plan_victims
-from auditkit.kernel import extract_layers, margin_directions, per_sample_gram
+from auditkit.kernel import extract_layers, kkt_residual, margin_directions, per_sample_gram
 from auditkit.progress import Progress
 
 SIGMAS = [0.0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3]
@@ -83,11 +83,10 @@ def main() -> None:
                      "outside_span": outside, "weight_norm": norm,
                      "predicted_noise": predicted_noise(parameters, sigma, job.defense.dp, wd, training.privacy.steps),
                      "identified": None, "nonmembers_identified": None, "verdict": None}  # fmt: skip
-            auditor = Auditor(KKTAttack(scenario.attack, steps=scenario.attack.steps if args.attack else 0),
-                              device=device, dtype=scenario.dtype, seed=args.seed)  # fmt: skip
-            summary = auditor.audit(model, data, victim=victim).summary()
-            found["victim_kkt_residual"] = summary.victim_kkt_residual
+            found["victim_kkt_residual"] = kkt_residual(extract_layers(model), x, y)[0]
             if args.attack:
+                auditor = Auditor(KKTAttack(scenario.attack), device=device, dtype=scenario.dtype, seed=args.seed)
+                summary = auditor.audit(model, data, victim=victim).summary()
                 found.update({key: getattr(summary, key) for key in ("identified", "nonmembers_identified", "verdict")})
             found["seconds"] = time.perf_counter() - start
             records.append(found)
