@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 
@@ -20,7 +20,7 @@ from auditkit.jobs import VictimJob
 from auditkit.progress import Progress
 
 Executor = Literal["local", "ray"]
-EXECUTORS: tuple[str, ...] = ("local", "ray")
+EXECUTORS: tuple[str, ...] = get_args(Executor)
 FORWARDED_ENVIRONMENT = ("AUDITKIT_CACHE", "AUDITKIT_DATA")  # where a task finds the victim cache and data files
 
 
