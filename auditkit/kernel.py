@@ -92,6 +92,9 @@ def extract_layers(model: nn.Module) -> MLPLayers:
     return MLPLayers(tuple(m.weight for m in linears), tuple(m.bias for m in linears))
 
 
+SMOOTH_STEP_FLOOR = 30.0
+
+
 class _SmoothReLU(torch.autograd.Function):
     """Exact ReLU forward; backward uses sigmoid(alpha z), itself differentiable (second-order terms)."""
 
@@ -103,7 +106,7 @@ class _SmoothReLU(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         z, alpha = ctx.saved_tensors
-        return grad * torch.sigmoid(alpha * z), None
+        return grad * smooth_step(z, alpha), None
 
 
 def smooth_relu(z: torch.Tensor, alpha: torch.Tensor | float) -> torch.Tensor:
@@ -200,7 +203,17 @@ def gradient_combination(
 def _relu_derivative(z: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     if torch.isinf(alpha).all():
         return (z > 0).to(z.dtype)
-    return torch.sigmoid(alpha * z)
+    return smooth_step(z, alpha)
+
+
+def smooth_step(z: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """sigmoid(alpha z), the smoothed ReLU derivative, floored at sigmoid(-SMOOTH_STEP_FLOOR) = 9e-14.
+
+    Unfloored, the units far below 0 get 1e-38 and smaller: subnormal floats, and every matrix product
+    they enter runs 5-8x slower on a CPU (measured: the attack's (4, 500, 200) x (4, 200, 784) product took
+    19 ms instead of 2.6). A slope of 9e-14 instead of less changes nothing the attack can see.
+    """
+    return torch.sigmoid((alpha * z).clamp_min(-SMOOTH_STEP_FLOOR))
 
 
 def _own_class(lambdas: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

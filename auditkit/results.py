@@ -238,6 +238,7 @@ class AuditResult:
             test or self.membership(),
             privacy.epsilon if privacy else None,
             self.centred,
+            self.bounds.identified.bound if self.bounds is not None else None,
         )
 
     def summary(self) -> LeakageSummary:

@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+from auditkit.bounds import VACUOUS_CEILING
 from auditkit.membership import MembershipTest
 
 CONCLUSIVE_RESIDUAL = 0.3
@@ -37,8 +38,12 @@ def premise_verdict(
     test: MembershipTest,
     dp_epsilon: float | None = None,
     centred: bool = True,
+    dp_ceiling: float | None = None,
 ) -> Verdict:
-    """Judge the premise (KKT residual, zero training error, centred inputs) and say what the counts mean."""
+    """Judge the premise (KKT residual, zero training error, centred inputs) and say what the counts mean.
+
+    dp_ceiling: the DP reconstruction ceiling on the fraction identified, when the model was trained with DP.
+    """
     reasons = []
     if math.isnan(kkt_residual) or kkt_residual > WEAK_RESIDUAL:
         reasons.append(
@@ -80,5 +85,10 @@ def premise_verdict(
             "that this model does not leak."
         )
     if dp_epsilon is not None and level != "conclusive":
-        finding += f" The model was trained with DP (epsilon {dp_epsilon:.3g}): the DP ceiling bounds any attack."
+        finding += f" The model was trained with DP (epsilon {dp_epsilon:.3g}): " + (
+            f"the DP ceiling bounds any attack at {dp_ceiling:.0%} of the training samples identified."
+            if dp_ceiling is not None and dp_ceiling < VACUOUS_CEILING
+            else "at that epsilon the DP ceiling is vacuous (any attack may identify every sample), so nothing "
+            "bounds the leakage this attack cannot see."
+        )
     return Verdict(level, tuple(reasons), finding)

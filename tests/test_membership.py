@@ -45,7 +45,9 @@ def test_premise_levels_and_findings():
     assert far.level == "inconclusive" and "NOT evidence" in far.finding and "far from a KKT point" in far.finding
     assert premise_verdict(0.12, 0.96, nothing).level == "inconclusive"
     assert premise_verdict(math.nan, 1.0, nothing).level == "inconclusive"
-    assert "DP ceiling" in premise_verdict(0.999, 1.0, nothing, dp_epsilon=1.0).finding
+    assert "bounds any attack at 42%" in premise_verdict(0.999, 1.0, nothing, dp_epsilon=8.0, dp_ceiling=0.42).finding
+    huge_epsilon = premise_verdict(0.79, 1.0, nothing, dp_epsilon=1.4e6, dp_ceiling=1.0).finding
+    assert "ceiling is vacuous" in huge_epsilon and "bounds any attack" not in huge_epsilon
     far_but_leaking = premise_verdict(0.97, 1.0, leak).finding
     assert "the weights leak these samples" in far_but_leaking and "The count is a lower bound" in far_but_leaking
     assert "lower bound" not in premise_verdict(0.12, 1.0, leak).finding

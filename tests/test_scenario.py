@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from auditkit.cli import main
 from auditkit.data import load_data
+from auditkit.defense import plan_defenses
 from auditkit.kkt import KKTConfig
 from auditkit.scenario import ScenarioError, load_scenario
 
@@ -40,6 +41,19 @@ def test_shipped_scenarios_validate_and_build_their_data(path, cifar_dir, monkey
     data = load_data(scenario.data, scenario.seed)
     classes = len(scenario.data.classes or range(10)) if scenario.data.task == "multiclass" else 2
     assert len(data.train_x) == classes * scenario.data.n_per_class
+
+
+def test_mnist_dp_is_a_noise_curve_under_one_budget():
+    """The headline scenario: at least five DP-SGD victims, clipping alone first, noise rising, every one
+    with the same data, batch, clip norm and epochs, and every budget resolvable before anything trains."""
+    scenario = load_scenario("mnist_dp", {"device": "cpu"})
+    plans = plan_defenses(scenario, 2 * scenario.data.n_per_class)
+    sigmas = [plan.noise_multiplier for plan in plans.values()]
+    epsilons = [plan.epsilon for plan in plans.values()]
+    assert len(plans) >= 5 and sigmas[0] == 0 and sigmas == sorted(sigmas) and len(set(sigmas)) == len(sigmas)
+    assert epsilons[0] == float("inf") and epsilons[1:] == sorted(epsilons[1:], reverse=True) and epsilons[-1] <= 10
+    assert len({(plan.steps, plan.batch_size, plan.max_grad_norm) for plan in plans.values()}) == 1
+    assert [d.kind for d in scenario.defenses].count("none") == 1
 
 
 @pytest.mark.parametrize("path", sorted((PRESETS / "attacks").glob("*.yaml")), ids=lambda p: p.stem)

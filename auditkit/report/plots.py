@@ -167,8 +167,10 @@ def loss_curves(result: AuditResult) -> bytes:
 def privacy_tradeoff(results: list[AuditResult]) -> bytes | None:
     """Leakage and test accuracy against epsilon, one point per DP-SGD victim (None with fewer than two):
     identified fraction with the DP ceiling as a curve and the undefended level as a line (top), test
-    accuracy on the same axis (bottom). No noise (epsilon infinite) sits at the right edge; an
-    inconclusive verdict is a hollow marker (the attack could not speak, the count is no evidence)."""
+    accuracy on the same axis (bottom). No noise (epsilon infinite) sits at the right edge. Markers: filled
+    for a conclusive verdict, pale for a count above chance whose premise is not met (a lower bound), hollow
+    where the attack could not speak (no evidence either way). The ceiling is drawn per victim, not joined:
+    between two epsilons it is not known."""
     dp = sorted((r for r in results if r.privacy is not None), key=epsilon_of)
     if len(dp) < 2:
         return None
@@ -181,12 +183,19 @@ def privacy_tradeoff(results: list[AuditResult]) -> bytes | None:
     leaked = np.array([s.identified_fraction for s in summaries])
     top.plot(x, leaked, color="#c0392b", lw=1.2, label="identified (measured)")
     conclusive = np.array([s.verdict == "conclusive" for s in summaries])
-    top.scatter(x[conclusive], leaked[conclusive], color="#c0392b", zorder=3, label="conclusive")
-    top.scatter(x[~conclusive], leaked[~conclusive], facecolors="white", edgecolors="#c0392b", zorder=3,
-                label="not conclusive: no evidence either way")  # fmt: skip
+    above_chance = np.array([r.membership().significant for r in dp]) & ~conclusive
+    silent = ~conclusive & ~above_chance
+    for chosen, style, label in (
+        (conclusive, {"color": "#c0392b"}, "conclusive"),
+        (above_chance, {"color": "#e6a39b", "edgecolors": "#c0392b"}, "above chance, premise not met: a lower bound"),
+        (silent, {"facecolors": "white", "edgecolors": "#c0392b"}, "not conclusive: no evidence either way"),
+    ):
+        if chosen.any():
+            top.scatter(x[chosen], leaked[chosen], zorder=3, label=label, **style)
     bounded = [(xi, r.bounds.identified.bound) for xi, r in zip(x, dp, strict=True) if r.bounds]
     if bounded:
-        top.plot(*zip(*bounded, strict=True), color="#34495e", ls="--", lw=1.2, label="DP ceiling (any attack)")
+        top.plot(*zip(*bounded, strict=True), color="#34495e", ls="none", marker="_", markersize=22, mew=2,
+                 label="DP ceiling (any attack)")  # fmt: skip
     tested = np.array([r.victim.training.test_accuracy if r.victim else math.nan for r in dp])
     bottom.plot(x, tested, color="#2471a3", marker="o", lw=1.2, label="DP-SGD victims")
     for index, result in enumerate(undefended(results)):

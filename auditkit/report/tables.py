@@ -79,10 +79,14 @@ def privacy_sentence(result: AuditResult, undefended: AuditResult | None) -> str
     summary, privacy = result.summary(), result.privacy
     noise = "no noise (epsilon infinite)" if not privacy.noise_multiplier else f"epsilon {privacy.epsilon:.3g}"
     found = f"the attack identifies {summary.identified} of {summary.n}"
+    residual = summary.victim_kkt_residual
     if summary.verdict == "conclusive":
         found += " (conclusive)"
+    elif result.membership().significant:
+        found += (
+            f", more than chance, but the verdict is {summary.verdict} (KKT residual {residual:.2f}): a lower bound"
+        )
     else:
-        residual = summary.victim_kkt_residual
         found += f", but the verdict is {summary.verdict} (KKT residual {residual:.2f}): no evidence either way"
     ceiling = ""
     if result.bounds:
