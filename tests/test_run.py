@@ -223,7 +223,7 @@ def test_killed_and_interrupted_runs_resume_to_the_same_result(tmp_path):
     scenario.write_text(
         "name: two\ndevice: cpu\ndata: {dataset: toy_colors, n_per_class: 10, test_per_class: 50}\n"
         "victim: {hidden: [100, 100], training: {epochs: 3000, weight_decay: 0.01}}\n"
-        "defenses: [{name: a}, {name: b, kind: recipe, training: {weight_decay: 0.05}}]\nattack: {steps: 1500}\n"
+        "defenses: [{name: a}, {name: b, kind: recipe, training: {weight_decay: 0.05}}]\nattack: {steps: 5000}\n"
     )
     reference = run_scenario(load_scenario(scenario), tmp_path / "reference", progress=QUIET)
     killed = _start(scenario, tmp_path / "killed")
