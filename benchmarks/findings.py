@@ -273,7 +273,7 @@ def dp(work: Path, seeds: list[int]) -> Finding:
                     "identified": summary.identified,
                     "n": summary.n,
                     "fraction": summary.identified / summary.n,
-                    "ceiling": summary.bound_identified,
+                    "ceiling": audit.bounds.identified.bound if audit.bounds else math.nan,
                     "residual": summary.victim_kkt_residual,
                     "verdict": summary.verdict,
                     "train_accuracy": audit.train_accuracy,
