@@ -37,7 +37,8 @@ def _report_run(
     except KeyboardInterrupt:
         click.echo(f"interrupted: {on_interrupt}", err=True)
         sys.exit(130)
-    click.echo(f"report written to {out} ({result.facts.seconds:.0f}s)")
+    reused = f"; {result.facts.reused} finished victim(s) reused" if result.facts.reused else ""
+    click.echo(f"report written to {out} ({result.facts.seconds:.0f}s{reused})")
     for victim in result.victims:
         click.echo(f"  {headline(victim)}")
     for failure in result.failures:

@@ -368,6 +368,7 @@ class RunFacts:
     config: dict  # the resolved scenario
     seconds: float = math.nan
     executor: str = "local"  # where the victims ran: this process, or Ray tasks of `threads` CPUs each
+    reused: int = 0  # victims whose finished audit a resumed run reused: `seconds` is this call's work only
 
     @classmethod
     def collect(

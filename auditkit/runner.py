@@ -76,6 +76,7 @@ def _run(
     seconds = time.perf_counter() - started
     config = scenario.model_dump()
     facts = RunFacts.collect(scenario.name, scenario.seed, device, scenario.dtype, config, seconds, executor)
+    facts = dataclasses.replace(facts, reused=len(jobs) - len(pending))
     if executor == "ray":
         facts = dataclasses.replace(facts, threads=threads or 1)  # each task's, not this driver's
     run = RunResult(

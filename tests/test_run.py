@@ -102,6 +102,8 @@ def test_resume_reuses_finished_audits_of_the_same_settings_only(toy_run, tmp_pa
     again = run_scenario(scenario, out, resume=True, progress=QUIET)
     assert (out / "none" / "result.json").stat().st_mtime_ns == before
     assert again.summary() == run.summary()
+    assert (run.facts.reused, again.facts.reused) == (0, 1)  # the wall time of `again` is not the audit's
+    assert "1 finished victim(s) reused" in (out / "report.html").read_text()
     changed = load_scenario(PRESETS / "scenarios" / "toy_colors.yaml", {"attack": {"steps": 900}, "device": "cpu"})
     redone = run_scenario(changed, out, resume=True, progress=QUIET)
     assert (out / "none" / "result.json").stat().st_mtime_ns != before
