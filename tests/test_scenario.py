@@ -56,6 +56,14 @@ def test_mnist_dp_is_a_noise_curve_under_one_budget():
     assert [d.kind for d in scenario.defenses].count("none") == 1
 
 
+def test_mnist_paper_cpu_has_the_papers_size_and_a_homogeneous_net():
+    """The paper's 500 digits (250 per parity class) and 784-1000-1000-1, bias-free: the attack's premise."""
+    scenario = load_scenario("mnist_paper_cpu")
+    paper = load_scenario("mnist_paper")
+    assert (scenario.data.n_per_class, scenario.victim.hidden) == (paper.data.n_per_class, paper.victim.hidden)
+    assert scenario.victim.bias == "none" and scenario.attack.restarts == 1
+
+
 @pytest.mark.parametrize("path", sorted((PRESETS / "attacks").glob("*.yaml")), ids=lambda p: p.stem)
 def test_attack_presets_state_only_what_differs_from_the_defaults(path):
     preset, defaults = yaml.safe_load(path.read_text()), KKTConfig().model_dump()
