@@ -1,6 +1,6 @@
 """The reconstruction papers' findings, reproduced on this machine: per finding a figure, numbers and a verdict.
 
-    python benchmarks/findings.py --seeds 0 1 2
+    python benchmarks/findings.py --seeds 0 1 2 [--dp-seeds 0] [--only sizes margins ...]
 
 Writes benchmarks/results/findings/README.md (per finding: the figure, the table, one line "reproduced /
 not reproduced / reversed" with the measured reason) and the figures beside it. Every MNIST victim is an
@@ -13,7 +13,8 @@ weight decay 1e-2, 6000 epochs) attacked by its sweep's fixed recipe alone (8000
     (a) margins       reconstructed samples sit at the smallest margins (from the runs of (b))
     (b) sizes         the fraction identified falls as n grows (n = 20, 50, 100, 200 at width 500)
     (c) biases        biases reduce but do not remove leakage (none / first / all)
-    (d) weight_decay  leakage against training weight decay, and why large weight decay leaks less
+    (d) weight_decay  leakage against training weight decay, and why large weight decay leaks less (its victims
+                      attacked again with lambda_min 0.3 and with the default sweep)
     (e) dp            DP-SGD leakage falls with the noise and stays under the reconstruction ceiling
     (f) toy_2d        the 2-D illustration: training points, reconstructions and the decision boundary
 """
@@ -56,6 +57,7 @@ RECIPE_ATTACK = {"preset": "kkt_quick", "steps": 8000, "restarts": 1, "search": 
 SIZES = [10, 25, 50, 100]  # per class: n = 20, 50, 100, 200
 BIASES = ["none", "first", "all"]
 WEIGHT_DECAYS = [0.0, 1e-3, 3e-3, 1e-2, 3e-2, 5e-2]
+LARGE_WEIGHT_DECAYS = [1e-2, 3e-2, 5e-2]  # attacked again by the default sweep: is the drop the attack's?
 NEAR_MARGIN = 1.5  # a sample is "at the margin" when its margin is within 1.5x the smallest one
 FINDINGS = ["toy_2d", "sizes", "margins", "biases", "weight_decay", "dp"]
 
@@ -91,13 +93,26 @@ def grid_run(
                 "n": summary.n,
                 "fraction": summary.identified / summary.n,
                 "residual": summary.victim_kkt_residual,
+                "attack_residual": summary.attack_relative_residual,
                 "verdict": summary.verdict,
                 "test_accuracy": audit.victim.training.test_accuracy,
                 "epsilon": epsilon_of(audit),
                 "frame": audit.frame,
+                "restarts": _restarts(audit.attack),
             }
         )
     return pd.DataFrame(rows)
+
+
+def _restarts(attack) -> str:
+    """Each restart's final residual with its settings, best first: which knob reaches the KKT point."""
+    order = np.argsort(attack.relative_residual)
+    return "; ".join(
+        f"{attack.relative_residual[k]:.2f} ("
+        + ", ".join(f"{key} {v[k]:.3g}" for key, v in attack.restart_settings.items())
+        + ")"
+        for k in order
+    )
 
 
 def _grid_values(scenario: Scenario) -> dict[str, dict]:
@@ -230,7 +245,83 @@ def weight_decay(work: Path, seeds: list[int]) -> Finding:
         f" from 0 to {best:g} ({frac[0.0]:.2f} -> {frac[best]:.2f} identified)"
         + (f", then reversed: {frac[WEIGHT_DECAYS[-1]]:.2f} at {WEIGHT_DECAYS[-1]:g}" if falls else "")
     )
-    return Finding("weight_decay", "(d) Weight decay and leakage", verdict, table, "weight_decay.png")
+    notes, attacks = _weight_decay_attacks(work, seeds, runs)
+    if falls:
+        largest = attacks.xs(WEIGHT_DECAYS[-1], level="weight_decay").mean()
+        stalled = attacks[attacks["recipe attack residual"] > 2 * attacks["victim residual"]]
+        n = table["n"].iloc[-1]
+        verdict += (
+            f". At {WEIGHT_DECAYS[-1]:g} the victims sit at a KKT point (residual {largest['victim residual']:.2f}) and"
+            f" the default sweep reaches it (attack residual {largest['sweep attack residual']:.2f}) yet identifies"
+            f" {largest['sweep identified'] / n:.2f}: fewer samples sit at the margin"
+            f" ({_table_at(table, WEIGHT_DECAYS[-1], 'at_margin'):.0f} of {n} against"
+            f" {_table_at(table, best, 'at_margin'):.0f} at {best:g}). On top of that the attack's fixed recipe"
+            f" stalled on {len(stalled)} of {len(attacks)} victims of weight decay >= {LARGE_WEIGHT_DECAYS[0]:g}"
+            f" (attack residual over twice the victim's; identified {stalled['recipe identified'].sum()} where"
+            f" lambda_min 0.3 gets {stalled['lambda_min 0.3 identified'].sum()} and the sweep"
+            f" {stalled['sweep identified'].sum()})"
+        )
+    return Finding("weight_decay", "(d) Weight decay and leakage", verdict, table, "weight_decay.png", notes=notes)
+
+
+def _table_at(table: pd.DataFrame, weight_decay: float, column: str) -> float:
+    """One cell of a table indexed by weight decay."""
+    return float(table.set_index("weight_decay").loc[weight_decay, column])
+
+
+def _weight_decay_attacks(work: Path, seeds: list[int], recipe_runs: pd.DataFrame) -> tuple[str, pd.DataFrame]:
+    """The large-weight-decay victims attacked again: is the drop the victim's or the attack's? The recipe with
+    a higher multiplier floor (lambda_min 0.3), and the default sweep (the recipe + three random draws)."""
+    variants = {
+        "recipe": recipe_runs,
+        "recipe, lambda_min 0.3": grid_run(
+            "weight_decay_lambda_min",
+            work,
+            seeds,
+            "mnist_quick",
+            {"victim.training.weight_decay": LARGE_WEIGHT_DECAYS},
+            {"attack": {**RECIPE_ATTACK, "lambda_min": 0.3}},
+        ),
+        "sweep": grid_run(
+            "weight_decay_sweep",
+            work,
+            seeds,
+            "mnist_quick",
+            {"victim.training.weight_decay": LARGE_WEIGHT_DECAYS},
+            {"attack": {"preset": "kkt_quick"}},
+        ),
+    }
+    indexed = {
+        name: runs.assign(weight_decay=runs["weight_decay"].astype(float)).set_index(["weight_decay", "seed"])
+        for name, runs in variants.items()
+    }
+    columns = ["weight decay", "seed", "victim residual"] + [
+        f"{name}: {what}" for name in variants for what in ("attack residual", "identified")
+    ]
+    lines = [
+        "The victims of weight decay >= 1e-2 attacked three ways: the recipe (one restart: init_scale 0.01, "
+        "lr_x 0.01, lambda_min 0.1, alpha 40), the recipe with lambda_min 0.3, and the default sweep (four "
+        "restarts: the recipe and three random draws; each restart's residual and settings below, best first).",
+        "",
+        record.header(columns),
+    ]
+    sweeps, records = [], []
+    for key in sorted(indexed["sweep"].index):
+        record_ = {"weight_decay": key[0], "seed": key[1], "victim residual": indexed["sweep"].loc[key, "residual"]}
+        for name, runs in indexed.items():
+            short = name.removeprefix("recipe, ")
+            record_[f"{short} attack residual"] = runs.loc[key, "attack_residual"]
+            record_[f"{short} identified"] = runs.loc[key, "identified"]
+        records.append(record_)
+        cells = [
+            f"{key[0]:g}",
+            str(key[1]),
+            *(f"{v:.3f}" if isinstance(v, float) else str(v) for v in list(record_.values())[2:]),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+        sweeps.append(f"- weight decay {key[0]:g}, seed {key[1]}: {indexed['sweep'].loc[key, 'restarts']}")
+    notes = "\n".join([*lines, "", "Sweep restarts, final residual (settings), best first:", "", *sweeps])
+    return notes, pd.DataFrame(records).set_index(["weight_decay", "seed"])
 
 
 def _at_margin(frame: pd.DataFrame) -> int:
@@ -275,6 +366,7 @@ def dp(work: Path, seeds: list[int]) -> Finding:
                     "fraction": summary.identified / summary.n,
                     "ceiling": audit.bounds.identified.bound if audit.bounds else math.nan,
                     "residual": summary.victim_kkt_residual,
+                    "attack_residual": summary.attack_relative_residual,
                     "verdict": summary.verdict,
                     "train_accuracy": audit.train_accuracy,
                     "test_accuracy": audit.victim.training.test_accuracy,
@@ -314,7 +406,7 @@ def dp(work: Path, seeds: list[int]) -> Finding:
         ": identified "
         + " -> ".join(f"{f:.2f}" for f in fractions)
         + " as sigma grows "
-        + ", ".join(f"{s:g}" for s in dp_rows["sigma"])
+        + ", ".join(f"{s:.3g}" for s in dp_rows["sigma"])
         + ("; every victim under its ceiling" if under else "; a victim above its ceiling")
     )
     return Finding(
@@ -401,6 +493,7 @@ def _by(runs: pd.DataFrame, key: str, order: list, extra: tuple[str, ...] = ()) 
         "identified": ("identified", "mean"),
         "fraction": ("fraction", "mean"),
         "residual": ("residual", "mean"),
+        "attack_residual": ("attack_residual", "mean"),
         "test_accuracy": ("test_accuracy", "mean"),
         **{column: (column, "mean") for column in extra},
     }
@@ -445,6 +538,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--only", nargs="+", choices=FINDINGS, default=FINDINGS)
+    parser.add_argument("--dp-seeds", type=int, nargs="+", help="seeds of the DP finding (default: --seeds)")
     parser.add_argument("--work", type=Path, default=RESULTS / "runs", help="run folders (resumed)")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -459,7 +553,7 @@ def main() -> None:
     if "weight_decay" in args.only:
         findings.append(weight_decay(args.work, args.seeds))
     if "dp" in args.only:
-        findings.append(dp(args.work, args.seeds))
+        findings.append(dp(args.work, args.dp_seeds or args.seeds))
     command = "python benchmarks/findings.py " + " ".join(sys.argv[1:])
     (RESULTS / "README.md").write_text(page(findings, command))
     for f in findings:
