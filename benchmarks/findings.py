@@ -57,7 +57,7 @@ RECIPE_ATTACK = {"preset": "kkt_quick", "steps": 8000, "restarts": 1, "search": 
 SIZES = [10, 25, 50, 100]  # per class: n = 20, 50, 100, 200
 BIASES = ["none", "first", "all"]
 WEIGHT_DECAYS = [0.0, 1e-3, 3e-3, 1e-2, 3e-2, 5e-2]
-LARGE_WEIGHT_DECAYS = [1e-2, 3e-2, 5e-2]  # attacked again by the default sweep: is the drop the attack's?
+LARGE_WEIGHT_DECAYS = [1e-2, 3e-2, 5e-2]  # attacked again (lambda_min 0.3, the sweep): is the drop the attack's?
 NEAR_MARGIN = 1.5  # a sample is "at the margin" when its margin is within 1.5x the smallest one
 FINDINGS = ["toy_2d", "sizes", "margins", "biases", "weight_decay", "dp"]
 

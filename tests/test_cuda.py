@@ -39,7 +39,7 @@ def test_attack_on_cuda_identifies_what_cpu_does(small_victim):
     attack = KKTAttack(steps=1500, restarts=2, search="off")
     cpu = Auditor(attack, device="cpu", dtype="float64").audit(model, data).summary()
     gpu = Auditor(attack, device="cuda", dtype="float64").audit(model, data).summary()
-    assert gpu.identified >= 10  # measured on CPU: 16-19 of 20 at this budget
+    assert gpu.identified >= 16  # measured: 20 of 20 on the 2-core CPU; the H200 passed within 2 of its CPU
     assert abs(gpu.identified - cpu.identified) <= 2
 
 
