@@ -250,23 +250,19 @@ def weight_decay(work: Path, seeds: list[int]) -> Finding:
         largest = attacks.xs(WEIGHT_DECAYS[-1], level="weight_decay").mean()
         stalled = attacks[attacks["recipe attack residual"] > 2 * attacks["victim residual"]]
         n = table["n"].iloc[-1]
+        at_margin = table.set_index("weight_decay")["at_margin"]
         verdict += (
             f". At {WEIGHT_DECAYS[-1]:g} the victims sit at a KKT point (residual {largest['victim residual']:.2f}) and"
             f" the default sweep reaches it (attack residual {largest['sweep attack residual']:.2f}) yet identifies"
             f" {largest['sweep identified'] / n:.2f}: fewer samples sit at the margin"
-            f" ({_table_at(table, WEIGHT_DECAYS[-1], 'at_margin'):.0f} of {n} against"
-            f" {_table_at(table, best, 'at_margin'):.0f} at {best:g}). On top of that the attack's fixed recipe"
+            f" ({at_margin[WEIGHT_DECAYS[-1]]:.0f} of {n} against {at_margin[best]:.0f} at {best:g})."
+            " On top of that the attack's fixed recipe"
             f" stalled on {len(stalled)} of {len(attacks)} victims of weight decay >= {LARGE_WEIGHT_DECAYS[0]:g}"
             f" (attack residual over twice the victim's; identified {stalled['recipe identified'].sum()} where"
             f" lambda_min 0.3 gets {stalled['lambda_min 0.3 identified'].sum()} and the sweep"
             f" {stalled['sweep identified'].sum()})"
         )
     return Finding("weight_decay", "(d) Weight decay and leakage", verdict, table, "weight_decay.png", notes=notes)
-
-
-def _table_at(table: pd.DataFrame, weight_decay: float, column: str) -> float:
-    """One cell of a table indexed by weight decay."""
-    return float(table.set_index("weight_decay").loc[weight_decay, column])
 
 
 def _weight_decay_attacks(work: Path, seeds: list[int], recipe_runs: pd.DataFrame) -> tuple[str, pd.DataFrame]:
@@ -295,17 +291,7 @@ def _weight_decay_attacks(work: Path, seeds: list[int], recipe_runs: pd.DataFram
         name: runs.assign(weight_decay=runs["weight_decay"].astype(float)).set_index(["weight_decay", "seed"])
         for name, runs in variants.items()
     }
-    columns = ["weight decay", "seed", "victim residual"] + [
-        f"{name}: {what}" for name in variants for what in ("attack residual", "identified")
-    ]
-    lines = [
-        "The victims of weight decay >= 1e-2 attacked three ways: the recipe (one restart: init_scale 0.01, "
-        "lr_x 0.01, lambda_min 0.1, alpha 40), the recipe with lambda_min 0.3, and the default sweep (four "
-        "restarts: the recipe and three random draws; each restart's residual and settings below, best first).",
-        "",
-        record.header(columns),
-    ]
-    sweeps, records = [], []
+    records, sweeps = [], []
     for key in sorted(indexed["sweep"].index):
         record_ = {"weight_decay": key[0], "seed": key[1], "victim residual": indexed["sweep"].loc[key, "residual"]}
         for name, runs in indexed.items():
@@ -313,13 +299,16 @@ def _weight_decay_attacks(work: Path, seeds: list[int], recipe_runs: pd.DataFram
             record_[f"{short} attack residual"] = runs.loc[key, "attack_residual"]
             record_[f"{short} identified"] = runs.loc[key, "identified"]
         records.append(record_)
-        cells = [
-            f"{key[0]:g}",
-            str(key[1]),
-            *(f"{v:.3f}" if isinstance(v, float) else str(v) for v in list(record_.values())[2:]),
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
         sweeps.append(f"- weight decay {key[0]:g}, seed {key[1]}: {indexed['sweep'].loc[key, 'restarts']}")
+    columns = list(records[0])
+    lines = [
+        "The victims of weight decay >= 1e-2 attacked three ways: the recipe (one restart: init_scale 0.01, "
+        "lr_x 0.01, lambda_min 0.1, alpha 40), the recipe with lambda_min 0.3, and the default sweep (four "
+        "restarts: the recipe and three random draws; each restart's residual and settings below, best first).",
+        "",
+        record.header(columns),
+        *(record.row(r, columns) for r in records),
+    ]
     notes = "\n".join([*lines, "", "Sweep restarts, final residual (settings), best first:", "", *sweeps])
     return notes, pd.DataFrame(records).set_index(["weight_decay", "seed"])
 
