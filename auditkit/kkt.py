@@ -76,6 +76,11 @@ class KKTConfig(BaseModel):
     optimizer: Literal["adam", "sgd"] = "adam"
     lr_x: float = Field(0.01, gt=0)
     lr_lambda: float = Field(0.01, gt=0)
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        "constant",
+        description="constant; or cosine: both learning rates decay from their value to lr_final of it over the steps",
+    )
+    lr_final: float = Field(0.05, gt=0, le=1, description="cosine only: the last step's fraction of the learning rates")
     momentum: float = Field(0.9, ge=0, lt=1, description="sgd only")
     init_scale: float = Field(0.01, gt=0, description="x0 ~ N(0, init_scale^2) (init public: added to the image)")
     init: Literal["random", "public"] = Field(
@@ -254,7 +259,7 @@ class KKTAttack:
             total = torch.where(active, losses, torch.zeros_like(losses)).sum()
             optimizer.zero_grad()
             total.backward()
-            optimizer.step(active)
+            optimizer.step(active, self._lr_factor(step))
 
         scores = np.full(restarts, np.nan)
         with torch.no_grad():
@@ -323,6 +328,13 @@ class KKTAttack:
                 values += (low + u * (high - low)).tolist()
             values += values[:1] * (restarts - len(values))
         return settings
+
+    def _lr_factor(self, step: int) -> float:
+        """The learning rates' multiplier at ``step`` (1 throughout for a constant schedule)."""
+        cfg = self.config
+        if cfg.lr_schedule == "constant":
+            return 1.0
+        return cfg.lr_final + (1 - cfg.lr_final) * 0.5 * (1 + math.cos(math.pi * step / max(1, cfg.steps)))
 
     @staticmethod
     def _best(scores: torch.Tensor, active: torch.Tensor, fraction: float) -> torch.Tensor:
@@ -431,12 +443,12 @@ class _BatchedOptimizer:
             p.grad = None
 
     @torch.no_grad()
-    def step(self, active: torch.Tensor) -> None:
+    def step(self, active: torch.Tensor, lr_factor: float = 1.0) -> None:
         self.t += 1
         beta1, beta2, eps = 0.9, 0.999, 1e-8
         for p, lr, (m1, m2) in zip(self.params, self.lrs, self.state):
             grad = torch.nan_to_num(p.grad) * _expand(active, p)
-            lr = _expand(lr, p)
+            lr = _expand(lr, p) * lr_factor
             if self.cfg.optimizer == "adam":
                 m1.mul_(beta1).add_(grad, alpha=1 - beta1)
                 m2.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)

@@ -6,7 +6,8 @@
 Prints a table and writes benchmarks/results/<scenario>[_<tag>]_seeds.{json,md}, the command at the top.
 Records of seeds this run does not repeat are kept (with their own command), so seeds can be added
 later. ``--set KEY=VALUE`` overrides a scenario field (dotted keys, YAML values). The victim cache is
-bypassed (a temporary one) so every wall time includes training.
+bypassed (a temporary one) so every wall time includes training, unless ``--cache DIR`` names one to share
+between runs that compare attacks on the same victims (train_seconds then is the cached victim's).
 """
 
 from __future__ import annotations
@@ -52,13 +53,14 @@ def main() -> None:
     parser.add_argument("--device", default=None)
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--tag", default="", help="suffix of the result files")
+    parser.add_argument("--cache", default=None, help="a victim cache to share between runs (default: a fresh one)")
     args = parser.parse_args()
     settings = parse_settings(args.settings)
     command = "python benchmarks/scenario_seeds.py " + " ".join(sys.argv[1:])
     records = []
     print(record.header(COLUMNS), flush=True)
     with tempfile.TemporaryDirectory() as scratch:
-        os.environ["AUDITKIT_CACHE"] = str(Path(scratch) / "cache")
+        os.environ["AUDITKIT_CACHE"] = args.cache or str(Path(scratch) / "cache")
         for seed in args.seeds:
             overrides = deep_merge(settings, {"seed": seed, **({"device": args.device} if args.device else {})})
             scenario = load_scenario(args.scenario, overrides)

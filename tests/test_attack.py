@@ -153,3 +153,21 @@ def test_a_loss_grown_a_millionfold_counts_as_diverged(small_victim):
     output = attack.run(extract_layers(model), knowledge(data), dtype=torch.float64)
     assert output.facts.diverged and np.isfinite(output.loss_history[:, 0][: output.facts.diverged[0]["step"]]).all()
     assert len(output.candidates) == 0
+
+
+def test_cosine_schedule_decays_both_learning_rates_to_lr_final(small_victim):
+    model, data = small_victim
+    cosine = KKTAttack(steps=100, lr_schedule="cosine", lr_final=0.05)
+    factors = [cosine._lr_factor(step) for step in range(101)]
+    assert factors[0] == 1.0 and factors[-1] == pytest.approx(0.05) and np.all(np.diff(factors) < 0)
+    layers, seen = extract_layers(model), knowledge(data)
+
+    def run(**settings):
+        attack = KKTAttack(steps=30, restarts=1, search="off", **settings)
+        output = attack.run(layers, seen, dtype=torch.float64)
+        return output.candidates, output.lambdas
+
+    constant = run()
+    np.testing.assert_array_equal(run(lr_schedule="cosine", lr_final=1.0)[0], constant[0])  # no decay: same path
+    decayed = run(lr_schedule="cosine", lr_final=0.05)
+    assert not np.allclose(decayed[0], constant[0]) and not np.allclose(decayed[1], constant[1])
