@@ -27,6 +27,9 @@ run 500 mnist_paper_cpu --seeds 0 --tag cuda_cps4_s7500_cosine $C --set attack.c
 run 500 mnist_paper_cpu --seeds 0 --tag cuda_s15k --cache /tmp/akcache --set attack.steps=15000
 run 500 mnist_quick --seeds 0 1 2 --tag cuda_cosine $C
 run 520 mnist_quick_100 --seeds 0 1 2 --tag cuda_r8_cosine $C --set attack.restarts=8
+for split in 2:7500 4:3750 8:1875; do  # the same 15,000 candidate-steps as 1 x 15,000 (run alone in that session)
+run 560 mnist_paper_cpu --seeds 0 --tag cuda_r${split%:*}_s${split#*:} --set attack.restarts=${split%:*} --set attack.search=random --set attack.steps=${split#*:}
+done
 say done; exit 0
 fi
 run 400 mnist_quick --seeds 0 1 2 --tag cuda
