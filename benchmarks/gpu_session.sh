@@ -20,11 +20,12 @@ grep -q "identified" benchmarks/results/mnist_quick_cuda_smoke_seeds.md 2>/dev/n
 run() { local budget=$1 left=$((${BUDGET:-540} - SECONDS)); shift; { [ $SECONDS -gt $budget ] || [ $left -lt 30 ]; } && { say "skip $*"; return; }; say "$*"; timeout $((left < 200 ? left : 200)) python3 benchmarks/scenario_seeds.py "$@" --device cuda 2>&1 | tail -6 | tee -a $LOG; save; }
 if [ "$PLAN" = scale ]; then  # victims trained once per seed (a shared cache); cosine = attack.lr_schedule=cosine
 C="--cache /tmp/akcache --set attack.lr_schedule=cosine"
-run 500 mnist_paper_cpu --seeds 0 --tag cuda_cosine $C
+R1="--set attack.restarts=1 --set attack.search=off"  # mnist_paper_cpu's attack when these ran
+run 500 mnist_paper_cpu --seeds 0 $R1 --tag cuda_cosine $C
 run 500 mnist_quick_100 --seeds 0 1 2 --tag cuda_cosine $C
-run 500 mnist_paper_cpu --seeds 0 --tag cuda_s15k_cosine $C --set attack.steps=15000
-run 500 mnist_paper_cpu --seeds 0 --tag cuda_cps4_s7500_cosine $C --set attack.candidates_per_sample=4 --set attack.steps=7500
-run 500 mnist_paper_cpu --seeds 0 --tag cuda_s15k --cache /tmp/akcache --set attack.steps=15000
+run 500 mnist_paper_cpu --seeds 0 $R1 --tag cuda_s15k_cosine $C --set attack.steps=15000
+run 500 mnist_paper_cpu --seeds 0 $R1 --tag cuda_cps4_s7500_cosine $C --set attack.candidates_per_sample=4 --set attack.steps=7500
+run 500 mnist_paper_cpu --seeds 0 $R1 --tag cuda_s15k --cache /tmp/akcache --set attack.steps=15000
 run 500 mnist_quick --seeds 0 1 2 --tag cuda_cosine $C
 run 520 mnist_quick_100 --seeds 0 1 2 --tag cuda_r8_cosine $C --set attack.restarts=8
 for split in 2:7500 4:3750 8:1875; do  # the same 15,000 candidate-steps as 1 x 15,000 (run alone in that session)
@@ -34,10 +35,10 @@ say done; exit 0
 fi
 run 400 mnist_quick --seeds 0 1 2 --tag cuda
 run 400 mnist_quick_100 --seeds 0 1 2 --tag cuda
-run 430 mnist_paper_cpu --seeds 0 --tag cuda
+run 430 mnist_paper_cpu --seeds 0 --tag cuda --set attack.restarts=1 --set attack.search=off
 run 450 mnist_quick_100 --seeds 0 1 2 --tag cuda_r8 --set attack.restarts=8
-run 470 mnist_paper_cpu --seeds 0 --tag cuda_r4 --set attack.restarts=4 --set attack.search=random
+run 470 mnist_paper_cpu --seeds 0 --tag cuda_r4 --set attack.restarts=4 --set attack.steps=8000
 run 480 mnist_quick_100 --seeds 0 1 2 --tag cuda_public --set attack.init=public
-run 490 mnist_paper_cpu --seeds 0 --tag cuda_s16k --set attack.steps=16000
-run 500 mnist_paper_cpu --seeds 0 --tag cuda_public --set attack.init=public
+run 490 mnist_paper_cpu --seeds 0 --tag cuda_s16k --set attack.restarts=1 --set attack.search=off --set attack.steps=16000
+run 500 mnist_paper_cpu --seeds 0 --tag cuda_public --set attack.restarts=1 --set attack.search=off --set attack.init=public
 say done
