@@ -259,7 +259,7 @@ class KKTAttack:
             total = torch.where(active, losses, torch.zeros_like(losses)).sum()
             optimizer.zero_grad()
             total.backward()
-            optimizer.step(active, self._lr_factor(step))
+            optimizer.step(active)
 
         scores = np.full(restarts, np.nan)
         with torch.no_grad():
@@ -328,13 +328,6 @@ class KKTAttack:
                 values += (low + u * (high - low)).tolist()
             values += values[:1] * (restarts - len(values))
         return settings
-
-    def _lr_factor(self, step: int) -> float:
-        """The learning rates' multiplier at ``step`` (1 throughout for a constant schedule)."""
-        cfg = self.config
-        if cfg.lr_schedule == "constant":
-            return 1.0
-        return cfg.lr_final + (1 - cfg.lr_final) * 0.5 * (1 + math.cos(math.pi * step / max(1, cfg.steps)))
 
     @staticmethod
     def _best(scores: torch.Tensor, active: torch.Tensor, fraction: float) -> torch.Tensor:
@@ -443,12 +436,13 @@ class _BatchedOptimizer:
             p.grad = None
 
     @torch.no_grad()
-    def step(self, active: torch.Tensor, lr_factor: float = 1.0) -> None:
+    def step(self, active: torch.Tensor) -> None:
+        factor = lr_factor(self.cfg, self.t)
         self.t += 1
         beta1, beta2, eps = 0.9, 0.999, 1e-8
         for p, lr, (m1, m2) in zip(self.params, self.lrs, self.state):
             grad = torch.nan_to_num(p.grad) * _expand(active, p)
-            lr = _expand(lr, p) * lr_factor
+            lr = _expand(lr, p) * factor
             if self.cfg.optimizer == "adam":
                 m1.mul_(beta1).add_(grad, alpha=1 - beta1)
                 m2.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
@@ -457,6 +451,13 @@ class _BatchedOptimizer:
             else:
                 m1.mul_(self.cfg.momentum).add_(grad)
                 p.sub_(lr * m1)
+
+
+def lr_factor(cfg: KKTConfig, step: int) -> float:
+    """The learning rates' multiplier at optimisation ``step`` (0-based): 1 throughout for a constant schedule."""
+    if cfg.lr_schedule == "constant":
+        return 1.0
+    return cfg.lr_final + (1 - cfg.lr_final) * 0.5 * (1 + math.cos(math.pi * step / max(1, cfg.steps)))
 
 
 def _expand(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

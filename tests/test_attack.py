@@ -9,6 +9,7 @@ from conftest import knowledge
 
 from auditkit import AttackerKnowledge, Auditor, ConfigError, KKTAttack, KKTConfig
 from auditkit.kernel import extract_layers, kkt_residual
+from auditkit.kkt import lr_factor
 from auditkit.metrics import match, ncc_distance
 from auditkit.testing import assert_leaks
 
@@ -157,8 +158,8 @@ def test_a_loss_grown_a_millionfold_counts_as_diverged(small_victim):
 
 def test_cosine_schedule_decays_both_learning_rates_to_lr_final(small_victim):
     model, data = small_victim
-    cosine = KKTAttack(steps=100, lr_schedule="cosine", lr_final=0.05)
-    factors = [cosine._lr_factor(step) for step in range(101)]
+    cosine = KKTConfig(steps=100, lr_schedule="cosine", lr_final=0.05)
+    factors = [lr_factor(cosine, step) for step in range(101)]
     assert factors[0] == 1.0 and factors[-1] == pytest.approx(0.05) and np.all(np.diff(factors) < 0)
     layers, seen = extract_layers(model), knowledge(data)
 
