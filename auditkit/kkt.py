@@ -81,6 +81,13 @@ class KKTConfig(BaseModel):
         description="constant; or cosine: both learning rates decay from their value to lr_final of it over the steps",
     )
     lr_final: float = Field(0.05, gt=0, le=1, description="cosine only: the last step's fraction of the learning rates")
+    refine_steps: int = Field(
+        0,
+        ge=0,
+        le=100_000_000,
+        description="the last refine_steps steps run in float64 (victim weights, candidates, multipliers and "
+        "optimiser state promoted); 0 = none; nothing changes when the attack already runs in float64",
+    )
     momentum: float = Field(0.9, ge=0, lt=1, description="sgd only")
     init_scale: float = Field(0.01, gt=0, description="x0 ~ N(0, init_scale^2) (init public: added to the image)")
     init: Literal["random", "public"] = Field(
@@ -167,16 +174,13 @@ class KKTAttack:
         cfg = self.config
         dtype = resolve_dtype(dtype)
         start = time.perf_counter()
-        layers = layers.to(device, dtype)
+        victim, requested = layers, dtype  # kept for the float64 refinement, which promotes the working dtype
         generator = torch.Generator(device="cpu").manual_seed(seed)
-        lower = torch.as_tensor(knowledge.lower).to(device=device, dtype=dtype).flatten()
-        upper = torch.as_tensor(knowledge.upper).to(device=device, dtype=dtype).flatten()
-        if cfg.prior == "box":
-            lower, upper = torch.full_like(lower, -1.0), torch.full_like(upper, 1.0)
+        layers, lower, upper = self._placed(victim, knowledge, device, dtype)
         reference = None if knowledge.reference_inputs is None else torch.as_tensor(knowledge.reference_inputs)
         scale = self._alpha_scale(layers, lower, upper, reference, generator, device, dtype)
         settings = self._restart_settings(generator)
-        hyper = {k: torch.tensor(v, dtype=dtype, device=device) for k, v in settings.items()}
+        hyper = self._per_restart(settings, device, dtype)
 
         classes = max(2, layers.outputs)
         m = max(classes, cfg.candidates_per_sample * knowledge.n_train)
@@ -206,8 +210,7 @@ class KKTAttack:
         scorer = self._scorer(layers, labels, lower, upper, knowledge, device, dtype)
         x = x.to(device=device, dtype=dtype).requires_grad_(True)
         lam = lam.to(device=device, dtype=dtype).requires_grad_(True)
-        lr_lambda = torch.full((restarts,), cfg.lr_lambda, dtype=dtype, device=device)
-        optimizer = _BatchedOptimizer(cfg, [x, lam], [hyper["lr_x"], lr_lambda])
+        optimizer = _BatchedOptimizer(cfg, [x, lam], [hyper["lr_x"], hyper["lr_lambda"]])
         alive = torch.arange(restarts)  # original restart index of each batch position
         active = torch.ones(restarts, dtype=torch.bool, device=device)
         diverged: list[dict] = []
@@ -217,6 +220,7 @@ class KKTAttack:
         residual = np.full(restarts, np.nan)
         theta_norm = layers.norm().item()
         losses = torch.zeros(restarts, dtype=dtype, device=device)
+        refine_at = max(0, cfg.steps - cfg.refine_steps) if cfg.refine_steps and dtype != torch.float64 else -1
 
         for step in range(cfg.steps + 1):
             if 0 < step == cfg.early_stop_step < cfg.steps and len(alive) > 1:
@@ -224,9 +228,15 @@ class KKTAttack:
                 keep = self._best(scorer(x.detach(), losses.detach()), active, cfg.early_stop_keep)
                 early_stopped += [int(r) for r in alive[~_mask(keep, len(alive))]]
                 x, lam, active, alive = _take(x, keep), _take(lam, keep), active[keep], alive[keep.cpu()]
-                hyper = {k: v[keep] for k, v in hyper.items()}
-                lr_lambda, initial = lr_lambda[keep], initial[keep]
-                optimizer = optimizer.narrow([x, lam], [hyper["lr_x"], lr_lambda], keep)
+                hyper, initial = {k: v[keep] for k, v in hyper.items()}, initial[keep]
+                optimizer = optimizer.carry([x, lam], [hyper["lr_x"], hyper["lr_lambda"]], keep)
+            if step == refine_at:  # from here on float64, placed afresh from the caller's weights and settings
+                dtype, every = torch.float64, torch.arange(len(alive), device=device)
+                layers, lower, upper = self._placed(victim, knowledge, device, dtype)
+                hyper = {k: v[alive.to(device)] for k, v in self._per_restart(settings, device, dtype).items()}
+                labels, x, lam = labels.to(dtype), _take(x, every, dtype), _take(lam, every, dtype)
+                optimizer = optimizer.carry([x, lam], [hyper["lr_x"], hyper["lr_lambda"]], every)
+                scorer = self._scorer(layers, labels, lower, upper, knowledge, device, dtype)
             alpha = hyper["alpha"] / scale
             stationarity = stationarity_loss(layers, x, lam, labels, alpha)
             prior = (torch.relu(x - upper).pow(2) + torch.relu(lower - x).pow(2)).sum((1, 2))
@@ -286,7 +296,7 @@ class KKTAttack:
             alpha_scale=float(scale),
             seconds=time.perf_counter() - start,
             device=str(device),
-            dtype=str(dtype).removeprefix("torch."),
+            dtype=str(requested).removeprefix("torch."),
             seed=seed,
         )
         return AttackOutput(
@@ -298,6 +308,19 @@ class KKTAttack:
             history_steps=np.array(steps_logged),
             facts=facts,
         )
+
+    def _placed(self, victim: MLPLayers, knowledge: AttackerKnowledge, device, dtype) -> tuple:
+        """The victim's layers and the prior's per-pixel bounds (lower, upper), on ``device`` in ``dtype``."""
+        lower = torch.as_tensor(knowledge.lower).to(device=device, dtype=dtype).flatten()
+        upper = torch.as_tensor(knowledge.upper).to(device=device, dtype=dtype).flatten()
+        if self.config.prior == "box":
+            lower, upper = torch.full_like(lower, -1.0), torch.full_like(upper, 1.0)
+        return victim.to(device, dtype), lower, upper
+
+    def _per_restart(self, settings: dict[str, list[float]], device, dtype) -> dict[str, torch.Tensor]:
+        """Each restart's settings as (R,) tensors, with the (shared) multipliers' learning rate beside them."""
+        hyper = {k: torch.tensor(v, dtype=dtype, device=device) for k, v in settings.items()}
+        return hyper | {"lr_lambda": torch.full_like(hyper["lr_x"], self.config.lr_lambda)}
 
     def _scorer(self, layers, labels, lower, upper, knowledge: AttackerKnowledge, device, dtype) -> Scorer:
         """The configured selection rule as a scorer (higher is better)."""
@@ -411,8 +434,9 @@ def _mask(index: torch.Tensor, size: int) -> torch.Tensor:
     return mask
 
 
-def _take(tensor: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    return tensor.detach()[index].clone().requires_grad_(True)
+def _take(tensor: torch.Tensor, index: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A new leaf holding the restarts at ``index`` (a copy), optionally in another dtype."""
+    return tensor.detach()[index].to(dtype or tensor.dtype).requires_grad_(True)
 
 
 class _BatchedOptimizer:
@@ -424,12 +448,12 @@ class _BatchedOptimizer:
         self.state = [(torch.zeros_like(p), torch.zeros_like(p)) for p in params]
         self.t = 0
 
-    def narrow(self, params: list[torch.Tensor], lrs: list[torch.Tensor], keep: torch.Tensor) -> _BatchedOptimizer:
-        """The same optimizer for a subset of restarts (state carried over)."""
-        narrowed = _BatchedOptimizer(self.cfg, params, lrs)
-        narrowed.state = [(m1[keep].clone(), m2[keep].clone()) for m1, m2 in self.state]
-        narrowed.t = self.t
-        return narrowed
+    def carry(self, params: list[torch.Tensor], lrs: list[torch.Tensor], keep: torch.Tensor) -> _BatchedOptimizer:
+        """The same optimizer on new parameters: the restarts at ``keep``, in the parameters' dtype (state kept)."""
+        carried = _BatchedOptimizer(self.cfg, params, lrs)
+        carried.state = [(m1[keep].to(p.dtype), m2[keep].to(p.dtype)) for p, (m1, m2) in zip(params, self.state)]
+        carried.t = self.t
+        return carried
 
     def zero_grad(self) -> None:
         for p in self.params:

@@ -172,3 +172,24 @@ def test_cosine_schedule_decays_both_learning_rates_to_lr_final(small_victim):
     np.testing.assert_array_equal(run(lr_schedule="cosine", lr_final=1.0)[0], constant[0])  # no decay: same path
     decayed = run(lr_schedule="cosine", lr_final=0.05)
     assert not np.allclose(decayed[0], constant[0]) and not np.allclose(decayed[1], constant[1])
+
+
+def test_float64_refinement_runs_the_last_steps_in_float64(small_victim):
+    model, data = small_victim
+    layers, seen = extract_layers(model).to("cpu", torch.float32), knowledge(data)  # float32-exact weights
+    x, lam = torch.randn(2, 40, 784, generator=torch.Generator().manual_seed(0)).mul(0.01), torch.rand(2, 40)
+    start = (x[0].float().double(), lam[0].float().double(), torch.cat([torch.ones(20), -torch.ones(20)]))
+
+    def run(dtype, **settings):
+        attack = KKTAttack(steps=30, restarts=1, search="off", alpha_relative=False, log_every=1, **settings)
+        return attack.run(layers, seen, dtype=dtype, initial=start)
+
+    plain32, plain64 = run(torch.float32), run(torch.float64)
+    whole = run(torch.float32, refine_steps=30)  # promoted before the first step: float64's path bit for bit
+    assert whole.facts.dtype == "float32"
+    np.testing.assert_array_equal(whole.candidates, plain64.candidates)
+    assert not np.array_equal(plain32.candidates, plain64.candidates)
+    last = run(torch.float32, refine_steps=10)  # steps 0-19 in float32, 20-30 in float64, Adam's state carried
+    np.testing.assert_array_equal(last.loss_history[:20], plain32.loss_history[:20])
+    assert not np.array_equal(last.loss_history[20:], plain32.loss_history[20:])
+    np.testing.assert_array_equal(run(torch.float64, refine_steps=10).candidates, plain64.candidates)  # no-op
