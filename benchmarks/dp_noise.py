@@ -23,12 +23,10 @@ import time
 
 import record
 import torch
+from victim import scenario_victim
 
-from auditkit import Auditor, KKTAttack, load_scenario
-from auditkit.data import load_data
-from auditkit.jobs import obtain_victim, plan_victims
+from auditkit import Auditor, KKTAttack
 from auditkit.kernel import extract_layers, kkt_residual, margin_directions, per_sample_gram
-from auditkit.progress import Progress
 
 SIGMAS = [0.0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3]
 COLUMNS = ["sigma", "epsilon", "train_accuracy", "test_accuracy", "victim_kkt_residual", "outside_span",
@@ -69,19 +67,17 @@ def main() -> None:
             start = time.perf_counter()
             dp = {"noise_multiplier": sigma, "batch_size": 25, "epochs": args.epochs, "lr": 0.5, "max_grad_norm": 1.0}
             defense = {"name": f"sigma-{sigma}", "kind": "dp_sgd", "dp": dp}
-            scenario = load_scenario("mnist_dp", {"seed": args.seed, "device": "cpu", "defenses": [defense]})
-            (job,) = plan_victims(scenario)
-            data = load_data(scenario.data, scenario.seed)
-            model, victim = obtain_victim(scenario, job.defense, data, device, Progress(enabled=False), job.plan)
+            overrides = {"seed": args.seed, "device": "cpu", "defenses": [defense]}
+            scenario, data, model, victim = scenario_victim("mnist_dp", overrides)
             x, y = (torch.as_tensor(a, dtype=torch.float64) for a in (data.train_x, data.train_y))
             outside, norm = outside_span(model, x, y)
             training = victim.training
             parameters = sum(p.numel() for p in model.parameters())
-            wd = scenario.victim.training.weight_decay
+            wd, dp_settings = scenario.victim.training.weight_decay, scenario.defenses[0].dp
             found = {"sigma": sigma, "seed": args.seed, "epsilon": training.privacy.epsilon,
                      "train_accuracy": training.train_accuracy, "test_accuracy": training.test_accuracy,
                      "outside_span": outside, "weight_norm": norm,
-                     "predicted_noise": predicted_noise(parameters, sigma, job.defense.dp, wd, training.privacy.steps),
+                     "predicted_noise": predicted_noise(parameters, sigma, dp_settings, wd, training.privacy.steps),
                      "identified": None, "nonmembers_identified": None, "verdict": None}  # fmt: skip
             found["victim_kkt_residual"] = kkt_residual(extract_layers(model), x, y)[0]
             if args.attack:

@@ -16,16 +16,13 @@ import time
 from pathlib import Path
 
 import torch
+from victim import scenario_victim
 
-from auditkit import load_scenario
 from auditkit.attack import AttackerKnowledge
-from auditkit.data import load_data
 from auditkit.environment import resolve_device, resolve_dtype
-from auditkit.jobs import obtain_victim
 from auditkit.kernel import extract_layers
 from auditkit.kkt import KKTAttack, ground_truth_scorer, residual_scorer
 from auditkit.metrics import match
-from auditkit.progress import Progress
 
 COLUMNS = [
     "steps",
@@ -48,10 +45,8 @@ def main() -> None:
     parser.add_argument("--restarts", type=int, default=6)
     parser.add_argument("--steps", type=int, nargs="+", default=[2000, 10000])
     args = parser.parse_args()
-    scenario = load_scenario(args.scenario, {"seed": args.seed})
+    scenario, data, model, _ = scenario_victim(args.scenario, {"seed": args.seed})
     device, dtype = resolve_device(scenario.device), resolve_dtype(scenario.dtype)
-    data = load_data(scenario.data, scenario.seed)
-    model, _ = obtain_victim(scenario, scenario.defenses[0], data, device, Progress(enabled=False))
     layers = extract_layers(model)
     truth = ground_truth_scorer(data.train_x + data.mean, data.mean, device, dtype)
     train_images, pool_images = data.to_pixels(data.train_x), data.to_pixels(data.pool_x)

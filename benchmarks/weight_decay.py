@@ -19,12 +19,10 @@ import time
 
 import record
 import torch
+from victim import scenario_victim
 
-from auditkit import Auditor, KKTAttack, load_scenario
-from auditkit.data import load_data
-from auditkit.jobs import obtain_victim, plan_victims
+from auditkit import Auditor, KKTAttack
 from auditkit.kernel import extract_layers, hidden_preactivations, kkt_residual, margins
-from auditkit.progress import Progress
 
 WEIGHT_DECAYS = [0.0, 1e-3, 3e-3, 1e-2, 3e-2, 5e-2]
 COLUMNS = ["weight_decay", "train_accuracy", "test_accuracy", "victim_kkt_residual", "alive_units_1",
@@ -65,11 +63,8 @@ def main() -> None:
             start = time.perf_counter()
             overrides = {"seed": args.seed, "device": "cpu", "defenses": ["none"],
                          "victim": {"training": {"weight_decay": weight_decay}}}  # fmt: skip
-            scenario = load_scenario("mnist_dp", overrides)
-            (job,) = plan_victims(scenario)
-            data = load_data(scenario.data, scenario.seed)
+            scenario, data, model, victim = scenario_victim("mnist_dp", overrides)
             device = torch.device("cpu")
-            model, victim = obtain_victim(scenario, job.defense, data, device, Progress(enabled=False))
             x, y = (torch.as_tensor(a, dtype=torch.float64) for a in (data.train_x, data.train_y))
             auditor = Auditor(KKTAttack(scenario.attack), device=device, dtype=scenario.dtype, seed=args.seed)
             summary = auditor.audit(model, data, victim=victim).summary()
