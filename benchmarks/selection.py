@@ -1,6 +1,6 @@
 """Which outside-attacker score predicts a restart's final success, and when: the sweep's early stop.
 
-    python benchmarks/selection.py mnist_quick --seed 0 --restarts 6 --steps 2000 10000
+    python benchmarks/selection.py mnist_quick --seed 0 --restarts 6 --steps 2000 4000 6000 10000
 
 Runs the scenario's attack (no early stop) for each step count with the same seed (same initial
 points and per-restart settings), and scores every restart by its attack loss, the KKT residual its
@@ -11,10 +11,10 @@ identifies on its own. Writes benchmarks/results/selection_<scenario>.{json,md}.
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 import time
-from pathlib import Path
 
+import record
 import torch
 from victim import scenario_victim
 
@@ -35,6 +35,8 @@ COLUMNS = [
     "residual",
     "ground_truth",
     "identified",
+    "pooled_identified",
+    "attack_seconds",
 ]
 
 
@@ -52,7 +54,7 @@ def main() -> None:
     train_images, pool_images = data.to_pixels(data.train_x), data.to_pixels(data.pool_x)
     lower, upper = torch.as_tensor(data.lower).flatten(), torch.as_tensor(data.upper).flatten()
     records = []
-    print("| " + " | ".join(COLUMNS) + " |\n" + "|---" * len(COLUMNS) + "|", flush=True)
+    print(record.header(COLUMNS), flush=True)
     for steps in args.steps:
         attack = KKTAttack(scenario.attack, steps=steps, restarts=args.restarts, early_stop_step=0)
         start = time.perf_counter()
@@ -65,7 +67,7 @@ def main() -> None:
         for restart in range(args.restarts):
             mine = output.candidates[output.restart == restart]
             candidates = torch.as_tensor(mine)[None]
-            record = {
+            found = {
                 "scenario": scenario.name,
                 "seed": scenario.seed,
                 "steps": steps,
@@ -78,18 +80,10 @@ def main() -> None:
                 "pooled_identified": pooled,
                 "attack_seconds": seconds,
             }
-            records.append(record)
-            print("| " + " | ".join(_fmt(record[c]) for c in COLUMNS) + " |", flush=True)
-    out = Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
-    (out / f"selection_{scenario.name}.json").write_text(json.dumps(records, indent=2) + "\n")
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|---" * len(COLUMNS) + "|"]
-    lines += ["| " + " | ".join(_fmt(r[c]) for c in COLUMNS) + " |" for r in records]
-    (out / f"selection_{scenario.name}.md").write_text("\n".join(lines) + "\n")
-
-
-def _fmt(value) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+            records.append(found)
+            print(record.row(found, COLUMNS), flush=True)
+    command = "python benchmarks/selection.py " + " ".join(sys.argv[1:])
+    record.write(f"selection_{scenario.name}", command, records, COLUMNS, note=f"({device}, {dtype})")
 
 
 if __name__ == "__main__":
