@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -543,7 +542,7 @@ def main() -> None:
         findings.append(weight_decay(args.work, args.seeds))
     if "dp" in args.only:
         findings.append(dp(args.work, args.dp_seeds or args.seeds))
-    command = "python benchmarks/findings.py " + " ".join(sys.argv[1:])
+    command = record.command_line()
     (RESULTS / "README.md").write_text(page(findings, command))
     for f in findings:
         print(f"{f.title}: {f.verdict}", flush=True)

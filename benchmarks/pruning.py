@@ -15,7 +15,6 @@ Writes benchmarks/results/pruning_<scenario>.{json,md}.
 from __future__ import annotations
 
 import argparse
-import sys
 
 import numpy as np
 import record
@@ -79,7 +78,7 @@ def main() -> None:
                    "others_move": float(np.median(move[others]))}  # fmt: skip
             records.append(row)
             print(record.row(row, COLUMNS), flush=True)
-    command = "python benchmarks/pruning.py " + " ".join(sys.argv[1:])
+    command = record.command_line()
     record.write(f"pruning_{scenario.name}", command, records, COLUMNS, note=f"({device}, {dtype})")
 
 

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
+
+
+def command_line() -> str:
+    """How this benchmark was started: ``python benchmarks/SCRIPT.py ARGS`` (what a result file names first)."""
+    return " ".join(["python", f"benchmarks/{Path(sys.argv[0]).name}", *sys.argv[1:]])
 
 
 def cell(value) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -56,7 +55,7 @@ def main() -> None:
     parser.add_argument("--cache", default=None, help="a victim cache to share between runs (default: a fresh one)")
     args = parser.parse_args()
     settings = parse_settings(args.settings)
-    command = "python benchmarks/scenario_seeds.py " + " ".join(sys.argv[1:])
+    command = record.command_line()
     records = []
     print(record.header(COLUMNS), flush=True)
     with tempfile.TemporaryDirectory() as scratch:

@@ -11,7 +11,6 @@ identifies on its own. Writes benchmarks/results/selection_<scenario>.{json,md}.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 import record
@@ -82,7 +81,7 @@ def main() -> None:
             }
             records.append(found)
             print(record.row(found, COLUMNS), flush=True)
-    command = "python benchmarks/selection.py " + " ".join(sys.argv[1:])
+    command = record.command_line()
     record.write(f"selection_{scenario.name}", command, records, COLUMNS, note=f"({device}, {dtype})")
 
 
