@@ -25,7 +25,7 @@ def header(columns: list[str]) -> str:
 
 
 def row(record: dict, columns: list[str]) -> str:
-    return "| " + " | ".join(cell(record[c]) for c in columns) + " |"
+    return "| " + " | ".join(cell(record.get(c)) for c in columns) + " |"
 
 
 def write(name: str, command: str, records: list[dict], columns: list[str], note: str = "") -> None:
