@@ -100,14 +100,7 @@ class Auditor:
                 raise ConfigError("privacy: the victim's facts already say how it was trained; give one of the two")
             victim = VictimFacts.trained_elsewhere(privacy_facts(privacy, delta), float((margins > 0).mean()))
 
-        knowledge = AttackerKnowledge(
-            n_train=len(data.train_x),
-            lower=data.lower,
-            upper=data.upper,
-            reference_inputs=data.pool_x[: self.reference_size] if len(data.pool_x) else None,
-            ground_truth=data.train_x,
-            pixel_offset=data.mean,
-        )
+        knowledge = self.knowledge(data)
         bar = Progress(bars=True).task(f"[{name}] attack", self.attack.steps) if progress is True else None
         with bar or contextlib.nullcontext(progress or None) as update:
             output = self.attack.run(
@@ -141,6 +134,18 @@ class Auditor:
         if result.privacy is not None:
             result.bounds = self._ceiling(result, len(train_images) + len(pool_images), pool_images)
         return result
+
+    def knowledge(self, data: AuditData) -> AttackerKnowledge:
+        """What the attack may use of ``data``: the valid input range, the first ``reference_size`` non-members
+        (public data, what a relative alpha is measured on) and the training set (the auditor's view)."""
+        return AttackerKnowledge(
+            n_train=len(data.train_x),
+            lower=data.lower,
+            upper=data.upper,
+            reference_inputs=data.pool_x[: self.reference_size] if len(data.pool_x) else None,
+            ground_truth=data.train_x,
+            pixel_offset=data.mean,
+        )
 
     def _ceiling(self, result: AuditResult, identification_pool: int, pool_images: np.ndarray):
         """The DP ceiling beside each success criterion (see :mod:`auditkit.bounds`)."""

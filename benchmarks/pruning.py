@@ -20,7 +20,7 @@ import numpy as np
 import record
 from victim import scenario_victim
 
-from auditkit.attack import AttackerKnowledge
+from auditkit import Auditor
 from auditkit.environment import resolve_device, resolve_dtype
 from auditkit.kernel import extract_layers
 from auditkit.kkt import KKTAttack
@@ -52,7 +52,7 @@ def main() -> None:
         scenario, data, model, _ = scenario_victim(args.scenario, {"seed": seed})
         device, dtype = resolve_device(scenario.device), resolve_dtype(scenario.dtype)
         layers = extract_layers(model)
-        knowledge = AttackerKnowledge(len(data.train_x), data.lower, data.upper, data.pool_x[:512])
+        knowledge = Auditor().knowledge(data)
         train_images, pool_images = data.to_pixels(data.train_x), data.to_pixels(data.pool_x)
         runs = {}
         for count in steps:

@@ -17,7 +17,7 @@ import record
 import torch
 from victim import scenario_victim
 
-from auditkit.attack import AttackerKnowledge
+from auditkit import Auditor
 from auditkit.environment import resolve_device, resolve_dtype
 from auditkit.kernel import extract_layers
 from auditkit.kkt import KKTAttack, ground_truth_scorer, residual_scorer
@@ -57,7 +57,7 @@ def main() -> None:
     for steps in args.steps:
         attack = KKTAttack(scenario.attack, steps=steps, restarts=args.restarts, early_stop_step=0)
         start = time.perf_counter()
-        knowledge = AttackerKnowledge(len(data.train_x), data.lower, data.upper, data.pool_x[:512])
+        knowledge = Auditor().knowledge(data)
         output = attack.run(layers, knowledge, seed=scenario.seed, device=device, dtype=dtype)
         seconds = time.perf_counter() - start
         labels = torch.as_tensor(output.labels[output.restart == 0])
