@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import tempfile
 import time
 
 import record
 import torch
-from victim import scenario_victim
+from victim import fresh_victim_cache, scenario_victim
 
 from auditkit import Auditor, KKTAttack
 from auditkit.kernel import extract_layers, kkt_residual, margin_directions, per_sample_gram
@@ -61,8 +59,7 @@ def main() -> None:
     records = []
     print(record.header(COLUMNS), flush=True)
     device = torch.device("cpu")
-    with tempfile.TemporaryDirectory() as scratch:
-        os.environ["AUDITKIT_CACHE"] = scratch  # every victim trained here
+    with fresh_victim_cache():
         for sigma in args.sigmas:
             start = time.perf_counter()
             dp = {"noise_multiplier": sigma, "batch_size": 25, "epochs": args.epochs, "lr": 0.5, "max_grad_norm": 1.0}

@@ -13,15 +13,13 @@ is reachable in principle. Writes benchmarks/results/truth_start_<scenario>.{jso
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 import time
 
 import pandas as pd
 import record
 import torch
 from scenario_seeds import by_margin_fifth
-from victim import scenario_victim
+from victim import fresh_victim_cache, scenario_victim
 
 from auditkit import Auditor, KKTAttack
 from auditkit.kernel import extract_layers, kkt_residual, margins
@@ -38,8 +36,7 @@ def main() -> None:
     args = parser.parse_args()
     records = []
     print(record.header(COLUMNS), flush=True)
-    with tempfile.TemporaryDirectory() as scratch:
-        os.environ["AUDITKIT_CACHE"] = scratch  # every victim trained here, none from an earlier run's cache
+    with fresh_victim_cache():
         for seed in args.seeds:
             scenario, data, model, _ = scenario_victim(args.scenario, {"seed": seed, "device": "cpu"})
             layers = extract_layers(model)

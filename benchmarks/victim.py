@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 
 from auditkit import load_scenario
@@ -22,3 +27,19 @@ def scenario_victim(name: str, overrides: dict) -> tuple[Scenario, AuditData, to
     device = resolve_device(scenario.device)
     model, victim = obtain_victim(scenario, job.defense, data, device, Progress(enabled=False), job.plan)
     return scenario, data, model, victim
+
+
+@contextmanager
+def fresh_victim_cache() -> Iterator[str]:
+    """A victim cache of its own for the block (a temporary folder, gone after it): every victim is trained
+    there, none is taken from an earlier run's cache, and timings include training."""
+    before = os.environ.get("AUDITKIT_CACHE")
+    with tempfile.TemporaryDirectory() as scratch:
+        os.environ["AUDITKIT_CACHE"] = scratch
+        try:
+            yield scratch
+        finally:
+            if before is None:
+                del os.environ["AUDITKIT_CACHE"]
+            else:
+                os.environ["AUDITKIT_CACHE"] = before

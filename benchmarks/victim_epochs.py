@@ -14,12 +14,10 @@ with ``scenario_seeds.py --set victim.training.epochs=N``.
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 
 import record
 import torch
-from victim import scenario_victim
+from victim import fresh_victim_cache, scenario_victim
 
 from auditkit.kernel import extract_layers, kkt_residual
 from auditkit.scenario import deep_merge, parse_settings
@@ -38,8 +36,7 @@ def main() -> None:
     args = parser.parse_args()
     records = []
     print(record.header(COLUMNS), flush=True)
-    with tempfile.TemporaryDirectory() as scratch:
-        os.environ["AUDITKIT_CACHE"] = scratch  # every victim trained here, none from an earlier run's cache
+    with fresh_victim_cache():
         for epochs in args.epochs:
             overrides = deep_merge(parse_settings(args.settings), {"seed": args.seed, "device": args.device,
                                    "victim": {"training": {"epochs": epochs}}})  # fmt: skip

@@ -13,13 +13,11 @@ a KKT multiplier above 1 % of the largest. Writes benchmarks/results/weight_deca
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 import time
 
 import record
 import torch
-from victim import scenario_victim
+from victim import fresh_victim_cache, scenario_victim
 
 from auditkit import Auditor, KKTAttack
 from auditkit.kernel import extract_layers, hidden_preactivations, kkt_residual, margins
@@ -57,8 +55,7 @@ def main() -> None:
     args = parser.parse_args()
     records = []
     print(record.header(COLUMNS), flush=True)
-    with tempfile.TemporaryDirectory() as scratch:
-        os.environ["AUDITKIT_CACHE"] = scratch  # every victim trained here, none from an earlier run's cache
+    with fresh_victim_cache():
         for weight_decay in args.weight_decays:
             start = time.perf_counter()
             overrides = {"seed": args.seed, "device": "cpu", "defenses": ["none"],
