@@ -49,6 +49,7 @@ def main() -> None:
             seconds = time.perf_counter() - start
             scores = match(data.to_pixels(data.train_x), data.to_pixels(output.candidates), data.to_pixels(data.pool_x))
             sample_margins = margins(layers.to("cpu", torch.float64), x.double(), y.double()).numpy()
+            # raw margins rank the samples as the normalised ones do (one positive factor)
             frame = pd.DataFrame({"normalized_margin": sample_margins, "identified": scores["identified"]})
             found = {"scenario": scenario.name, "seed": seed, "steps": args.steps,
                      "identified": int(scores["identified"].sum()),
