@@ -6,9 +6,8 @@
 Trains the scenario's first victim (its own recipe, ``victim.training.epochs`` and any ``--set KEY=VALUE``
 changed) once per epoch budget, each from scratch as a run would, and prints the victim's KKT residual on
 its training set (the attack's premise: near 0 at a KKT point), its training loss and accuracies and the
-training time. Writes
-benchmarks/results/victim_epochs_<scenario>[_<tag>]_seed<seed>.{json,md}. The attack is not run: compare counts
-with ``scenario_seeds.py --set victim.training.epochs=N``.
+training time. Writes benchmarks/results/victim_epochs_<scenario>[_<tag>]_seed<seed>.{json,md}. The attack
+is not run: compare counts with ``scenario_seeds.py --set victim.training.epochs=N``.
 """
 
 from __future__ import annotations
