@@ -277,7 +277,14 @@ class GridPoint:
         return f"{defense.name}.{self.label}" if self.label else defense.name
 
 
-BUILTIN_PRESETS = Path(str(importlib.resources.files("auditkit") / "presets"))
+def _builtin_presets() -> Path:
+    """Where the built-in presets are: an installed wheel's copy under auditkit/presets/, or, in a source
+    checkout (an editable install included), the repository's own scenarios/, attacks/ and defenses/."""
+    package = Path(str(importlib.resources.files("auditkit")))
+    return package / "presets" if (package / "presets").is_dir() else package.parent
+
+
+BUILTIN_PRESETS = _builtin_presets()
 FOLDERS = {"attack": "attacks", "defense": "defenses", "scenario": "scenarios"}
 
 

@@ -25,7 +25,7 @@ from auditkit.cli import main
 from auditkit.progress import Progress
 
 ROOT = Path(__file__).resolve().parents[1]
-PRESETS = ROOT / "auditkit" / "presets"
+PRESETS = ROOT  # scenarios/, attacks/, defenses/ at the top of the repository
 BASE = """name: base
 device: cpu
 data: {dataset: toy_colors, n_per_class: 5, test_per_class: 20, image_size: 4}

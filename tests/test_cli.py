@@ -13,6 +13,7 @@ import torch
 from click.testing import CliRunner
 
 from auditkit.cli import main
+from auditkit.scenario import BUILTIN_PRESETS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -97,6 +98,8 @@ def test_the_wheel_carries_the_presets(tmp_path):
     shutil.copytree(ROOT / "auditkit", source / "auditkit", ignore=shutil.ignore_patterns("__pycache__"))
     for part in ("pyproject.toml", "README.md"):
         shutil.copy2(ROOT / part, source / part)
+    for folder in ("scenarios", "attacks", "defenses"):  # mapped into the wheel as auditkit/presets/*/
+        shutil.copytree(ROOT / folder, source / folder)
     wheels = tmp_path / "wheels"
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
     subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(source)], check=True)
@@ -123,3 +126,14 @@ def test_the_wheel_carries_the_presets(tmp_path):
     assert listed.returncode == 0 and "mnist_quick" in listed.stdout and "kkt_quick" in listed.stdout, listed
     checked = cli("validate", "mnist_quick")
     assert checked.returncode == 0 and "ok (mnist_quick" in checked.stdout, checked
+    assert where.stdout.startswith(str(site)) and not (work / "scenarios").exists()  # the wheel's own copy
+
+
+def test_the_cards_layout_runs_from_a_clone(monkeypatch):
+    """`auditkit run scenarios/mnist_dp.yaml` from the repository's root: the presets are its top-level folders."""
+    monkeypatch.chdir(ROOT)
+    for kind in ("scenarios", "attacks", "defenses"):
+        assert sorted((ROOT / kind).glob("*.yaml")), kind
+    checked = _invoke("validate", "scenarios/mnist_dp.yaml")
+    assert checked.exit_code == 0 and "ok (mnist_dp: 6 victim(s)" in checked.output, checked.output
+    assert BUILTIN_PRESETS == ROOT  # a checkout reads its own files, not a copy

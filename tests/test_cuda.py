@@ -17,7 +17,7 @@ from auditkit.victims import build_mlp
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
-TOY = Path(__file__).resolve().parents[1] / "auditkit" / "presets" / "scenarios" / "toy_colors.yaml"
+TOY = Path(__file__).resolve().parents[1] / "scenarios" / "toy_colors.yaml"
 
 
 @pytest.mark.parametrize("bias", ["none", "all"])

@@ -20,7 +20,7 @@ from auditkit.testing import assert_leaks, assert_leaks_at_most
 from auditkit.victims import build_mlp, logistic_loss
 
 ROOT = Path(__file__).resolve().parents[1]
-PRESETS = ROOT / "auditkit" / "presets"
+PRESETS = ROOT  # scenarios/, attacks/, defenses/ at the top of the repository
 
 
 @pytest.mark.parametrize("sigma, steps", [(10.0, 100), (2.0, 50), (1.0, 4)])

@@ -16,7 +16,7 @@ from auditkit.executor import ExecutorError
 from auditkit.progress import Progress
 from auditkit.scenario import ScenarioError
 
-PRESETS = Path(__file__).resolve().parents[1] / "auditkit" / "presets"
+PRESETS = Path(__file__).resolve().parents[1]  # scenarios/, attacks/, defenses/
 QUIET = Progress(enabled=False)
 
 

@@ -27,7 +27,7 @@ from auditkit.report.plots import privacy_tradeoff, ssim_vs_margin
 from auditkit.results import PrivacyFacts, VictimFacts, VictimFailure
 
 ROOT = Path(__file__).resolve().parents[1]
-PRESETS = ROOT / "auditkit" / "presets"
+PRESETS = ROOT  # scenarios/, attacks/, defenses/ at the top of the repository
 QUIET = Progress(enabled=False)
 
 

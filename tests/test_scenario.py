@@ -18,7 +18,7 @@ from auditkit.kkt import KKTConfig
 from auditkit.scenario import ScenarioError, load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
-PRESETS = ROOT / "auditkit" / "presets"
+PRESETS = ROOT  # scenarios/, attacks/, defenses/ at the top of the repository
 
 
 @pytest.fixture
