@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+from torch.utils.data import BatchSampler, DataLoader, Dataset, IterableDataset, RandomSampler, SequentialSampler
 
 from auditkit.attack import AttackerKnowledge, AttackOutput, ProgressCallback, ReconstructionAttack
 from auditkit.bounds import kappa_ssim, reconstruction_bounds
+from auditkit.convergence import Convergence, measure
 from auditkit.data import AuditData, DataError
 from auditkit.dp import privacy_facts
 from auditkit.environment import DEFAULT_DTYPE, resolve_device, resolve_dtype
@@ -55,6 +58,7 @@ class Auditor:
         *,
         train=None,
         nonmembers=None,
+        test=None,
         mean=None,
         image_shape: tuple[int, ...] | None = None,
         name: str = "victim",
@@ -66,22 +70,32 @@ class Auditor:
         """Run the attack on ``model`` and score every training sample.
 
         Give ``data`` (AuditData), or what a pipeline has: ``train`` as ``(inputs, labels)`` (tensors or
-        arrays, any two-class label encoding) or a Dataset/DataLoader of such pairs, ``nonmembers``
+        arrays, any two-class label encoding) or a Dataset/DataLoader of such pairs (read in the dataset's
+        index order whatever the loader's sampler, so sample i is the user's item i), ``nonmembers``
         (inputs of the same distribution not trained on: the members-vs-non-members test needs them),
         ``mean`` (what was subtracted from [0, 1] pixels; else inputs must be pixels in [0, 1]) and
-        ``image_shape``. What was assumed is stated in the result's ``data_notes``.
+        ``image_shape``; ``test`` (held-out labelled pairs, as ``train``) gives the test accuracy beside
+        the leakage. What was assumed is stated in the result's ``data_notes``.
 
         privacy: for a model trained with DP-SGD elsewhere, the Opacus ``PrivacyEngine`` that trained it
         (with ``delta``) or ``{noise_multiplier, sample_rate, steps, delta}``: the result then carries its
         epsilon and the reconstruction ceiling beside the measured counts.
-        progress: True for a progress bar of the attack steps, or a callback ``(step, loss)``.
+        progress: True for a progress bar of the attack steps (on a terminal; elsewhere one line when it
+        ends), or a callback ``(step, loss)``.
         """
         layers = extract_layers(model)
+        if data is not None and not isinstance(data, AuditData):
+            data, train = None, data  # (inputs, labels), a Dataset or a DataLoader given in data's place
         if data is None:
             if train is None:
-                raise DataError("audit: give data (AuditData) or train=(inputs, labels)")
-            x, y = _pairs(train)
-            data = audit_data(x, y, nonmembers=nonmembers, mean=mean, image_shape=image_shape, outputs=layers.outputs)
+                raise DataError("audit: give data (AuditData) or train=(inputs, labels), a Dataset or a DataLoader")
+            x, y, note = _pairs(train)
+            if nonmembers is not None and not isinstance(nonmembers, torch.Tensor | np.ndarray):
+                nonmembers = _pairs(nonmembers)[0]  # a Dataset/DataLoader of (input, label) pairs: the inputs
+            shape = {"image_shape": image_shape, "outputs": layers.outputs, "inputs": layers.input_dim}
+            held_out = _pairs(test)[:2] if test is not None else None
+            data = audit_data(x, y, nonmembers=nonmembers, test=held_out, mean=mean, **shape)
+            data = dataclasses.replace(data, notes=data.notes + ((note,) if note else ()))
         if (data.outputs == 1) != (layers.outputs == 1) or data.outputs > layers.outputs:
             raise UnsupportedModelError(
                 f"the model has {layers.outputs} output(s) but the data's labels need {data.outputs} "
@@ -95,13 +109,14 @@ class Auditor:
         train_y = torch.as_tensor(data.train_y, dtype=torch.float64)
         margins = sample_margins(layers.to("cpu", torch.float64), train_x, train_y).numpy()
         residual, fitted_lambda = kkt_residual(layers, train_x, train_y)
-        if privacy is not None:
-            if victim is not None:
-                raise ConfigError("privacy: the victim's facts already say how it was trained; give one of the two")
-            victim = VictimFacts.trained_elsewhere(privacy_facts(privacy, delta), float((margins > 0).mean()))
+        if privacy is not None and victim is not None:
+            raise ConfigError("privacy: the victim's facts already say how it was trained; give one of the two")
+        if victim is None and (privacy is not None or len(data.test_x)):
+            facts = privacy_facts(privacy, delta) if privacy is not None else None
+            victim = VictimFacts.trained_elsewhere(facts, float((margins > 0).mean()), self._accuracy(layers, data))
 
         knowledge = self.knowledge(data)
-        bar = Progress(bars=True).task(f"[{name}] attack", self.attack.steps) if progress is True else None
+        bar = Progress().task(f"[{name}] attack", self.attack.steps) if progress is True else None
         with bar or contextlib.nullcontext(progress or None) as update:
             output = self.attack.run(
                 layers, knowledge, seed=self.seed, device=self.device, dtype=self.dtype, progress=update
@@ -110,6 +125,7 @@ class Auditor:
         candidates = data.to_pixels(output.candidates) if len(output.candidates) else train_images[:0]
         pool_images = data.to_pixels(data.pool_x)
         frame = self._per_sample(data, train_images, candidates, pool_images, output, margins, fitted_lambda.numpy())
+        convergence = self._convergence(layers, data, output, residual)
         evidence = {
             "nonmember_identified": identified_nonmembers(train_images, candidates, pool_images),
             "candidate_lambdas": output.lambdas,
@@ -127,6 +143,7 @@ class Auditor:
             evidence=evidence,
             attack=output.facts,
             victim_kkt_residual=residual,
+            convergence=convergence,
             ssim_threshold=self.ssim_threshold,
             victim=victim,
             data_notes=data.notes,
@@ -134,6 +151,14 @@ class Auditor:
         if result.privacy is not None:
             result.bounds = self._ceiling(result, len(train_images) + len(pool_images), pool_images)
         return result
+
+    @staticmethod
+    def _accuracy(layers, data: AuditData) -> float:
+        """The model's accuracy on the held-out labelled data (NaN without any)."""
+        if not len(data.test_x):
+            return math.nan
+        test_x, test_y = (torch.as_tensor(a, dtype=torch.float64) for a in (data.test_x, data.test_y))
+        return float((sample_margins(layers.to("cpu", torch.float64), test_x, test_y) > 0).double().mean())
 
     def knowledge(self, data: AuditData) -> AttackerKnowledge:
         """What the attack may use of ``data``: the valid input range, the first ``reference_size`` non-members
@@ -146,6 +171,13 @@ class Auditor:
             ground_truth=data.train_x,
             pixel_offset=data.mean,
         )
+
+    def _convergence(self, layers, data: AuditData, output: AttackOutput, victim_residual: float) -> Convergence:
+        """How far the attack got (see :func:`auditkit.convergence.measure`)."""
+        found = output.candidates, output.labels, output.restart
+        history = output.loss_history, output.history_steps
+        own = output.facts.relative_residual
+        return measure(layers, found, own, history, (data.lower, data.upper), victim_residual, self.attack.steps)
 
     def _ceiling(self, result: AuditResult, identification_pool: int, pool_images: np.ndarray):
         """The DP ceiling beside each success criterion (see :mod:`auditkit.bounds`)."""
@@ -197,18 +229,37 @@ class Auditor:
 
 
 def _pairs(train) -> tuple:
-    """(inputs, labels) from a pair, or stacked from a Dataset/DataLoader yielding pairs."""
+    """(inputs, labels, note) in the user's index order: from a pair, from a Dataset item by item (index 0
+    first), from a DataLoader's dataset read the same way whatever its sampler (shuffled, Poisson or
+    weighted sampling would renumber, repeat or drop samples), or from any other iterable of pairs or
+    batches in iteration order (the note says so)."""
     if isinstance(train, tuple | list) and len(train) == 2:
-        return train[0], train[1]
+        return train[0], train[1], ""
+    note = ""
+    source = train
+    if isinstance(train, DataLoader):
+        source = train.dataset
+        drawer = train.batch_sampler if train.batch_sampler is not None else train.sampler
+        drawer = drawer.sampler if isinstance(drawer, BatchSampler) else drawer
+        if not isinstance(drawer, SequentialSampler | RandomSampler) or getattr(drawer, "replacement", False):
+            note = (
+                f"the DataLoader draws with {type(drawer).__name__}, which is not one pass over its dataset: the "
+                "dataset was read directly, every item once, in index order"
+            )
+    batched = False
+    if isinstance(source, Dataset) and not isinstance(source, IterableDataset) and hasattr(source, "__len__"):
+        items = (source[index] for index in range(len(source)))
+    else:
+        items, batched = iter(source), True
+        note = "train: read in iteration order (not a Dataset with an index): sample i is the i-th item yielded"
     try:
-        pairs = [(torch.as_tensor(x), torch.as_tensor(y)) for x, y in train]
+        pairs = [(torch.as_tensor(x), torch.as_tensor(y)) for x, y in items]
     except (TypeError, ValueError) as error:
         raise DataError(f"train: expected (inputs, labels) or a Dataset/DataLoader of pairs ({error})") from None
     if not pairs:
         raise DataError("train: the Dataset/DataLoader is empty")
-    batched = pairs[0][0].ndim > 1 and pairs[0][1].ndim == 1 and not isinstance(train, torch.utils.data.Dataset)
-    join = torch.cat if batched else torch.stack
-    return join([x for x, _ in pairs]), join([y for _, y in pairs])
+    join = torch.cat if batched and pairs[0][0].ndim > 1 and pairs[0][1].ndim == 1 else torch.stack
+    return join([x for x, _ in pairs]), join([y for _, y in pairs]), note
 
 
 def _smallest_positive(values: np.ndarray) -> float:

@@ -171,6 +171,8 @@ def run(
 @click.option("--attack", help="attack preset: a name (auditkit list) or a YAML file (default: kkt_quick)")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0)
+@click.option("--steps", type=click.IntRange(0, 100_000_000), help="attack steps per restart (overrides the preset)")
+@SET_OPTION
 @_common
 def audit(
     model: Path,
@@ -179,22 +181,29 @@ def audit(
     attack: str | None,
     device: str,
     seed: int,
+    steps: int | None,
+    settings: tuple[str, ...],
     threads: int | None,
     quiet: bool,
     bars: bool,
     fail_if: tuple[str, ...],
     allow_inconclusive: bool,
 ) -> None:
-    """Audit a model you trained: MODEL is a state_dict (torch.save(model.state_dict())), loaded with
-    weights_only=True; DATA an .npz with train_x, train_y and optionally nonmember_x, mean, image_shape."""
+    """Audit a model you trained: MODEL is its state_dict, a ``.safetensors`` file or ``torch.save(model.state_dict())``
+    (loaded with weights_only=True); DATA an .npz with train_x (the model's inputs), train_y and optionally
+    nonmember_x, mean, image_shape. ``--set attack.KEY=VALUE`` and ``--steps`` override the attack preset."""
     from auditkit.audit import audit_saved_model
     from auditkit.progress import Progress
+    from auditkit.scenario import parse_settings
 
     def start() -> tuple[Path, RunResult]:
         folder = out or Path("runs") / f"audit-{model.stem}"
         progress = Progress(not quiet, bars or None)
+        overrides = parse_settings(settings)
+        if steps is not None:
+            overrides.setdefault("attack", {})["steps"] = steps
         _threads(threads)
-        return folder, audit_saved_model(model, data_path, folder, attack, device, seed, progress)
+        return folder, audit_saved_model(model, data_path, folder, attack, device, seed, progress, overrides)
 
     _report_run(start, "nothing was saved; run it again", fail_if, allow_inconclusive)
 
@@ -217,6 +226,10 @@ def validate(scenario: str, settings: tuple[str, ...], presets: Path | None) -> 
     click.echo(
         f"{scenario}: ok ({resolved.name}: {len(resolved.defenses)} victim(s), {resolved.attack.steps} attack steps)"
     )
+    from auditkit.convergence import short_attack_warning
+
+    if warning := short_attack_warning(resolved.attack.steps):
+        click.echo(warning, err=True)
 
 
 @main.command(name="list")

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from auditkit.errors import AuditkitError
+from auditkit.tracing import ModelGraphError, linear_chain
 
 
 class UnsupportedModelError(AuditkitError, ValueError):
@@ -77,18 +78,12 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 def extract_layers(model: nn.Module) -> MLPLayers:
-    """Read the Linear layers of a ``Linear, ReLU, ..., Linear`` network (one output, or C)."""
-    model = unwrap(model)
-    modules = [m for m in model.modules() if not isinstance(m, (nn.Sequential, nn.Flatten))]
-    if modules and modules[0] is model and not isinstance(model, nn.Linear):
-        modules = modules[1:]
-    pattern = [nn.Linear if index % 2 == 0 else nn.ReLU for index in range(len(modules))]
-    if len(modules) % 2 == 0 or not all(isinstance(m, kind) for m, kind in zip(modules, pattern)):
-        raise UnsupportedModelError(
-            "the KKT attack supports ReLU MLPs built as Linear, ReLU, ..., Linear (an nn.Sequential); "
-            f"got layers {[type(m).__name__ for m in modules]}"
-        )
-    linears = modules[::2]
+    """The Linear layers of a ReLU MLP (one output, or C), in the order its ``forward`` applies them
+    (read by tracing it: :mod:`auditkit.tracing`)."""
+    try:
+        linears = linear_chain(unwrap(model))
+    except ModelGraphError as error:
+        raise UnsupportedModelError(str(error)) from None
     return MLPLayers(tuple(m.weight for m in linears), tuple(m.bias for m in linears))
 
 

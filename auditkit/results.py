@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 
 from auditkit.bounds import ReconstructionBounds
+from auditkit.convergence import Convergence
 from auditkit.environment import DTYPE_NOTES, describe_device, versions
 from auditkit.errors import AuditkitError
 from auditkit.io import inside, to_jsonable, write_json, write_npz, write_text
@@ -91,9 +92,14 @@ class VictimFacts:
         return cls(values["defense"], TrainingLog.from_dict(values["training"]), bool(values.get("cached", False)))
 
     @classmethod
-    def trained_elsewhere(cls, privacy: PrivacyFacts, train_accuracy: float) -> VictimFacts:
-        """A model the user trained with DP-SGD: its privacy as given, the rest unknown (NaN, 0 epochs)."""
-        log = TrainingLog(train_accuracy, math.nan, math.nan, 0, math.nan, {"trained": "elsewhere"}, privacy)
+    def trained_elsewhere(
+        cls, privacy: PrivacyFacts | None, train_accuracy: float, test_accuracy: float = math.nan
+    ) -> VictimFacts:
+        """A model the user trained: its privacy as given (when trained with DP-SGD), its accuracies as
+        measured on the data given (NaN without a test set), the rest unknown (NaN, 0 epochs)."""
+        log = TrainingLog(train_accuracy, test_accuracy, math.nan, 0, math.nan, {}, privacy)
+        if privacy is None:
+            return cls({"kind": "none", "description": "trained by the user"}, log)
         return cls({"kind": "dp_sgd", "description": "trained by the user with DP-SGD"}, log)
 
 
@@ -165,6 +171,8 @@ class LeakageSummary:
     top10_mean_ssim: float
     identified_median_normalized_margin: float
     victim_kkt_residual: float
+    attack_kkt_residual: float  # the KKT residual the attack's best restart's candidates leave (refitted)
+    attack_convergence: str  # converged, unsettled or not_converged (see :mod:`auditkit.convergence`)
     attack_relative_residual: float
     train_accuracy: float  # from the margins: the premise needs 1
     nonmembers: int
@@ -192,6 +200,7 @@ class AuditResult:
     attack: AttackFacts
     victim_kkt_residual: float
     ssim_threshold: float
+    convergence: Convergence | None = None  # None in results saved before it was measured
     victim: VictimFacts | None = None
     bounds: ReconstructionBounds | None = None
     fingerprint: str = ""  # of the settings that produced it: --resume reuses only an equal one
@@ -239,7 +248,21 @@ class AuditResult:
             privacy.epsilon if privacy else None,
             self.centred,
             self.bounds.identified.bound if self.bounds is not None else None,
+            self.convergence_facts,
+            self._recognisable(),
         )
+
+    def _recognisable(self) -> int:
+        """How many identified samples' matches resemble them more than the mean image does (SSIM)."""
+        found = self.frame.loc[self.frame["identified"]]
+        return int((found["ssim"] > found["baseline_ssim"]).sum())
+
+    @property
+    def convergence_facts(self) -> Convergence:
+        """How far the attack got; for a result saved before that was measured, 'unknown' (never converged)."""
+        if self.convergence is not None:
+            return self.convergence
+        return Convergence(math.nan, self.victim_kkt_residual, math.nan, 0)
 
     def summary(self) -> LeakageSummary:
         frame, threshold = self.frame, self.ssim_threshold
@@ -266,6 +289,8 @@ class AuditResult:
             if identified
             else math.nan,
             victim_kkt_residual=self.victim_kkt_residual,
+            attack_kkt_residual=self.convergence_facts.attack_residual,
+            attack_convergence=self.convergence_facts.level,
             attack_relative_residual=self.attack.relative_residual[best] if best is not None else math.nan,
             train_accuracy=self.train_accuracy,
             nonmembers=test.nonmembers,
@@ -301,6 +326,7 @@ class AuditResult:
             "name": self.name,
             "summary": self.summary().to_dict(),  # derived, for readers of the JSON; recomputed on load
             "victim_kkt_residual": to_jsonable(self.victim_kkt_residual),
+            "convergence": to_jsonable(self.convergence.to_dict()) if self.convergence else None,
             "ssim_threshold": self.ssim_threshold,
             "attack": self.attack.to_dict(),
             "victim": self.victim.to_dict() if self.victim else None,
@@ -321,6 +347,7 @@ class AuditResult:
             evidence=arrays,
             attack=AttackFacts.from_dict(values["attack"]),
             victim_kkt_residual=math.nan if residual is None else float(residual),
+            convergence=_convergence(values.get("convergence")),
             ssim_threshold=float(values["ssim_threshold"]),
             victim=VictimFacts.from_dict(values["victim"]) if values.get("victim") else None,
             bounds=ReconstructionBounds.from_dict(values["bounds"]) if values.get("bounds") else None,
@@ -467,6 +494,17 @@ class RunResult:
         except (KeyError, TypeError, ValueError, AttributeError, AuditkitError) as error:
             raise ResultError(f"{path}: missing or wrong field ({error})") from None
         return cls(facts, [AuditResult.load(folder) for folder in folders], failures)
+
+
+def _convergence(values: dict | None) -> Convergence | None:
+    """The saved convergence facts (None for a result saved before they were measured)."""
+    if values is None:
+        return None
+
+    def number(key: str) -> float:
+        return math.nan if values[key] is None else float(values[key])
+
+    return Convergence(number("attack_residual"), number("victim_residual"), number("loss_fall"), int(values["steps"]))
 
 
 def _median(scores: pd.Series | None) -> float:

@@ -9,13 +9,14 @@ import time
 from pathlib import Path
 
 from auditkit.cache import VictimCache
+from auditkit.convergence import short_attack_warning
 from auditkit.environment import resolve_device
 from auditkit.executor import EXECUTORS, Executor, ExecutorError, run_here, run_on_ray
 from auditkit.io import inside
 from auditkit.jobs import audit_victim, last_data_set, plan_victims
 from auditkit.outdir import exclusive_output
 from auditkit.progress import Progress
-from auditkit.report import headline, write_report
+from auditkit.report import write_report
 from auditkit.results import RESULT_FILE, AuditResult, RunFacts, RunResult, VictimFailure
 from auditkit.scenario import Scenario
 
@@ -54,6 +55,8 @@ def _run(
     data_for = last_data_set()
     jobs = plan_victims(scenario, data_for)
     VictimCache()  # checked writable here, before anything trains
+    if warning := short_attack_warning(scenario.attack.steps):
+        progress.note(warning)
     outcomes: dict[str, AuditResult | VictimFailure] = {}
     pending = []
     for job in jobs:
@@ -70,7 +73,8 @@ def _run(
     for job, outcome in finished:
         if isinstance(outcome, AuditResult):
             outcome.save(inside(out, job.name))
-            progress.note(headline(outcome))
+            summary = outcome.summary()  # the finding itself is printed once, by the caller, at the end
+            progress.note(f"[{job.name}] audited: {summary.identified}/{summary.n} identified, {summary.verdict}")
         outcomes[job.name] = outcome
     ordered = [outcomes[job.name] for job in jobs]
     seconds = time.perf_counter() - started

@@ -69,17 +69,47 @@ def mlp_from_state_dict(state: dict[str, torch.Tensor], source: str = "state_dic
 
 
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """``torch.load(path, weights_only=True)``: a pickle with code in it is refused, never run."""
+    """A state_dict from a ``.safetensors`` file (the format made for weights from untrusted sources), or
+    ``torch.load(path, weights_only=True)``: a pickle with code or objects in it is refused, never run."""
     path = Path(path)
     if not path.is_file():
         raise UnsupportedModelError(f"{path}: file not found")
+    if _is_safetensors(path):
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(path, device="cpu")
+        except (SafetensorError, OSError, ValueError) as error:
+            raise UnsupportedModelError(f"{path}: not a readable safetensors file ({_first_line(error)})") from None
     try:
         with warnings.catch_warnings():  # torch warns about a foreign pickle protocol before refusing it
             warnings.simplefilter("ignore")
             return torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UnsupportedModelError(f"{path}: not a weights-only state_dict ({first[:200]})") from None
+        pickled = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
+        if pickled:
+            raise UnsupportedModelError(
+                f"{path}: holds a pickled {pickled.group(1)} object, not a state_dict; auditkit never unpickles "
+                "objects (loading one can run code): save the weights with torch.save(model.state_dict(), "
+                "'model.pt') or safetensors.torch.save_file(model.state_dict(), 'model.safetensors') and audit "
+                "that file"
+            ) from None
+        raise UnsupportedModelError(f"{path}: not a weights-only state_dict ({_first_line(error)})") from None
+
+
+def _is_safetensors(path: Path) -> bool:
+    """By name, or by content: an 8-byte little-endian header length, then the JSON header's '{'."""
+    if path.suffix == ".safetensors":
+        return True
+    with path.open("rb") as handle:
+        head = handle.read(9)
+    return len(head) == 9 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") < path.stat().st_size
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
 
 
 def class_labels(labels: Iterable, outputs: int = 1) -> tuple[np.ndarray, str]:
@@ -116,21 +146,27 @@ def audit_data(
     train_y,
     *,
     nonmembers=None,
+    test: tuple | None = None,
     mean: np.ndarray | None = None,
     image_shape: tuple[int, ...] | None = None,
     name: str = "data",
     outputs: int = 1,
+    inputs: int | None = None,
 ) -> AuditData:
-    """AuditData from arrays or tensors, for a model with ``outputs`` outputs (labels: :func:`class_labels`).
+    """AuditData from arrays or tensors, for a model with ``outputs`` outputs (labels: :func:`class_labels`);
+    ``test``: held-out (inputs, labels), prepared like the training inputs, for the test accuracy.
     ``mean``: what was subtracted from [0, 1] pixels before training (centred inputs); without it the
     inputs must be pixels in [0, 1], which is checked and stated."""
     x = _rows(train_x, "train inputs")
+    if inputs is not None and x.shape[1] != inputs:
+        raise DataError(f"train inputs (train_x): {x.shape[1]} features per sample but the model takes {inputs} inputs")
     y, labels_note = class_labels(train_y, outputs)
     if len(y) != len(x):
         raise DataError(f"train inputs: {len(x)} rows but {len(y)} labels")
     pool = _rows(nonmembers, "non-members") if nonmembers is not None else np.zeros((0, x.shape[1]))
     if pool.shape[1] != x.shape[1]:
         raise DataError(f"non-members: {pool.shape[1]} features, the training inputs have {x.shape[1]}")
+    test_x, test_y = _held_out(test, x.shape[1], labels_note, outputs)
     if mean is None:
         if x.min() < 0 or x.max() > 1:
             raise DataError(
@@ -142,7 +178,9 @@ def audit_data(
         mean = np.asarray(mean, dtype=np.float64).reshape(-1)
         if mean.shape != (x.shape[1],) or not np.isfinite(mean).all():
             raise DataError(f"mean: expected {x.shape[1]} finite values, got shape {mean.shape}")
-        input_note = "inputs are pixels in [0, 1] minus the given mean"
+        for rows, what in ((x, "train inputs (train_x)"), (pool, "non-members (nonmember_x)"), (test_x, "test_x")):
+            _check_centred(rows, mean, what)
+        input_note = "inputs are pixels in [0, 1] minus the given mean (checked: inputs + mean lie in [0, 1])"
     shape = tuple(image_shape) if image_shape is not None else _square(x.shape[1])
     if int(np.prod(shape)) != x.shape[1] or len(shape) not in (2, 3):
         raise DataError(f"image_shape: {shape} is not (H, W) or (C, H, W) for {x.shape[1]} features; give it")
@@ -150,8 +188,8 @@ def audit_data(
         name=name,
         train_x=x,
         train_y=y,
-        test_x=np.zeros((0, x.shape[1])),
-        test_y=np.zeros(0),
+        test_x=test_x,
+        test_y=test_y,
         pool_x=pool,
         pool_y=np.zeros(len(pool)),
         mean=mean,
@@ -161,9 +199,11 @@ def audit_data(
     )
 
 
-def load_audit_data(path: str | Path, outputs: int = 1) -> AuditData:
-    """An .npz (``allow_pickle=False``) with ``train_x``, ``train_y`` and optionally ``nonmember_x``,
-    ``mean``, ``image_shape``, for a model with ``outputs`` outputs."""
+def load_audit_data(path: str | Path, outputs: int = 1, inputs: int | None = None) -> AuditData:
+    """An .npz (``allow_pickle=False``) with ``train_x`` (the model's inputs), ``train_y`` and optionally
+    ``nonmember_x``, ``test_x`` with ``test_y`` (held-out labelled data: the test accuracy), ``mean`` (what
+    was subtracted from [0, 1] pixels to make ``train_x``: checked) and ``image_shape``, for a model with
+    ``outputs`` outputs and ``inputs`` inputs."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
@@ -175,7 +215,7 @@ def load_audit_data(path: str | Path, outputs: int = 1) -> AuditData:
     missing = [key for key in ("train_x", "train_y") if key not in arrays]
     if missing:
         raise DataError(f"{path}: missing array(s) {', '.join(missing)} (found: {', '.join(arrays) or 'none'})")
-    unknown = set(arrays) - {"train_x", "train_y", "nonmember_x", "mean", "image_shape"}
+    unknown = set(arrays) - {"train_x", "train_y", "nonmember_x", "test_x", "test_y", "mean", "image_shape"}
     if unknown:
         raise DataError(f"{path}: unknown array(s) {', '.join(sorted(unknown))}")
     shape = arrays.get("image_shape")
@@ -183,11 +223,50 @@ def load_audit_data(path: str | Path, outputs: int = 1) -> AuditData:
         arrays["train_x"],
         arrays["train_y"],
         nonmembers=arrays.get("nonmember_x"),
+        test=(arrays["test_x"], arrays["test_y"]) if "test_x" in arrays and "test_y" in arrays else None,
         mean=arrays.get("mean"),
         image_shape=tuple(int(v) for v in shape) if shape is not None else None,
         name=re.sub(r"[^A-Za-z0-9_.-]", "_", path.stem),
         outputs=outputs,
+        inputs=inputs,
     )
+
+
+def _held_out(test: tuple | None, features: int, labels_note: str, outputs: int) -> tuple[np.ndarray, np.ndarray]:
+    """Held-out (inputs, labels) as arrays, labels mapped as the training labels were (checked to agree)."""
+    if test is None:
+        return np.zeros((0, features)), np.zeros(0)
+    test_x = _rows(test[0], "test inputs (test_x)")
+    test_y, note = class_labels(test[1], outputs)
+    if test_x.shape[1] != features or len(test_y) != len(test_x):
+        raise DataError(
+            f"test_x: {test_x.shape} with {len(test_y)} labels; the training inputs have {features} features"
+        )
+    if note != labels_note:
+        raise DataError(f"test_y: its labels map as '{note}', the training labels as '{labels_note}'")
+    return test_x, test_y
+
+
+PIXEL_TOLERANCE = 1e-4  # float32 inputs round-tripped through a subtraction
+
+
+def _check_centred(rows: np.ndarray, mean: np.ndarray, what: str) -> None:
+    """Inputs given with a mean are the model's inputs, pixels minus the mean: inputs + mean must be pixels
+    in [0, 1]. Raw pixels sent beside the mean (or a mean that does not belong to them) fail here."""
+    if not len(rows):
+        return
+    pixels = rows + mean
+    low, high = float(pixels.min()), float(pixels.max())
+    if low >= -PIXEL_TOLERANCE and high <= 1 + PIXEL_TOLERANCE:
+        return
+    raw = rows.min() >= 0 and rows.max() <= 1
+    hint = (
+        "they look like raw [0, 1] pixels: send the model's inputs (pixels minus mean, i.e. train_x - mean) "
+        "with the mean, or raw pixels without a mean"
+        if raw
+        else "the mean does not belong to these inputs (the mean that was subtracted from [0, 1] pixels is needed)"
+    )
+    raise DataError(f"{what} + mean lie in [{low:.3g}, {high:.3g}], not [0, 1]: {hint}")
 
 
 def _rows(values, what: str) -> np.ndarray:

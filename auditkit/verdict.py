@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from auditkit.bounds import VACUOUS_CEILING
+from auditkit.convergence import Convergence
 from auditkit.membership import MembershipTest
 
 CONCLUSIVE_RESIDUAL = 0.3
@@ -39,10 +40,16 @@ def premise_verdict(
     dp_epsilon: float | None = None,
     centred: bool = True,
     dp_ceiling: float | None = None,
+    convergence: Convergence | None = None,
+    recognisable: int | None = None,
 ) -> Verdict:
-    """Judge the premise (KKT residual, zero training error, centred inputs) and say what the counts mean.
+    """Judge both premises, the victim's (KKT residual, zero training error, centred inputs) and the
+    attack's (it converged), and say what the counts mean.
 
     dp_ceiling: the DP reconstruction ceiling on the fraction identified, when the model was trained with DP.
+    convergence: how far the attack got; None when only the victim is judged (e.g. before an attack runs).
+    recognisable: how many identified samples' matches resemble them more than the mean image does (SSIM);
+    when under a quarter of the identified, the candidates single samples out without being recognisable.
     """
     reasons = []
     if math.isnan(kkt_residual) or kkt_residual > WEAK_RESIDUAL:
@@ -63,11 +70,23 @@ def premise_verdict(
     if not train_accuracy == 1.0:
         reasons.append(f"the model does not fit its training set (accuracy {train_accuracy:.3f}; the premise needs 1)")
     far = any("far from" in r or "does not fit" in r for r in reasons)
+    if convergence is not None and convergence.level != "converged":
+        reasons.append(convergence.reason())
+        far = far or convergence.level == "not_converged"
     level: Level = "inconclusive" if far else "weak" if reasons else "conclusive"
     identified = f"{test.members_identified} of {test.members} training samples"
     chance = f"{test.nonmembers_identified} of {test.nonmembers} non-members"
     implied = f" (privacy loss at least epsilon = {test.epsilon_lower:.2g} at 95 %)" if test.epsilon_lower > 0 else ""
-    if test.significant:
+    faint = recognisable is not None and 4 * recognisable < test.members_identified
+    if test.significant and faint:
+        finding = (
+            f"The candidates single out {identified}, against {chance} (p = {test.p_value:.2g}), but they are not "
+            f"recognisable reconstructions ({recognisable} resemble their sample more than the mean image does, by "
+            f"SSIM): the weights reveal which samples were trained on{implied}, not yet what they look like."
+        )
+        if reasons:
+            finding += f" The count is a lower bound: {'; '.join(reasons)}."
+    elif test.significant:
         finding = (
             f"{identified} were reconstructed and identified, against {chance} (p = {test.p_value:.2g}): the "
             f"weights leak these samples{implied}."

@@ -62,7 +62,8 @@ def test_public_starts_on_a_model_trained_on_other_data_identify_at_most_one(sma
     claimed = np.random.default_rng(1).choice(others, 50, replace=False)
     pool = np.setdiff1d(others, claimed)[::8][:500]
     auditor = Auditor(KKTAttack(steps=3000, restarts=1, search="off", init="public"), device="cpu", dtype="float64")
-    result = auditor.audit(model, train=(images[claimed], digits[claimed] % 2), mean=data.mean, nonmembers=images[pool])
+    centred = {"train": (images[claimed] - data.mean, digits[claimed] % 2), "nonmembers": images[pool] - data.mean}
+    result = auditor.audit(model, mean=data.mean, **centred)
     assert result.summary().identified <= 1, result.summary()
 
 

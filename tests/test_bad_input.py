@@ -661,7 +661,10 @@ AUDIT_DATA = {
     "not pixels": (lambda d: _npz(d / "t.npz", train_x=_X - 0.5, train_y=_Y), "not pixels in [0, 1]: give the mean"),
     "bad mean": (lambda d: _npz(d / "t.npz", train_x=_X, train_y=_Y, mean=np.zeros(3)), "mean: expected 16"),
     "bad shape": (lambda d: _npz(d / "t.npz", train_x=_X, train_y=_Y, image_shape=[3, 3]), "image_shape: (3, 3)"),
-    "not an image": (lambda d: _npz(d / "t.npz", train_x=_X[:, :15], train_y=_Y), "image_shape: (15,)"),
+    "not the model's width": (
+        lambda d: _npz(d / "t.npz", train_x=_X[:, :15], train_y=_Y),
+        "15 features per sample but the model takes 16",
+    ),
     "non-members": (
         lambda d: _npz(d / "t.npz", train_x=_X, train_y=_Y, nonmember_x=_X[:, :9]),
         "non-members: 9 features, the training inputs have 16",

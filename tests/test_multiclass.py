@@ -65,8 +65,7 @@ def test_python_api_takes_class_labels_of_a_multiclass_model(three_digits):
     model, data = three_digits
     digits = np.array(CLASSES)[data.train_y.astype(int)]  # the user's labels: the digits themselves
     auditor = Auditor(KKTAttack(steps=20, restarts=1, search="off"), device="cpu", dtype="float64")
-    pixels = data.train_x + data.mean
-    result = auditor.audit(model, train=(pixels, digits), mean=data.mean, nonmembers=data.pool_x[:50] + data.mean)
+    result = auditor.audit(model, train=(data.train_x, digits), mean=data.mean, nonmembers=data.pool_x[:50])
     assert "0 -> 0, 1 -> 1, 7 -> 2" in " ".join(result.data_notes)
     assert result.train_accuracy == 1.0 and result.summary().nonmembers == 50
 

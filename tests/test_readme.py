@@ -3,6 +3,7 @@
 import re
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from auditkit.cli import main
@@ -39,3 +40,20 @@ def test_the_readme_python_example_runs_and_its_result_renders(tmp_path, monkeyp
     assert namespace["summary"].finding.split(".")[0] in page
     assert (tmp_path / "runs" / "mine" / "reconstructions.png").is_file()
     assert not (tmp_path / "runs" / "mine" / "victim").exists()
+
+
+def pytest_example() -> str:
+    section = README.read_text().split("### Checks in pytest", 1)[1]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+@pytest.mark.slow
+def test_the_readme_pytest_example_runs_with_its_helper_signature(small_victim):
+    """The example as written, on the 20-digit victim (its full attack at one restart: 20 of 20 measured)."""
+    model, data = small_victim
+    code = pytest_example().replace("KKTAttack(steps=3000)", "KKTAttack(steps=3000, restarts=1)")
+    namespace = {"model": model, "x": data.train_x, "y": data.train_y, "x_heldout": data.pool_x[:300],
+                 "pixel_mean": data.mean}  # fmt: skip
+    exec(compile(code, str(README), "exec"), namespace)  # noqa: S102 (our own README)
+    assert namespace["result"].summary().identified >= 8
+    assert namespace["short"].summary().verdict == "inconclusive"

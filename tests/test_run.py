@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import html
 import json
 import re
@@ -207,7 +208,10 @@ def test_defense_curves_are_drawn_and_said_in_words(tmp_path):
 
 def _start(scenario: Path, out: Path, *extra: str) -> subprocess.Popen:
     command = [sys.executable, "-m", "auditkit", "run", str(scenario), "--out", str(out), "--quiet", *extra]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a child inherits an ignored SIGINT (an earlier test's library may have set it): give it the default back,
+    # so Python installs its Ctrl-C handler as in a shell
+    restore = functools.partial(signal.signal, signal.SIGINT, signal.SIG_DFL)
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=restore)
 
 
 def _when_first_victim_done(process: subprocess.Popen, out: Path) -> None:

@@ -12,7 +12,7 @@ from torch import nn
 from auditkit import Auditor, KKTAttack, RunResult
 from auditkit.cli import main
 from auditkit.data import DataError
-from auditkit.user_model import class_labels, mlp_from_state_dict
+from auditkit.user_model import audit_data, class_labels, mlp_from_state_dict
 
 
 def _user_script(mnist, members: np.ndarray, tmp_path, name: str):
@@ -136,3 +136,67 @@ def test_state_dict_layouts(small_victim):
     named = nn.Module()
     named.fc1, named.fc2 = nn.Linear(4, 3), nn.Linear(3, 1, bias=False)
     assert [type(m).__name__ for m in mlp_from_state_dict(named.state_dict())] == ["Linear", "ReLU", "Linear"]
+
+
+def _saved_model(tmp_path, mnist) -> tuple[nn.Sequential, np.ndarray]:
+    """A small centred MLP saved as a state_dict, with its training data in an .npz (the README's contract)."""
+    images, digits = mnist
+    members = _members(mnist, 0)
+    x, mean = images[members], images[members].mean(0)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(784, 16), nn.ReLU(), nn.Linear(16, 1)).double()
+    torch.save(model.state_dict(), tmp_path / "model.pt")
+    np.savez(tmp_path / "train.npz", train_x=x - mean, train_y=digits[members] % 2, mean=mean,
+             nonmember_x=images[:40] - mean)  # fmt: skip
+    return model, mean
+
+
+def _audit_cli(tmp_path, model: str, out: str, *extra: str):
+    arguments = ["audit", str(tmp_path / model), "--data", str(tmp_path / "train.npz"), "--out", str(tmp_path / out)]
+    return CliRunner().invoke(main, [*arguments, "--device", "cpu", "--quiet", "--steps", "20", *extra])
+
+
+def test_a_safetensors_file_audits_like_its_pt_twin(mnist, tmp_path):
+    from safetensors.torch import save_file
+
+    model, _ = _saved_model(tmp_path, mnist)
+    save_file(model.state_dict(), tmp_path / "model.safetensors")
+    (tmp_path / "weights.bin").write_bytes((tmp_path / "model.safetensors").read_bytes())  # found by content too
+    runs = {name: _audit_cli(tmp_path, name, f"out-{name}", "--set", "attack.restarts=1") for name in
+            ("model.pt", "model.safetensors", "weights.bin")}  # fmt: skip
+    for name, result in runs.items():
+        assert result.exit_code == 0, (name, result.output)
+    pt = (tmp_path / "out-model.pt" / "model" / "per_sample.csv").read_text()
+    assert (tmp_path / "out-model.safetensors" / "model" / "per_sample.csv").read_text() == pt
+    assert (tmp_path / "out-weights.bin" / "weights" / "per_sample.csv").read_text() == pt
+    summary = RunResult.load(tmp_path / "out-model.pt").summary()[0]
+    assert summary.verdict == "inconclusive"  # an untrained model and a 20-step attack vouch for nothing
+
+
+def test_a_pickled_model_and_foreign_settings_get_one_full_line(mnist, tmp_path):
+    model, _ = _saved_model(tmp_path, mnist)
+    torch.save(model, tmp_path / "whole.pt")
+    whole = _audit_cli(tmp_path, "whole.pt", "out")
+    assert whole.exit_code == 2
+    assert "holds a pickled torch.nn.modules.container.Sequential object, not a state_dict" in whole.output
+    assert "torch.save(model.state_dict(), 'model.pt')" in whole.output and "Traceback" not in whole.output
+    foreign = _audit_cli(tmp_path, "model.pt", "out2", "--set", "victim.hidden=[3]")
+    assert foreign.exit_code == 2 and "auditkit audit takes attack settings only" in foreign.output
+    bad = _audit_cli(tmp_path, "model.pt", "out3", "--set", "attack.restarts=0")
+    assert bad.exit_code == 2 and "attack.restarts" in bad.output
+
+
+def test_raw_pixels_sent_with_their_mean_are_refused_naming_the_keys(mnist, tmp_path):
+    images, digits = mnist
+    members = _members(mnist, 0)
+    x, mean = images[members], images[members].mean(0)
+    with pytest.raises(DataError, match=r"train inputs \(train_x\) \+ mean lie in .*look like raw \[0, 1\] pixels"):
+        audit_data(x, digits[members] % 2, mean=mean)
+    with pytest.raises(DataError, match=r"non-members \(nonmember_x\) \+ mean"):
+        audit_data(x - mean, digits[members] % 2, mean=mean, nonmembers=images[:10])
+    with pytest.raises(DataError, match="the mean does not belong to these inputs"):
+        audit_data(x - mean, digits[members] % 2, mean=mean + 0.5)
+    data = audit_data(x - mean, digits[members] % 2, mean=mean)
+    assert "checked: inputs + mean lie in [0, 1]" in data.notes[1]
+    with pytest.raises(DataError, match="784 features per sample but the model takes 100 inputs"):
+        audit_data(x - mean, digits[members] % 2, mean=mean, inputs=100)

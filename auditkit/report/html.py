@@ -14,6 +14,8 @@ import math
 import jinja2
 import pandas as pd
 
+from auditkit.metrics import minmax
+from auditkit.report.plots import thumbnail
 from auditkit.report.tables import privacy_sentences
 from auditkit.results import AttackFacts, AuditResult, RunResult
 
@@ -26,9 +28,14 @@ GLOSSARY = {
     "p": "one-sided Fisher exact test: are members identified more often than non-members? Small = the model leaks",
     "epsilon lower bound": "the privacy loss the member and non-member counts imply at 95 % confidence "
     "(Clopper-Pearson intervals; one-run auditing): a DP guarantee with a smaller epsilon would be contradicted",
-    "verdict": "the premise check. conclusive: the model sits near a KKT point (residual <= 0.3) and fits its "
-    "training set, so a low count means little leakage; weak: residual 0.3-0.7 or uncentred inputs, counts "
-    "under-state the leakage; inconclusive: residual > 0.7 or training errors, a low count says nothing",
+    "verdict": "the premise check, of the model and of the attack. conclusive: the model sits near a KKT point "
+    "(residual <= 0.3), fits its training set, and the attack converged (its residual no larger than the model's), "
+    "so a low count means little leakage; weak: residual 0.3-0.7, uncentred inputs or an attack not fully "
+    "converged, counts under-state the leakage; inconclusive: residual > 0.7, training errors or an attack far from "
+    "converged, a low count says nothing",
+    "attack residual": "the KKT residual the attack's best restart's candidates leave (multipliers refitted, exact "
+    "ReLU), beside the victim's at its true training set: the attack converged when it is no larger and its loss "
+    "no longer falls fast; otherwise a low count is not evidence of safety",
     "KKT residual": "how far the weights are from a KKT point of the max-margin problem (0 = at one, 1 = none of "
     "the weights explained by the training samples' gradients): the attack's premise",
     "SSIM": "structural similarity of a reconstruction and its training image (3x3 window, the paper's protocol); "
@@ -39,6 +46,7 @@ GLOSSARY = {
     "multipliers live and reconstructions succeed",
     "restart": "one independent run of the attack's optimisation; their candidates are pooled",
 }
+LEAKED_SHOWN = 12  # identified samples listed with thumbnails on the first screen
 VERDICT_COLOURS = {"conclusive": "#1e7d32", "weak": "#b26a00", "inconclusive": "#b71c1c"}
 
 
@@ -84,6 +92,24 @@ def _restarts(attack: AttackFacts) -> str:
     return _table(rows)
 
 
+def _leaked(result: AuditResult) -> list[dict]:
+    """The identified samples, best match first (at most LEAKED_SHOWN): the user's index, the training image
+    and its reconstruction as thumbnails, SSIM and normalised margin."""
+    frame = result.frame
+    found = frame.loc[frame["identified"]].sort_values("ssim", ascending=False).head(LEAKED_SHOWN)
+    index = found["source_index"] if "source_index" in found else found["sample"]
+    return [
+        {
+            "index": int(source),
+            "train": _data_uri(thumbnail(result.train_images[int(row["sample"])])),
+            "reconstruction": _data_uri(thumbnail(minmax(result.candidates[int(row["candidate"])][None])[0])),
+            "ssim": _number(float(row["ssim"]), 2),
+            "margin": _number(float(row["normalized_margin"]), 3),
+        }
+        for source, (_, row) in zip(index, found.iterrows())
+    ]
+
+
 def _victim(result: AuditResult, figures: dict[str, bytes]) -> dict:
     summary = result.summary()
     training = result.victim.training if result.victim else None
@@ -104,6 +130,10 @@ def _victim(result: AuditResult, figures: dict[str, bytes]) -> dict:
         "p_value": _cell(summary.p_value, "no non-members to test against", 2),
         "epsilon_lower": _cell(summary.epsilon_lower, "no non-members to test against", 2),
         "residual": _cell(summary.victim_kkt_residual, "could not be computed"),
+        "attack_residual": _cell(
+            summary.attack_kkt_residual, "no candidates, or a result saved before it was measured"
+        ),
+        "leaked": _leaked(result),
         "grid": _data_uri(figures.get(result.name)),
         "loss": _data_uri(figures.get(f"{result.name}/loss")),
         "bounds": bounds,
@@ -113,7 +143,7 @@ def _victim(result: AuditResult, figures: dict[str, bytes]) -> dict:
         "per_class": _table(per_class),
         "classes": len(per_class),
         "notes": result.data_notes,
-        "recipe": json.dumps(training.recipe if training else {}, default=str),
+        "recipe": json.dumps(training.recipe, default=str) if training and training.recipe else "",
     }
 
 

@@ -27,6 +27,13 @@ def _displayable(image: np.ndarray) -> np.ndarray:
     return np.transpose(image, (1, 2, 0)) if image.ndim == 3 else image
 
 
+def thumbnail(image: np.ndarray) -> bytes:
+    """One image in [0, 1] ((H, W) grey or (C, H, W) colour) as a small PNG at its own resolution."""
+    buffer = io.BytesIO()
+    plt.imsave(buffer, np.clip(_displayable(image), 0, 1), cmap="gray", vmin=0, vmax=1, format="png")
+    return buffer.getvalue()
+
+
 def reconstruction_grid(result: AuditResult, count: int = 24) -> bytes:
     """Best reconstructions (identified first, then by SSIM) under their training images."""
     frame = result.frame

@@ -29,6 +29,8 @@ COMPARISON_COLUMNS = [
     "median_ssim",
     "median_ssim_same_class",
     "victim_kkt_residual",
+    "attack_kkt_residual",
+    "attack_convergence",
     "attack_relative_residual",
 ]
 
@@ -69,7 +71,8 @@ def headline(result: AuditResult) -> str:
         f"    identified {summary.identified}/{summary.n} ({100 * summary.identified_fraction:.0f}%), non-members "
         f"{summary.nonmembers_identified}/{summary.nonmembers}; SSIM > {summary.ssim_threshold}: "
         f"{summary.ssim_above_threshold} (mean-image baseline {summary.baseline_ssim_above_threshold}); "
-        f"test accuracy {tested}"
+        f"test accuracy {tested}; attack residual {summary.attack_kkt_residual:.2f} (victim "
+        f"{summary.victim_kkt_residual:.2f}: {summary.attack_convergence.replace('_', ' ')})"
     )
 
 

@@ -1,0 +1,131 @@
+"""A model read by what it computes: torch.fx traces ``forward`` into the chain of Linear layers and ReLUs.
+
+However the network is written (an ``nn.Sequential``, nested ones, a class whose ``forward`` calls
+``F.relu`` or ``torch.relu``), what the KKT attack needs is the order in which ``forward`` applies its
+Linear layers and ReLUs. Shape-only steps (``Flatten``, ``view``, ``reshape``), ``Dropout`` (the identity
+at evaluation: the audit reads weights, not a training step) and ``Identity`` are skipped; anything else
+is named in one line.
+"""
+
+from __future__ import annotations
+
+import operator
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from auditkit.errors import AuditkitError
+
+SKIPPED_MODULES = (nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout)
+RELU_FUNCTIONS = (F.relu, torch.relu, torch.relu_, F.relu_)
+SKIPPED_FUNCTIONS = (torch.flatten, F.dropout, torch.reshape)
+SKIPPED_METHODS = ("view", "reshape", "flatten", "contiguous", "float", "double", "to")
+SHAPE_METHODS = ("size", "dim")  # read the shape, compute nothing on the values
+
+
+class ModelGraphError(AuditkitError, ValueError):
+    """The model computes something other than a chain of Linear layers and ReLUs."""
+
+
+def linear_chain(model: nn.Module) -> list[nn.Linear]:
+    """The Linear layers ``model.forward`` applies, in that order, checked to alternate with ReLUs
+    (``Linear, ReLU, ..., Linear``).
+
+    Args:
+        model: an unwrapped network (no Opacus or DataParallel wrapper).
+
+    Returns:
+        The Linear modules, first applied first.
+
+    Raises:
+        ModelGraphError: naming the layer or operation that is not supported, or why tracing failed.
+    """
+    if isinstance(model, nn.Linear):
+        return [model]
+    try:
+        graph = fx.symbolic_trace(model).graph
+    except Exception as error:  # fx raises many kinds (TraceError, TypeError, NotImplementedError, ...)
+        reason = f"{type(error).__name__}: {str(error).splitlines()[0][:160] if str(error) else ''}"
+        raise ModelGraphError(
+            f"the model could not be traced with torch.fx ({reason}); "
+            "auditkit reads a model by tracing its forward: write it without data-dependent control flow, or "
+            "pass an nn.Sequential of Linear and ReLU"
+        ) from None
+    modules = dict(model.named_modules())
+    steps: list[nn.Linear | str] = []
+    current: fx.Node | None = None
+    shape_nodes: set[fx.Node] = set()
+    for node in graph.nodes:
+        if node.op == "placeholder":
+            current = current or node
+            continue
+        if node.op == "get_attr":
+            raise ModelGraphError(f"the model's forward reads the tensor {node.target!r} directly: not supported")
+        if node.op == "output":
+            if node.args[0] is not current:
+                raise ModelGraphError("the model's forward does not return the output of its last layer alone")
+            break
+        kind = _kind(node, modules)
+        if kind == "shape":
+            shape_nodes.add(node)
+            continue
+        tensors = [arg for arg in node.all_input_nodes if arg not in shape_nodes]
+        if tensors != [current]:
+            raise ModelGraphError(f"{_describe(node, modules)} does not take the previous layer's output alone")
+        current = node
+        if kind == "linear":
+            steps.append(modules[node.target])
+        elif kind == "relu" and steps and steps[-1] != "relu":
+            steps.append("relu")
+    return _checked(steps)
+
+
+def _kind(node: fx.Node, modules: dict[str, nn.Module]) -> str:
+    """linear, relu, skip (shape-only or the identity) or shape (reads the shape); otherwise refused."""
+    if node.op == "call_module":
+        module = modules[node.target]
+        if isinstance(module, nn.Linear):
+            return "linear"
+        if isinstance(module, nn.ReLU):
+            return "relu"
+        if isinstance(module, SKIPPED_MODULES):
+            return "skip"
+    elif node.op == "call_function":
+        if node.target in RELU_FUNCTIONS:
+            return "relu"
+        if node.target in SKIPPED_FUNCTIONS:
+            return "skip"
+        if node.target is operator.getitem and all(arg.op == "call_method" for arg in node.all_input_nodes):
+            return "shape"  # x.size()[0]
+    elif node.op == "call_method":
+        if node.target in ("relu", "relu_"):
+            return "relu"
+        if node.target in SKIPPED_METHODS:
+            return "skip"
+        if node.target in SHAPE_METHODS:
+            return "shape"
+    raise ModelGraphError(
+        f"{_describe(node, modules)} is not supported: the KKT attack audits ReLU MLPs (Linear and ReLU, with "
+        "Flatten, Dropout, Identity, view/reshape between them)"
+    )
+
+
+def _describe(node: fx.Node, modules: dict[str, nn.Module]) -> str:
+    if node.op == "call_module":
+        return f"layer {node.target!r} ({type(modules[node.target]).__name__})"
+    name = getattr(node.target, "__name__", str(node.target))
+    return f"operation {name!r} ({'method' if node.op == 'call_method' else 'function'})"
+
+
+def _checked(steps: list[nn.Linear | str]) -> list[nn.Linear]:
+    """Linear, ReLU, ..., Linear: no two Linear layers in a row, no ReLU at either end, no layer twice."""
+    names = ["ReLU" if step == "relu" else "Linear" for step in steps]
+    expected = ["Linear" if index % 2 == 0 else "ReLU" for index in range(len(steps))]
+    if not steps or names != expected or names[-1] != "Linear":
+        applied = ", ".join(names) or "nothing"
+        raise ModelGraphError(f"the KKT attack needs Linear, ReLU, ..., Linear; the model's forward applies {applied}")
+    linears = [step for step in steps if step != "relu"]
+    if len({id(layer) for layer in linears}) != len(linears):
+        raise ModelGraphError("the model's forward applies one Linear layer twice (shared weights): not supported")
+    return linears
