@@ -7,7 +7,7 @@ candidates (clamped to the valid range, multipliers refitted, exact ReLU), set a
 residual at its true training set; beside it, how much of its loss that restart still lost over the last
 fifth of its steps. (The two readings agree on binary victims; on multiclass ones the refit rises while
 the attack's own residual falls, so the lower one is read.) The thresholds come from the recorded steps ladders
-(``python benchmarks/convergence.py``; ``benchmarks/results/convergence.md``).
+(``python benchmarks/convergence.py``; ``benchmarks/results/convergence_*.md``).
 """
 
 from __future__ import annotations

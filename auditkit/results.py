@@ -171,7 +171,7 @@ class LeakageSummary:
     top10_mean_ssim: float
     identified_median_normalized_margin: float
     victim_kkt_residual: float
-    attack_kkt_residual: float  # the KKT residual the attack's best restart's candidates leave (refitted)
+    attack_kkt_residual: float  # the best restart's stationarity residual: its own or refitted, the lower
     attack_convergence: str  # converged, unsettled or not_converged (see :mod:`auditkit.convergence`)
     attack_relative_residual: float
     train_accuracy: float  # from the margins: the premise needs 1
