@@ -1,3 +1,5 @@
+"""python -m auditkit: the command line (see auditkit.cli)."""
+
 from auditkit.cli import main
 
 main()

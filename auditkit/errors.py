@@ -19,6 +19,18 @@ class ConfigError(AuditkitError, ValueError):
     """A setting is out of its allowed range or of the wrong type; the message names the field."""
 
 
+class ScenarioError(ConfigError):
+    """A scenario file is invalid; the message names the file or field and what is allowed."""
+
+
+class DataError(AuditkitError, ValueError):
+    """Data that cannot be audited (missing file, wrong shape, labels the model cannot take); the message says which."""
+
+
+class UnsupportedModelError(AuditkitError, ValueError):
+    """A model the attack cannot run on (an unsupported layer, a shape that does not match the data)."""
+
+
 def first_error(error: ValidationError, prefix: str = "") -> str:
     """One line for a pydantic error: ``field.path: what is wrong`` (and how many more problems)."""
     lines = []
@@ -28,6 +40,7 @@ def first_error(error: ValidationError, prefix: str = "") -> str:
         if item["type"] == "extra_forbidden":
             message = "unknown field"
         whole_model_check = item["type"] == "value_error" and not item["loc"] and not prefix
-        lines.append(message if whole_model_check else f"{location}: {message}")  # such a message names its fields
+        named = message.startswith((f"{location}.", f"{location}:"))  # a nested check already named the field
+        lines.append(message if whole_model_check or named else f"{location}: {message}")
     extra = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
     return lines[0] + extra

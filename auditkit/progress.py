@@ -22,6 +22,7 @@ class Progress:
         self.bars = enabled and (bars if bars is not None else isatty())
 
     def note(self, message: str) -> None:
+        """Print one line (unless quiet), above any progress bar."""
         if self.enabled:
             tqdm.write(message, file=self.stream)
 

@@ -15,17 +15,17 @@ from __future__ import annotations
 
 from torch import nn
 
-from auditkit.attack import ReconstructionAttack
-from auditkit.auditor import Auditor
+from auditkit.attacks.base import Attack
+from auditkit.auditing.auditor import Auditor
 from auditkit.environment import DEFAULT_DTYPE
-from auditkit.results import AuditResult
+from auditkit.results.audit import AuditResult
 
 
 def audit(
     model: nn.Module,
     data=None,
     *,
-    attack: ReconstructionAttack | None = None,
+    attack: Attack | None = None,
     device: str = "auto",
     dtype: str = DEFAULT_DTYPE,
     seed: int = 0,
@@ -48,7 +48,7 @@ def audit(
 
 
 def assert_leaks(
-    subject: AuditResult | nn.Module, data=None, attack: ReconstructionAttack | None = None, *, at_least: int, **options
+    subject: AuditResult | nn.Module, data=None, attack: Attack | None = None, *, at_least: int, **options
 ) -> AuditResult:
     """Fail unless at least ``at_least`` training samples are identified from the weights.
 
@@ -75,7 +75,7 @@ def assert_leaks(
 def assert_leaks_at_most(
     subject: AuditResult | nn.Module,
     data=None,
-    attack: ReconstructionAttack | None = None,
+    attack: Attack | None = None,
     *,
     at_most: int,
     allow_inconclusive: bool = False,
@@ -104,7 +104,7 @@ def assert_leaks_at_most(
     return result
 
 
-def _result(subject: AuditResult | nn.Module, data, attack: ReconstructionAttack | None, options: dict) -> AuditResult:
+def _result(subject: AuditResult | nn.Module, data, attack: Attack | None, options: dict) -> AuditResult:
     if isinstance(subject, AuditResult):
         if data is not None or attack is not None or options:
             raise TypeError("an AuditResult is already audited: give it alone, or give the model to audit")

@@ -5,7 +5,7 @@
 Attacks each seed's victim of the scenario with the scenario's attack cut to each step count and records
 what was identified beside the attack's KKT residual (its best restart's candidates, multipliers refitted)
 against the victim's, its late loss fall, and the verdict with and without the attack's convergence judged
-(the thresholds in auditkit/convergence.py come from these tables). ``--runs DIR`` keeps each audit there
+(the thresholds in auditkit/attacks/kkt/convergence.py come from these tables). ``--runs DIR`` keeps each audit there
 and reuses it, so the table can be re-scored after a threshold changes without attacking again.
 Writes benchmarks/results/convergence_<scenario>.{json,md}.
 """
@@ -13,6 +13,7 @@ Writes benchmarks/results/convergence_<scenario>.{json,md}.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
 from pathlib import Path
 
@@ -20,12 +21,12 @@ import record
 from victim import scenario_victim
 
 from auditkit import Auditor
-from auditkit.convergence import measure
-from auditkit.kernel import extract_layers
-from auditkit.kkt import KKTAttack
-from auditkit.results import AuditResult
-from auditkit.scenario import parse_settings
-from auditkit.verdict import premise_verdict
+from auditkit.attacks.kkt.attack import KKTAttack
+from auditkit.attacks.kkt.convergence import measure
+from auditkit.attacks.kkt.kernel import extract_layers
+from auditkit.config.overrides import parse_settings
+from auditkit.results.audit import AuditResult
+from auditkit.scoring.verdict import judge
 
 COLUMNS = [
     "seed",
@@ -51,12 +52,13 @@ def audit(scenario_name: str, seed: int, steps: int, runs: Path, settings: dict,
     scenario, data, model, victim = scenario_victim(scenario_name, {**settings, "seed": seed})
     if (folder / "result.json").is_file():  # re-measured with today's convergence check, from what was saved
         result = AuditResult.load(folder)
-        evidence, victim_residual = result.evidence, result.victim_kkt_residual
+        evidence, victim_residual = result.evidence, result.attack.victim_residual
         inputs = result.candidates.reshape(len(result.candidates), -1) - data.mean
         found = inputs, evidence["candidate_labels"], evidence["candidate_restart"]
         history = evidence["loss_history"], evidence["history_steps"]
         own, bounds = result.attack.relative_residual, (data.lower, data.upper)
-        result.convergence = measure(extract_layers(model), found, own, history, bounds, victim_residual, steps)
+        convergence = measure(extract_layers(model), found, own, history, bounds, victim_residual, steps)
+        result.attack = dataclasses.replace(result.attack, convergence=convergence)
         return result
     auditor = Auditor(KKTAttack(scenario.attack, steps=steps), device=scenario.device, dtype=scenario.dtype, seed=seed)
     result = auditor.audit(model, data, name=f"steps{steps}", victim=victim)
@@ -81,10 +83,8 @@ def main() -> None:
         for seed in args.seeds:
             for steps in args.steps:
                 result = audit(args.scenario, seed, steps, runs, settings, tag)
-                summary, convergence, test = result.summary(), result.convergence_facts, result.membership()
-                victim_only = premise_verdict(
-                    result.victim_kkt_residual, result.train_accuracy, test, centred=result.centred
-                )
+                summary, convergence, test = result.summary(), result.attack.convergence, result.membership()
+                victim_only = judge(result.attack.victim_concerns(result.train_accuracy, result.centred), test)
                 found = {
                     "scenario": args.scenario,
                     "seed": seed,
@@ -93,11 +93,11 @@ def main() -> None:
                     "n": summary.n,
                     "nonmembers_identified": summary.nonmembers_identified,
                     "p_value": summary.p_value,
-                    "victim_kkt_residual": summary.victim_kkt_residual,
-                    "attack_kkt_residual": summary.attack_kkt_residual,
+                    "victim_kkt_residual": summary.premise["victim_kkt_residual"],
+                    "attack_kkt_residual": summary.premise["attack_kkt_residual"],
                     "ratio": convergence.ratio,
                     "loss_fall": convergence.loss_fall,
-                    "attack_convergence": summary.attack_convergence,
+                    "attack_convergence": summary.premise["attack_convergence"],
                     "verdict_victim_only": victim_only.level,
                     "verdict": summary.verdict,
                     "attack_seconds": result.attack.seconds,

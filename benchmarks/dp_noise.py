@@ -24,7 +24,7 @@ import torch
 from victim import fresh_victim_cache, scenario_victim
 
 from auditkit import Auditor, KKTAttack
-from auditkit.kernel import extract_layers, kkt_residual, margin_directions, per_sample_gram
+from auditkit.attacks.kkt.kernel import extract_layers, kkt_residual, margin_directions, per_sample_gram
 
 SIGMAS = [0.0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3]
 COLUMNS = ["sigma", "epsilon", "train_accuracy", "test_accuracy", "victim_kkt_residual", "outside_span",
@@ -80,7 +80,7 @@ def main() -> None:
             if args.attack:
                 auditor = Auditor(KKTAttack(scenario.attack), device=device, dtype=scenario.dtype, seed=args.seed)
                 summary = auditor.audit(model, data, victim=victim).summary()
-                found.update({key: getattr(summary, key) for key in ("identified", "nonmembers_identified", "verdict")})
+                found.update({key: summary.metric(key) for key in ("identified", "nonmembers_identified", "verdict")})
             found["seconds"] = time.perf_counter() - start
             records.append(found)
             print(record.row(found, COLUMNS), flush=True)

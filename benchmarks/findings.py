@@ -37,19 +37,13 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from scipy.stats import mannwhitneyu, spearmanr  # noqa: E402
 
-from auditkit import (
-    AttackerKnowledge,
-    KKTAttack,
-    build_mlp,
-    extract_layers,
-    kkt_residual,
-    load_scenario,
-    run_scenario,
-)  # noqa: E402
+from auditkit import AttackerKnowledge, KKTAttack, load_scenario, run_scenario  # noqa: E402
+from auditkit.attacks.kkt.kernel import extract_layers, kkt_residual  # noqa: E402
+from auditkit.config.schema import Scenario  # noqa: E402
 from auditkit.progress import Progress  # noqa: E402
 from auditkit.report.tables import epsilon_of  # noqa: E402
-from auditkit.scenario import Scenario  # noqa: E402
-from auditkit.victims import train_mlp  # noqa: E402
+from auditkit.victims.models import build_mlp  # noqa: E402
+from auditkit.victims.training import train_mlp  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "findings"
 RECIPE_ATTACK = {"preset": "kkt_quick", "steps": 8000, "restarts": 1, "search": "off"}
@@ -91,8 +85,8 @@ def grid_run(
                 "identified": summary.identified,
                 "n": summary.n,
                 "fraction": summary.identified / summary.n,
-                "residual": summary.victim_kkt_residual,
-                "attack_residual": summary.attack_relative_residual,
+                "residual": summary.premise["victim_kkt_residual"],
+                "attack_residual": summary.premise["attack_relative_residual"],
                 "verdict": summary.verdict,
                 "test_accuracy": audit.victim.training.test_accuracy,
                 "epsilon": epsilon_of(audit),
@@ -353,8 +347,8 @@ def dp(work: Path, seeds: list[int]) -> Finding:
                     "n": summary.n,
                     "fraction": summary.identified / summary.n,
                     "ceiling": audit.bounds.identified.bound if audit.bounds else math.nan,
-                    "residual": summary.victim_kkt_residual,
-                    "attack_residual": summary.attack_relative_residual,
+                    "residual": summary.premise["victim_kkt_residual"],
+                    "attack_residual": summary.premise["attack_relative_residual"],
                     "verdict": summary.verdict,
                     "train_accuracy": audit.train_accuracy,
                     "test_accuracy": audit.victim.training.test_accuracy,

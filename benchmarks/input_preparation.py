@@ -16,8 +16,10 @@ import record
 import torch
 
 from auditkit import Auditor, KKTAttack
-from auditkit.data import PARITY, binary_task, load_mnist_images
-from auditkit.victims import build_mlp, train_mlp
+from auditkit.data.mnist import load_mnist_images
+from auditkit.data.tasks import PARITY, binary_task
+from auditkit.victims.models import build_mlp
+from auditkit.victims.training import train_mlp
 
 COLUMNS = ["seed", "inputs", "train_accuracy", "victim_kkt_residual", "identified", "n", "nonmembers_identified",
            "p_value", "verdict"]  # fmt: skip
@@ -42,7 +44,7 @@ def main() -> None:
             auditor = Auditor(KKTAttack(steps=3000, restarts=1, search="off"), device="cpu", seed=seed)
             summary = auditor.audit(model, train=(x, data.train_y), nonmembers=pool, mean=mean).summary()
             found = {"seed": seed, "inputs": inputs, "train_accuracy": log.train_accuracy,
-                     **{key: getattr(summary, key) for key in COLUMNS[3:]}}  # fmt: skip
+                     **{key: summary.metric(key) for key in COLUMNS[3:]}}  # fmt: skip
             records.append(found)
             print(record.row(found, COLUMNS), flush=True)
     command = "python benchmarks/input_preparation.py --seeds " + " ".join(map(str, args.seeds))

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import torch
 
+from auditkit.attacks.kkt.kernel import extract_layers, stationarity_loss, stationarity_loss_autograd
 from auditkit.environment import describe_device, resolve_device
-from auditkit.kernel import extract_layers, stationarity_loss, stationarity_loss_autograd
-from auditkit.victims import build_mlp
+from auditkit.victims.models import build_mlp
 
 WIDTHS = (784, 1000, 1000)
 

@@ -18,8 +18,10 @@ import record
 import torch
 
 from auditkit import Auditor, KKTAttack
-from auditkit.data import PARITY, binary_task, load_mnist_images, multiclass_task
-from auditkit.victims import build_mlp, train_mlp
+from auditkit.data.mnist import load_mnist_images
+from auditkit.data.tasks import PARITY, binary_task, multiclass_task
+from auditkit.victims.models import build_mlp
+from auditkit.victims.training import train_mlp
 
 COLUMNS = ["task", "seed", "variant", "identified", "n", "nonmembers_identified", "p_value", "seconds"]
 VARIANTS = {  # name: attack settings (the default first)
@@ -57,7 +59,7 @@ def main() -> None:
                 attack = KKTAttack(steps=3000, restarts=1, search="off", **settings)
                 summary = Auditor(attack, device="cpu", dtype="float64", seed=seed).audit(model, data).summary()
                 found = {"task": task, "seed": seed, "variant": variant, "seconds": time.perf_counter() - start,
-                         **{key: getattr(summary, key) for key in COLUMNS if hasattr(summary, key)}}  # fmt: skip
+                         **{key: summary.metric(key) for key in COLUMNS if key in summary.to_dict()}}  # fmt: skip
                 records.append(found)
                 print(record.row(found, COLUMNS), flush=True)
     command = f"python benchmarks/multipliers.py --seeds {' '.join(map(str, args.seeds))}"

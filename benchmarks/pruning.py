@@ -21,10 +21,10 @@ import record
 from victim import scenario_victim
 
 from auditkit import Auditor
+from auditkit.attacks.kkt.attack import KKTAttack
+from auditkit.attacks.kkt.kernel import extract_layers
 from auditkit.environment import resolve_device, resolve_dtype
-from auditkit.kernel import extract_layers
-from auditkit.kkt import KKTAttack
-from auditkit.metrics import match
+from auditkit.scoring.metrics import match
 
 COLUMNS = ["seed", "steps", "identified", "candidates", "at_floor", "saved", "winners", "winners_at_floor",
            "winners_in_lowest_quarter", "winners_move", "others_move"]  # fmt: skip

@@ -21,8 +21,9 @@ import torch
 import torch.nn.functional as F
 
 from auditkit import Auditor, KKTAttack
-from auditkit.data import PARITY, binary_task, load_mnist_images
-from auditkit.victims import build_mlp
+from auditkit.data.mnist import load_mnist_images
+from auditkit.data.tasks import PARITY, binary_task
+from auditkit.victims.models import build_mlp
 
 # name, optimizer, lr, weight decay, batch size (0: full batch), epochs, centred inputs
 RECIPES = [
@@ -91,7 +92,7 @@ def main() -> None:
         auditor = Auditor(KKTAttack(restarts=1, search="off"), device="cpu", seed=args.seed)
         summary = auditor.audit(model, train=(x, y01), nonmembers=pool, mean=data.mean if centred else None).summary()
         found = {"recipe": name, "steps": steps, "test_accuracy": test_accuracy, "seed": args.seed,
-                 **{key: getattr(summary, key) for key in COLUMNS if hasattr(summary, key)},
+                 **{key: summary.metric(key) for key in COLUMNS if key in summary.to_dict()},
                  "seconds": time.perf_counter() - start}  # fmt: skip
         records.append(found)
         print(record.row(found, COLUMNS), flush=True)

@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from auditkit.attack import AttackerKnowledge
+from auditkit.attacks.base import AttackerKnowledge
+from auditkit.attacks.kkt.attack import KKTAttack
+from auditkit.attacks.kkt.kernel import extract_layers
 from auditkit.environment import describe_device, resolve_device
-from auditkit.kernel import extract_layers
-from auditkit.kkt import KKTAttack
-from auditkit.victims import build_mlp
+from auditkit.victims.models import build_mlp
 
 
 def attack_seconds_per_step(layers, restarts: int, device, dtype, steps: int) -> float:
@@ -41,7 +41,7 @@ def peak_memory_mb(m: int, device: str) -> float:
     """One stationarity step at m candidates in a fresh process; resident (CPU) or allocated (CUDA) peak."""
     code = (
         "import resource, torch, sys\n"
-        "from auditkit.kernel import extract_layers, stationarity_loss\n"
+        "from auditkit.attacks.kkt.kernel import extract_layers, stationarity_loss\n"
         "from auditkit.victims import build_mlp\n"
         f"d = torch.device('{device}'); m = {m}\n"
         "layers = extract_layers(build_mlp(784, [1000, 1000], 'none', dtype=torch.float32)).to(d, torch.float32)\n"

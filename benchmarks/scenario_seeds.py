@@ -23,8 +23,8 @@ import pandas as pd
 import record
 
 from auditkit import load_scenario, run_scenario
+from auditkit.config.overrides import deep_merge, parse_settings
 from auditkit.progress import Progress
-from auditkit.scenario import deep_merge, parse_settings
 
 COLUMNS = [
     "seed",
@@ -77,7 +77,7 @@ def main() -> None:
                     "device": run.facts.device,
                     "dtype": run.facts.dtype,
                     "settings": settings,
-                    **{k: getattr(summary, k) for k in COLUMNS[2:9]},
+                    **{k: summary.metric(k) for k in COLUMNS[2:9]},
                     "test_accuracy": training.test_accuracy,
                     "epsilon": training.privacy.epsilon if training.privacy else None,
                     "bound_identified": result.bounds.identified.bound if result.bounds else None,

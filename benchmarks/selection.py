@@ -18,10 +18,11 @@ import torch
 from victim import scenario_victim
 
 from auditkit import Auditor
+from auditkit.attacks.kkt.attack import KKTAttack
+from auditkit.attacks.kkt.kernel import extract_layers
+from auditkit.attacks.kkt.selection import ground_truth_scorer, residual_scorer
 from auditkit.environment import resolve_device, resolve_dtype
-from auditkit.kernel import extract_layers
-from auditkit.kkt import KKTAttack, ground_truth_scorer, residual_scorer
-from auditkit.metrics import match
+from auditkit.scoring.metrics import match
 
 COLUMNS = [
     "steps",

@@ -17,7 +17,8 @@ import torch
 from kernel import matmul_rate, synchronize, write_results
 
 from auditkit.environment import describe_device, resolve_device
-from auditkit.victims import build_mlp, make_optimizer, training_step
+from auditkit.victims.models import build_mlp
+from auditkit.victims.training import make_optimizer, training_step
 
 INPUT_DIM = 784
 

@@ -10,12 +10,13 @@ from contextlib import contextmanager
 import torch
 
 from auditkit import load_scenario
-from auditkit.data import AuditData, load_data
+from auditkit.config.schema import Scenario
+from auditkit.data.audit_data import AuditData
+from auditkit.data.datasets import load_data
 from auditkit.environment import resolve_device
-from auditkit.jobs import obtain_victim, plan_victims
 from auditkit.progress import Progress
-from auditkit.results import VictimFacts
-from auditkit.scenario import Scenario
+from auditkit.results.facts import VictimFacts
+from auditkit.running.jobs import obtain_victim, plan_victims
 
 
 def scenario_victim(name: str, overrides: dict) -> tuple[Scenario, AuditData, torch.nn.Module, VictimFacts]:

@@ -20,7 +20,7 @@ import torch
 from victim import fresh_victim_cache, scenario_victim
 
 from auditkit import Auditor, KKTAttack
-from auditkit.kernel import extract_layers, hidden_preactivations, kkt_residual, margins
+from auditkit.attacks.kkt.kernel import extract_layers, hidden_preactivations, kkt_residual, margins
 
 WEIGHT_DECAYS = [0.0, 1e-3, 3e-3, 1e-2, 3e-2, 5e-2]
 COLUMNS = ["weight_decay", "train_accuracy", "test_accuracy", "victim_kkt_residual", "alive_units_1",
@@ -67,7 +67,7 @@ def main() -> None:
             summary = auditor.audit(model, data, victim=victim).summary()
             found = {"weight_decay": weight_decay, "seed": args.seed, **weight_facts(model, x, y),
                      "test_accuracy": victim.training.test_accuracy,
-                     **{key: getattr(summary, key) for key in COLUMNS if hasattr(summary, key)},
+                     **{key: summary.metric(key) for key in COLUMNS if key in summary.to_dict()},
                      "seconds": time.perf_counter() - start}  # fmt: skip
             records.append(found)
             print(record.row(found, COLUMNS), flush=True)

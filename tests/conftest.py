@@ -4,8 +4,14 @@ import pytest
 import torch
 
 from auditkit import AttackerKnowledge
-from auditkit.data import PARITY, AuditData, binary_task, load_mnist_images
-from auditkit.victims import build_mlp, train_mlp
+from auditkit.attacks.kkt.convergence import Convergence
+from auditkit.attacks.kkt.facts import KKTFacts
+from auditkit.data.audit_data import AuditData
+from auditkit.data.mnist import load_mnist_images
+from auditkit.data.tasks import PARITY, binary_task
+from auditkit.scoring.verdict import Verdict, judge
+from auditkit.victims.models import build_mlp
+from auditkit.victims.training import train_mlp
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -42,7 +48,7 @@ def write_cifar_files(folder, records_per_file: int = 260, seed: int = 0):
     random pixels, labels cycling 0-9; returns the labels and pixel bytes written, in file order."""
     import numpy as np
 
-    from auditkit.data import CIFAR_FILES
+    from auditkit.data.cifar import CIFAR_FILES
 
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
@@ -62,3 +68,35 @@ def cifar_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cifar") / "cifar-10-batches-bin"
     write_cifar_files(folder)
     return folder.parent
+
+
+CONVERGED = Convergence(0.01, 0.1, 0.0, 8000)  # an attack residual under the 0.05 floor: converged whatever the victim
+
+
+def kkt_facts(victim_residual: float = 0.1, convergence: Convergence = CONVERGED, **fields) -> KKTFacts:
+    """KKT attack facts for one restart, with the premise given (what the verdict reads)."""
+    run = {
+        "name": "kkt",
+        "candidates": 10,
+        "seconds": 1.0,
+        "device": "cpu",
+        "dtype": "float64",
+        "seed": 0,
+        "selection_rule": "kkt_residual",
+        "selection": "",
+        "restarts": 1,
+        "restart_settings": {},
+        "restart_scores": [0.0],
+        "final_loss": [1.0],
+        "relative_residual": [convergence.attack_residual],
+        "selected_restarts": [0],
+        "early_stopped_restarts": [],
+        "diverged": [],
+        "alpha_scale": 1.0,
+    }
+    return KKTFacts(**{**run, **fields}, victim_residual=victim_residual, convergence=convergence)
+
+
+def kkt_verdict(residual, train_accuracy, test, *, centred=True, convergence=CONVERGED, **judged) -> Verdict:
+    """The verdict on a KKT audit whose victim sits at ``residual`` (the attack converged unless told)."""
+    return judge(kkt_facts(residual, convergence).concerns(train_accuracy, centred), test, **judged)

@@ -8,9 +8,9 @@ import torch
 from conftest import knowledge
 
 from auditkit import AttackerKnowledge, Auditor, ConfigError, KKTAttack, KKTConfig
-from auditkit.kernel import extract_layers, kkt_residual
-from auditkit.kkt import lr_factor
-from auditkit.metrics import match, ncc_distance
+from auditkit.attacks.kkt.kernel import extract_layers, kkt_residual
+from auditkit.attacks.kkt.optimizer import lr_factor
+from auditkit.scoring.metrics import match, ncc_distance
 from auditkit.testing import assert_leaks
 
 

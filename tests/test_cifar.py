@@ -8,7 +8,8 @@ from click.testing import CliRunner
 from conftest import write_cifar_files
 
 from auditkit.cli import main
-from auditkit.data import CIFAR_FOLDER, VEHICLES, DataError, load_cifar10_images
+from auditkit.data.cifar import CIFAR_FOLDER, VEHICLES, load_cifar10_images
+from auditkit.errors import DataError
 
 
 @pytest.fixture
@@ -72,7 +73,7 @@ def test_the_papers_task_runs_vehicles_against_animals(cifar_dir, monkeypatch, t
     checked = CliRunner().invoke(main, ["validate", str(scenario)])
     assert checked.exit_code == 0, checked.output
     from auditkit import load_scenario
-    from auditkit.data import load_data
+    from auditkit.data.datasets import load_data
 
     data = load_data(load_scenario(scenario).data, 0)
     digits = np.concatenate([labels for labels, _ in write_cifar_files(tmp_path / "again")])

@@ -13,7 +13,7 @@ import torch
 from click.testing import CliRunner
 
 from auditkit.cli import main
-from auditkit.scenario import BUILTIN_PRESETS
+from auditkit.config.presets import BUILTIN_PRESETS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,6 +30,7 @@ def _invoke(*args: str):
     return CliRunner().invoke(main, list(args))
 
 
+@pytest.mark.slow
 def test_built_in_presets_are_found_from_any_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     listed = _invoke("list")
@@ -43,6 +44,7 @@ def test_built_in_presets_are_found_from_any_folder(tmp_path, monkeypatch):
     assert _invoke("validate", "mine.yaml").exit_code == 0
 
 
+@pytest.mark.slow
 def test_a_users_presets_come_before_the_built_in_ones(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "mine" / "attacks").mkdir(parents=True)
@@ -71,6 +73,7 @@ def test_set_overrides_one_setting_through_the_schema(tmp_path, monkeypatch):
         assert bad.exit_code == 2 and len(lines) == 1 and expected in lines[0], bad.output
 
 
+@pytest.mark.slow
 def test_run_by_name_records_set_and_threads_and_gates(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     quick = ["--set", "attack.steps=200", "--threads", "1", "--device", "cpu", "--quiet", "--out", "out"]
@@ -91,6 +94,7 @@ def test_run_by_name_records_set_and_threads_and_gates(tmp_path, monkeypatch):
     assert bad.exit_code == 2 and "unknown metric 'leaks'" in bad.output
 
 
+@pytest.mark.slow
 def test_the_wheel_carries_the_presets(tmp_path):
     """Build the wheel from a copy of the sources, install it (no dependencies) into a fresh virtualenv
     that borrows this one's packages, and run the CLI from a folder with no presets in it."""
@@ -129,6 +133,7 @@ def test_the_wheel_carries_the_presets(tmp_path):
     assert where.stdout.startswith(str(site)) and not (work / "scenarios").exists()  # the wheel's own copy
 
 
+@pytest.mark.slow
 def test_the_cards_layout_runs_from_a_clone(monkeypatch):
     """`auditkit run scenarios/mnist_dp.yaml` from the repository's root: the presets are its top-level folders."""
     monkeypatch.chdir(ROOT)

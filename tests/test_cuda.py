@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from auditkit import Auditor, KKTAttack, load_scenario, run_scenario
-from auditkit.kernel import extract_layers, stationarity_loss
+from auditkit.attacks.kkt.kernel import extract_layers, stationarity_loss
 from auditkit.progress import Progress
-from auditkit.victims import build_mlp
+from auditkit.victims.models import build_mlp
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

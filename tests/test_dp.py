@@ -14,10 +14,11 @@ import pytest
 import torch
 
 from auditkit import KKTAttack
-from auditkit.bounds import dp_sgd_bound, gdp_bound
-from auditkit.dp import DPConfigError, accountant_epsilon, bounded, plan_dp, train_dp_sgd
+from auditkit.scoring.bounds import dp_sgd_bound, gdp_bound
 from auditkit.testing import assert_leaks, assert_leaks_at_most
-from auditkit.victims import build_mlp, logistic_loss
+from auditkit.victims.dp import DPConfigError, accountant_epsilon, bounded, plan_dp, train_dp_sgd
+from auditkit.victims.models import build_mlp
+from auditkit.victims.training import logistic_loss
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = ROOT  # scenarios/, attacks/, defenses/ at the top of the repository
@@ -40,6 +41,7 @@ def test_bound_without_noise_is_vacuous():
     assert dp_sgd_bound(1e-3, 0.0, 0.5, 100) == 1.0
 
 
+@pytest.mark.slow
 def test_impossible_settings_fail_before_training():
     with pytest.raises(DPConfigError, match="batch_size: 80 is larger than the 50"):
         plan_dp(50, batch_size=80, epochs=10, max_grad_norm=1.0, delta=1e-5, target_epsilon=8.0)
@@ -92,6 +94,7 @@ def _dp_twin(small_victim, target_epsilon: float):
     return model, plan, log
 
 
+@pytest.mark.slow
 def test_recorded_epsilon_is_the_accountants(small_victim):
     model, plan, log = _dp_twin(small_victim, target_epsilon=8.0)
     privacy = log.privacy
@@ -207,6 +210,7 @@ def _opacus_trained_elsewhere(data):
     return model, engine, (x, y01)
 
 
+@pytest.mark.slow
 def test_a_model_trained_with_opacus_elsewhere_gets_its_epsilon_and_ceiling(small_victim):
     from auditkit import Auditor
 
@@ -245,7 +249,7 @@ def test_a_model_trained_with_opacus_elsewhere_gets_its_epsilon_and_ceiling(smal
 def test_bad_privacy_facts_are_named(small_victim, privacy, delta, expected):
     from opacus import PrivacyEngine
 
-    from auditkit.dp import privacy_facts
+    from auditkit.victims.dp import privacy_facts
 
     if privacy == "engine":
         privacy = PrivacyEngine()

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from auditkit import RunResult, load_scenario, run_scenario
-from auditkit.executor import ExecutorError
+from auditkit.errors import ScenarioError
 from auditkit.progress import Progress
-from auditkit.scenario import ScenarioError
+from auditkit.running.executor import ExecutorError
 
 PRESETS = Path(__file__).resolve().parents[1]  # scenarios/, attacks/, defenses/
 QUIET = Progress(enabled=False)
@@ -33,6 +33,7 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.mark.slow
 def test_a_grid_makes_one_victim_per_combination(tmp_path, one_thread):
     scenario = _grid(grid={"seed": [0, 1], "data.n_per_class": [4, 6]})
     names = [f"none.seed-{s}.n_per_class-{n}" for s in (0, 1) for n in (4, 6)]

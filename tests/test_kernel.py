@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from auditkit.kernel import (
-    UnsupportedModelError,
+from auditkit.attacks.kkt.kernel import (
     extract_layers,
     forward,
     gradient_combination,
@@ -18,7 +17,8 @@ from auditkit.kernel import (
     stationarity_loss,
     stationarity_loss_autograd,
 )
-from auditkit.victims import build_mlp
+from auditkit.errors import UnsupportedModelError
+from auditkit.victims.models import build_mlp
 
 
 def _random_problem(bias: str, restarts: int = 1, seed: int = 0, outputs: int = 1):

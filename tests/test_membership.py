@@ -6,13 +6,13 @@ import math
 
 import numpy as np
 import pytest
+from conftest import kkt_verdict
 from scipy.stats import beta, hypergeom
 
 from auditkit import Auditor, KKTAttack
-from auditkit.data import PARITY, binary_task
-from auditkit.membership import MembershipTest
-from auditkit.metrics import identified_nonmembers
-from auditkit.verdict import premise_verdict
+from auditkit.data.tasks import PARITY, binary_task
+from auditkit.scoring.membership import MembershipTest
+from auditkit.scoring.metrics import identified_nonmembers
 
 
 def test_intervals_test_and_epsilon_from_their_definitions():
@@ -38,22 +38,22 @@ def test_no_difference_means_no_evidence():
 def test_premise_levels_and_findings():
     leak = MembershipTest(50, 34, 2000, 3)
     nothing = MembershipTest(50, 1, 2000, 3)
-    assert premise_verdict(0.12, 1.0, nothing).level == "conclusive"
-    assert "no evidence of leakage beyond chance" in premise_verdict(0.12, 1.0, nothing).finding
-    assert premise_verdict(0.55, 1.0, nothing).level == "weak"
-    far = premise_verdict(0.97, 1.0, nothing)
+    assert kkt_verdict(0.12, 1.0, nothing).level == "conclusive"
+    assert "no evidence of leakage beyond chance" in kkt_verdict(0.12, 1.0, nothing).finding
+    assert kkt_verdict(0.55, 1.0, nothing).level == "weak"
+    far = kkt_verdict(0.97, 1.0, nothing)
     assert far.level == "inconclusive" and "NOT evidence" in far.finding and "far from a KKT point" in far.finding
-    assert premise_verdict(0.12, 0.96, nothing).level == "inconclusive"
-    assert premise_verdict(math.nan, 1.0, nothing).level == "inconclusive"
-    assert "bounds any attack at 42%" in premise_verdict(0.999, 1.0, nothing, dp_epsilon=8.0, dp_ceiling=0.42).finding
-    huge_epsilon = premise_verdict(0.79, 1.0, nothing, dp_epsilon=1.4e6, dp_ceiling=1.0).finding
+    assert kkt_verdict(0.12, 0.96, nothing).level == "inconclusive"
+    assert kkt_verdict(math.nan, 1.0, nothing).level == "inconclusive"
+    assert "bounds any attack at 42%" in kkt_verdict(0.999, 1.0, nothing, dp_epsilon=8.0, dp_ceiling=0.42).finding
+    huge_epsilon = kkt_verdict(0.79, 1.0, nothing, dp_epsilon=1.4e6, dp_ceiling=1.0).finding
     assert "ceiling is vacuous" in huge_epsilon and "bounds any attack" not in huge_epsilon
-    far_but_leaking = premise_verdict(0.97, 1.0, leak).finding
+    far_but_leaking = kkt_verdict(0.97, 1.0, leak).finding
     assert "the weights leak these samples" in far_but_leaking and "The count is a lower bound" in far_but_leaking
-    assert "lower bound" not in premise_verdict(0.12, 1.0, leak).finding
-    barely = premise_verdict(0.97, 1.0, MembershipTest(50, 1, 4950, 3))  # p = 0.039, epsilon bound 0
+    assert "lower bound" not in kkt_verdict(0.12, 1.0, leak).finding
+    barely = kkt_verdict(0.97, 1.0, MembershipTest(50, 1, 4950, 3))  # p = 0.039, epsilon bound 0
     assert "privacy loss at least" not in barely.finding and "lower bound" in barely.finding
-    raw = premise_verdict(0.15, 1.0, nothing, centred=False)
+    raw = kkt_verdict(0.15, 1.0, nothing, centred=False)
     assert raw.level == "weak" and "not centred" in raw.finding
 
 
@@ -81,9 +81,9 @@ def test_a_model_audited_against_data_it_never_saw_is_not_significant(small_vict
 
 
 def test_resemblance_without_identification_is_called_what_it_is():
-    from auditkit.results import _resemblance
+    from auditkit.scoring.verdict import resemblance_note
 
     chance = MembershipTest(20, 1, 400, 5)
-    assert "reveal what a class looks like" in _resemblance(chance, 20, 0, 20, 0.4)
-    assert _resemblance(chance, 4, 0, 20, 0.4) == ""  # few resemble: nothing to add
-    assert _resemblance(MembershipTest(20, 15, 400, 5), 20, 0, 20, 0.4) == ""  # samples singled out: said already
+    assert "reveal what a class looks like" in resemblance_note(chance, 20, 0, 20, 0.4)
+    assert resemblance_note(chance, 4, 0, 20, 0.4) == ""  # few resemble: nothing to add
+    assert resemblance_note(MembershipTest(20, 15, 400, 5), 20, 0, 20, 0.4) == ""  # samples singled out: said already

@@ -6,7 +6,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.metrics import structural_similarity
 
-from auditkit.metrics import C1, C2, gaussian_window, match, minmax, ncc_distance, ssim
+from auditkit.scoring.metrics import C1, C2, gaussian_window, match, minmax, ncc_distance, ssim
 
 
 def _pairs(seed=0, k=4, shape=(28, 28)):

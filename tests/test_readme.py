@@ -25,6 +25,7 @@ def python_example() -> str:
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
+@pytest.mark.slow
 def test_the_readme_python_example_runs_and_its_result_renders(tmp_path, monkeypatch):
     code = python_example()
     for text, smaller in SMALLER.items():

@@ -9,14 +9,21 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import kkt_verdict
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from auditkit import Auditor, KKTAttack
-from auditkit.convergence import CONVERGED_RATIO, CONVERGED_RESIDUAL, FALLING, STALLED_RATIO, Convergence, loss_fall
-from auditkit.membership import MembershipTest
+from auditkit.attacks.kkt.convergence import (
+    CONVERGED_RATIO,
+    CONVERGED_RESIDUAL,
+    FALLING,
+    STALLED_RATIO,
+    Convergence,
+    loss_fall,
+)
+from auditkit.scoring.membership import MembershipTest
 from auditkit.testing import assert_leaks, assert_leaks_at_most, audit
-from auditkit.verdict import premise_verdict
 
 NOTHING = MembershipTest(50, 0, 4950, 6)  # nothing identified beyond chance
 
@@ -41,24 +48,24 @@ def test_convergence_levels_follow_the_ratio_and_the_late_loss_fall(attack, loss
 
 
 def test_an_unconverged_attack_makes_a_null_result_inconclusive():
-    victim_ok = premise_verdict(0.094, 1.0, NOTHING)
+    victim_ok = kkt_verdict(0.094, 1.0, NOTHING)
     assert victim_ok.level == "conclusive"  # the victim's premise alone would vouch for it
-    stalled = premise_verdict(0.094, 1.0, NOTHING, convergence=Convergence(0.52, 0.094, 0.9, 50))
+    stalled = kkt_verdict(0.094, 1.0, NOTHING, convergence=Convergence(0.52, 0.094, 0.9, 50))
     assert stalled.level == "inconclusive"
     assert "the attack did not converge (residual 0.52 against the victim's 0.09 after 50 steps)" in stalled.finding
     assert "NOT evidence" in stalled.finding and "finds little" not in stalled.finding
-    near = premise_verdict(0.094, 1.0, NOTHING, convergence=Convergence(0.15, 0.094, 0.1, 1000))
+    near = kkt_verdict(0.094, 1.0, NOTHING, convergence=Convergence(0.15, 0.094, 0.1, 1000))
     assert near.level == "weak" and "has not fully converged" in near.finding
-    done = premise_verdict(0.094, 1.0, NOTHING, convergence=Convergence(0.05, 0.094, 0.1, 8000))
+    done = kkt_verdict(0.094, 1.0, NOTHING, convergence=Convergence(0.05, 0.094, 0.1, 8000))
     assert done.level == "conclusive" and "finds little to reconstruct" in done.finding
 
 
 def test_faint_matches_single_samples_out_without_being_called_reconstructions():
     leak = MembershipTest(50, 12, 4950, 3)
-    faint = premise_verdict(0.1, 1.0, leak, recognisable=2).finding
+    faint = kkt_verdict(0.1, 1.0, leak, recognisable=2).finding
     assert "single out 12 of 50 training samples" in faint and "not recognisable reconstructions" in faint
     assert "2 resemble their sample more than the mean image does" in faint and "were reconstructed" not in faint
-    assert "were reconstructed" in premise_verdict(0.1, 1.0, leak, recognisable=3).finding  # a quarter: shown
+    assert "were reconstructed" in kkt_verdict(0.1, 1.0, leak, recognisable=3).finding  # a quarter: shown
 
 
 def test_loss_fall_reads_the_last_fifth_of_the_logged_steps():
@@ -73,8 +80,8 @@ def test_a_short_attack_on_a_leaking_model_is_not_conclusive_and_fails_the_defen
     model, data = small_victim
     result = audit(model, data, attack=KKTAttack(steps=50, restarts=1), device="cpu", dtype="float64")
     summary = result.summary()
-    assert summary.attack_convergence == "not_converged" and summary.verdict == "inconclusive"
-    assert summary.attack_kkt_residual > STALLED_RATIO * summary.victim_kkt_residual
+    assert summary.premise["attack_convergence"] == "not_converged" and summary.verdict == "inconclusive"
+    assert summary.premise["attack_kkt_residual"] > STALLED_RATIO * summary.premise["victim_kkt_residual"]
     assert "the attack did not converge" in summary.finding
     with pytest.raises(AssertionError, match="proves nothing.*did not converge"):
         assert_leaks_at_most(result, at_most=data.train_x.shape[0])
@@ -143,14 +150,15 @@ def test_a_custom_module_with_functional_relu_and_dropout_audits_like_its_sequen
     ],
 )
 def test_what_is_not_a_relu_mlp_is_named(layers, message):
-    from auditkit.kernel import UnsupportedModelError, extract_layers
+    from auditkit.attacks.kkt.kernel import extract_layers
+    from auditkit.errors import UnsupportedModelError
 
     with pytest.raises(UnsupportedModelError, match=message):
         extract_layers(nn.Sequential(*layers))
 
 
 def test_layers_are_read_in_the_order_forward_applies_them():
-    from auditkit.kernel import extract_layers
+    from auditkit.attacks.kkt.kernel import extract_layers
 
     class Reversed(nn.Module):
         def __init__(self) -> None:
@@ -166,8 +174,8 @@ def test_layers_are_read_in_the_order_forward_applies_them():
 
 
 def test_the_lower_of_the_attacks_own_and_the_refitted_residual_is_read():
-    from auditkit.convergence import measure
-    from auditkit.kernel import MLPLayers
+    from auditkit.attacks.kkt.convergence import measure
+    from auditkit.attacks.kkt.kernel import MLPLayers
 
     generator = torch.Generator().manual_seed(0)
     weights = tuple(torch.randn(shape, generator=generator, dtype=torch.float64) for shape in ((6, 4), (1, 6)))

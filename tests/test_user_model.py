@@ -11,8 +11,9 @@ from torch import nn
 
 from auditkit import Auditor, KKTAttack, RunResult
 from auditkit.cli import main
-from auditkit.data import DataError
-from auditkit.user_model import audit_data, class_labels, mlp_from_state_dict
+from auditkit.data.user_data import audit_data, class_labels
+from auditkit.errors import DataError
+from auditkit.victims.user_model import mlp_from_state_dict
 
 
 def _user_script(mnist, members: np.ndarray, tmp_path, name: str):
@@ -156,6 +157,7 @@ def _audit_cli(tmp_path, model: str, out: str, *extra: str):
     return CliRunner().invoke(main, [*arguments, "--device", "cpu", "--quiet", "--steps", "20", *extra])
 
 
+@pytest.mark.slow
 def test_a_safetensors_file_audits_like_its_pt_twin(mnist, tmp_path):
     from safetensors.torch import save_file
 

@@ -8,7 +8,8 @@ import torch
 
 from auditkit import Auditor, KKTAttack
 from auditkit.environment import DEFAULT_DTYPE, resolve_dtype
-from auditkit.victims import build_mlp, make_optimizer, train_mlp, training_step
+from auditkit.victims.models import build_mlp
+from auditkit.victims.training import make_optimizer, train_mlp, training_step
 
 
 def test_one_default_dtype_for_victims_attack_and_auditor():
@@ -18,6 +19,7 @@ def test_one_default_dtype_for_victims_attack_and_auditor():
     assert resolve_dtype(inspect.signature(KKTAttack.run).parameters["dtype"].default) == default
 
 
+@pytest.mark.slow
 def test_compiled_training_step_matches_eager(small_victim):
     _, data = small_victim
     x, y = torch.as_tensor(data.train_x), torch.as_tensor(data.train_y)
@@ -82,11 +84,11 @@ def test_cosine_schedule_decays_the_learning_rate_to_zero():
     seen = []
     optimizer = make_optimizer(model, "sgd", lr=0.5)
     optimizer.register_step_pre_hook(lambda opt, args, kwargs: seen.append(opt.param_groups[0]["lr"]))
-    import auditkit.victims
+    import auditkit.victims.training
 
     x, y = torch.randn(8, 3), torch.tensor([1.0, -1.0] * 4)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(auditkit.victims, "make_optimizer", lambda *a, **k: optimizer)
+        patch.setattr(auditkit.victims.training, "make_optimizer", lambda *a, **k: optimizer)
         train_mlp(model, x, y, lr=0.5, epochs=10, optimizer="sgd", batch_size=4, schedule="cosine")
     assert len(seen) == 20 and seen[0] == 0.5
     assert all(later < earlier for earlier, later in zip(seen, seen[1:])) and seen[-1] < 0.01

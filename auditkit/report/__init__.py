@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from auditkit.io import write_bytes, write_text
 from auditkit.report.html import render
 from auditkit.report.plots import (
     leakage_vs_weight_decay,
@@ -15,7 +14,8 @@ from auditkit.report.plots import (
     ssim_vs_margin,
 )
 from auditkit.report.tables import comparison, headline
-from auditkit.results import RunResult
+from auditkit.results.run import RunResult
+from auditkit.storage.files import write_bytes, write_text
 
 __all__ = ["comparison", "headline", "write_report"]
 

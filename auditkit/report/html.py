@@ -14,10 +14,11 @@ import math
 import jinja2
 import pandas as pd
 
-from auditkit.metrics import minmax
 from auditkit.report.plots import thumbnail
 from auditkit.report.tables import privacy_sentences
-from auditkit.results import AttackFacts, AuditResult, RunResult
+from auditkit.results.audit import AuditResult
+from auditkit.results.run import RunResult
+from auditkit.scoring.metrics import minmax
 
 GLOSSARY = {
     "identified": "the reconstruction matched to a training sample is closer (normalised cross-correlation) to that "
@@ -28,23 +29,18 @@ GLOSSARY = {
     "p": "one-sided Fisher exact test: are members identified more often than non-members? Small = the model leaks",
     "epsilon lower bound": "the privacy loss the member and non-member counts imply at 95 % confidence "
     "(Clopper-Pearson intervals; one-run auditing): a DP guarantee with a smaller epsilon would be contradicted",
-    "verdict": "the premise check, of the model and of the attack. conclusive: the model sits near a KKT point "
+    "verdict": "the premise check, of the model and of the attack, as the attack states it; for the KKT attack: "
+    "conclusive: the model sits near a KKT point "
     "(residual <= 0.3), fits its training set, and the attack converged (its residual no larger than the model's), "
     "so a low count means little leakage; weak: residual 0.3-0.7, uncentred inputs or an attack not fully "
     "converged, counts under-state the leakage; inconclusive: residual > 0.7, training errors or an attack far from "
     "converged, a low count says nothing",
-    "attack residual": "the KKT residual the attack's best restart's candidates leave (multipliers refitted, exact "
-    "ReLU), beside the victim's at its true training set: the attack converged when it is no larger and its loss "
-    "no longer falls fast; otherwise a low count is not evidence of safety",
-    "KKT residual": "how far the weights are from a KKT point of the max-margin problem (0 = at one, 1 = none of "
-    "the weights explained by the training samples' gradients): the attack's premise",
     "SSIM": "structural similarity of a reconstruction and its training image (3x3 window, the paper's protocol); "
     "the training mean image alone passes 0.4 for about half of MNIST, so it is shown beside that baseline",
     "DP ceiling": "for a DP-SGD victim, the most any reconstruction attack can achieve given the noise "
     "(Hayes, Mahloujifar, Balle 2023), beside the measured fraction; vacuous when it reaches 1",
     "normalised margin": "y * Phi(x) divided by the smallest positive margin: 1 is on the margin, where the KKT "
     "multipliers live and reconstructions succeed",
-    "restart": "one independent run of the attack's optimisation; their candidates are pooled",
 }
 LEAKED_SHOWN = 12  # identified samples listed with thumbnails on the first screen
 VERDICT_COLOURS = {"conclusive": "#1e7d32", "weak": "#b26a00", "inconclusive": "#b71c1c"}
@@ -70,26 +66,6 @@ def _cell(value, missing: str, digits: int = 3) -> dict:
 
 def _table(frame: pd.DataFrame) -> str:
     return frame.to_html(index=False, float_format=lambda v: f"{v:.3g}", na_rep="", border=0, classes="t")
-
-
-def _restarts(attack: AttackFacts) -> str:
-    """Which restarts were kept and why: the selection rule is part of the result."""
-
-    def fate(restart: int) -> str:
-        if restart in attack.selected_restarts:
-            return "pooled"
-        return "early-stopped" if restart in attack.early_stopped_restarts else "not selected"
-
-    rows = pd.DataFrame(
-        {
-            "restart": range(attack.restarts),
-            **attack.restart_settings,
-            "last loss": attack.final_loss,
-            "score": attack.restart_scores,
-            "fate": [fate(r) for r in range(attack.restarts)],
-        }
-    )
-    return _table(rows)
 
 
 def _leaked(result: AuditResult) -> list[dict]:
@@ -129,16 +105,17 @@ def _victim(result: AuditResult, figures: dict[str, bytes]) -> dict:
         "ceiling": _cell(bounds.identified.bound if bounds else None, not_dp),
         "p_value": _cell(summary.p_value, "no non-members to test against", 2),
         "epsilon_lower": _cell(summary.epsilon_lower, "no non-members to test against", 2),
-        "residual": _cell(summary.victim_kkt_residual, "could not be computed"),
-        "attack_residual": _cell(
-            summary.attack_kkt_residual, "no candidates, or a result saved before it was measured"
-        ),
+        "premise": [
+            {"term": term, "cell": _cell(value, missing), "note": note}
+            for term, value, missing, note in result.attack.premise_cells()
+        ],
         "leaked": _leaked(result),
         "grid": _data_uri(figures.get(result.name)),
         "loss": _data_uri(figures.get(f"{result.name}/loss")),
         "bounds": bounds,
         "attack": result.attack,
-        "restarts": _restarts(result.attack),
+        "attack_words": result.attack.describe(),
+        "attack_table": _table(table) if (table := result.attack.table()) is not None else "",
         "exposed": _table(exposed),
         "per_class": _table(per_class),
         "classes": len(per_class),
@@ -174,6 +151,6 @@ def render(run: RunResult, figures: dict[str, bytes]) -> str:
             weight_decay=_data_uri(figures.get("weight_decay")),
             privacy_sentences=privacy_sentences(run.victims),
             ssim_distribution=_data_uri(figures.get("ssim_distribution")),
-            glossary=GLOSSARY,
+            glossary={**GLOSSARY, **{k: v for r in run.victims for k, v in r.attack.GLOSSARY.items()}},
         )
     )

@@ -11,9 +11,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from auditkit.metrics import minmax  # noqa: E402
 from auditkit.report.tables import epsilon_of, undefended  # noqa: E402
-from auditkit.results import AuditResult  # noqa: E402
+from auditkit.results.audit import AuditResult  # noqa: E402
+from auditkit.scoring.metrics import minmax  # noqa: E402
 
 
 def _png(figure: plt.Figure) -> bytes:
@@ -233,7 +233,7 @@ def leakage_vs_weight_decay(results: list[AuditResult]) -> bytes | None:
 
     rows = [
         {"decay": r.victim.training.recipe["weight_decay"], "identified": s.identified_fraction,
-         "residual": s.victim_kkt_residual}
+         "residual": s.metric("victim_kkt_residual")}
         for r, s in ((r, r.summary()) for r in results)
         if r.victim and r.privacy is None and r.victim.training.recipe.get("weight_decay") is not None
     ]  # fmt: skip

@@ -6,7 +6,8 @@ import math
 
 import pandas as pd
 
-from auditkit.results import AuditResult, VictimFailure
+from auditkit.results.audit import AuditResult
+from auditkit.results.run import VictimFailure
 
 COMPARISON_COLUMNS = [
     "defense",
@@ -28,16 +29,13 @@ COMPARISON_COLUMNS = [
     "bound_ssim",
     "median_ssim",
     "median_ssim_same_class",
-    "victim_kkt_residual",
-    "attack_kkt_residual",
-    "attack_convergence",
-    "attack_relative_residual",
-]
+]  # then each attack's own headline numbers (its facts' HEADLINE)
 
 
 def comparison(results: list[AuditResult], failures: list[VictimFailure] = ()) -> pd.DataFrame:
     """One row per victim: utility beside leakage (and the DP ceiling where there is one); a failed
     victim keeps its row, with the reason as its status."""
+    columns = list(dict.fromkeys([*COMPARISON_COLUMNS, *(key for r in results for key in r.attack.HEADLINE)]))
     rows = []
     for result in results:
         summary = result.summary().to_dict()
@@ -45,7 +43,7 @@ def comparison(results: list[AuditResult], failures: list[VictimFailure] = ()) -
         privacy = training.privacy if training else None
         rows.append(
             {
-                **{key: summary.get(key) for key in COMPARISON_COLUMNS},
+                **{key: summary.get(key) for key in columns},
                 "defense": result.name,
                 "status": f"attack failed: {summary['warning']}" if summary["warning"] else "audited",
                 "epsilon": privacy.epsilon if privacy else None,
@@ -57,7 +55,7 @@ def comparison(results: list[AuditResult], failures: list[VictimFailure] = ()) -
             }
         )
     rows += [{"defense": failure.name, "status": f"failed: {failure.reason}"} for failure in failures]
-    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+    return pd.DataFrame(rows, columns=columns)
 
 
 def headline(result: AuditResult) -> str:
@@ -71,8 +69,7 @@ def headline(result: AuditResult) -> str:
         f"    identified {summary.identified}/{summary.n} ({100 * summary.identified_fraction:.0f}%), non-members "
         f"{summary.nonmembers_identified}/{summary.nonmembers}; SSIM > {summary.ssim_threshold}: "
         f"{summary.ssim_above_threshold} (mean-image baseline {summary.baseline_ssim_above_threshold}); "
-        f"test accuracy {tested}; attack residual {summary.attack_kkt_residual:.2f} (victim "
-        f"{summary.victim_kkt_residual:.2f}: {summary.attack_convergence.replace('_', ' ')})"
+        f"test accuracy {tested}" + (f"; {result.attack.sentence()}" if result.attack.sentence() else "")
     )
 
 
@@ -82,15 +79,13 @@ def privacy_sentence(result: AuditResult, undefended: AuditResult | None) -> str
     summary, privacy = result.summary(), result.privacy
     noise = "no noise (epsilon infinite)" if not privacy.noise_multiplier else f"epsilon {privacy.epsilon:.3g}"
     found = f"the attack identifies {summary.identified} of {summary.n}"
-    residual = summary.victim_kkt_residual
+    premise = result.attack.sentence() or f"the {summary.attack} attack's premise"
     if summary.verdict == "conclusive":
         found += " (conclusive)"
     elif result.membership().significant:
-        found += (
-            f", more than chance, but the verdict is {summary.verdict} (KKT residual {residual:.2f}): a lower bound"
-        )
+        found += f", more than chance, but the verdict is {summary.verdict} ({premise}): a lower bound"
     else:
-        found += f", but the verdict is {summary.verdict} (KKT residual {residual:.2f}): no evidence either way"
+        found += f", but the verdict is {summary.verdict} ({premise}): no evidence either way"
     ceiling = ""
     if result.bounds:
         bound = result.bounds.identified.bound

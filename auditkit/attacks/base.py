@@ -1,0 +1,232 @@
+"""The attack seam: what every attack is configured by, is given, returns and says about itself.
+
+An attack is a registered class (:mod:`auditkit.attacks.registry`) with a validated config (an
+:class:`AttackConfig` whose ``name`` picks the attack in a scenario's ``attack:``). :meth:`Attack.run` is
+what an attacker does: the victim model and what the attacker knows in, candidate inputs out
+(:class:`AttackOutput`). :meth:`Attack.assess` is the auditor's part: with the true training set it judges
+the attack's own premise and convergence and writes them into the attack's typed facts
+(:class:`AttackFacts`), which the verdict, the summary and the report read through the same methods for
+every attack.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import torch
+from pydantic import BaseModel, ValidationError
+from torch import nn
+
+from auditkit.errors import STRICT, ConfigError, UnsupportedModelError, first_error
+from auditkit.storage.files import to_jsonable
+
+ProgressCallback = Callable[[int, float], None]  # (step, current loss)
+
+
+class AttackConfig(BaseModel):
+    """The settings every attack's config shares: its registered ``name`` (the scenario's discriminator)."""
+
+    model_config = STRICT | {"frozen": True}
+
+    name: str
+
+    @classmethod
+    def validated(cls, values: dict, field: str = "attack") -> AttackConfig:
+        """Validate ``values``; a bad setting raises :class:`ConfigError` naming ``field.setting``.
+
+        Args:
+            values: the settings (``name`` may be left out: it is this config's attack).
+            field: how the error names the section.
+
+        Returns:
+            The frozen config.
+        """
+        try:
+            return cls.model_validate(values)
+        except ValidationError as error:
+            raise ConfigError(first_error(error, field)) from None
+
+
+@dataclass(frozen=True)
+class AttackerKnowledge:
+    """What the attack may use besides the weights. Arrays are flat rows in the victim's input space."""
+
+    n_train: int
+    lower: np.ndarray  # smallest valid input per dimension
+    upper: np.ndarray  # largest valid input per dimension
+    reference_inputs: np.ndarray | None = None  # public (non-member) data of the same distribution
+    ground_truth: np.ndarray | None = None  # the training inputs: the auditor's view, never an outsider's
+    pixel_offset: np.ndarray | None = None  # added to an input to get its pixels (e.g. the training mean)
+
+
+@dataclass(frozen=True)
+class Concern:
+    """One way an attack's premise falls short for this victim: ``fatal`` when a low count then says
+    nothing (the verdict reads inconclusive), else it under-states the leakage (weak)."""
+
+    reason: str
+    fatal: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttackFacts:
+    """How an attack ran and what it says about its own premise: the typed, per-attack part of a result.
+
+    Every attack's facts carry these fields; an attack adds its own in a subclass and overrides the
+    methods below, which the verdict, the summary, the gate and the report call.
+    """
+
+    name: str
+    candidates: int  # pooled candidates scored against the training set
+    seconds: float
+    device: str
+    dtype: str
+    seed: int | None = None  # None in results saved before it was recorded
+
+    GLOSSARY: ClassVar[dict[str, str]] = {}  # terms the attack's report words use
+    HEADLINE: ClassVar[tuple[str, ...]] = ()  # the keys of headline(), for the gate and the comparison
+
+    def concerns(self, train_accuracy: float, centred: bool) -> list[Concern]:
+        """Where the premise falls short. An attack that states no premise cannot vouch for a low count."""
+        return [Concern(f"the {self.name} attack states no premise to check, so it cannot vouch for a low count", True)]
+
+    def headline(self) -> dict[str, Any]:
+        """The attack's own headline numbers (summary.json, comparison.csv, ``--fail-if``): none by default."""
+        return {}
+
+    def sentence(self) -> str:
+        """The attack's state in the CLI's headline ('' when it has none to add)."""
+        return ""
+
+    def premise_cells(self) -> list[tuple[str, float, str, str]]:
+        """(glossary term, value, why it may be missing, a note) per premise number the report shows: none."""
+        return []
+
+    def describe(self) -> list[str]:
+        """What the report says about how the attack ran, a sentence each."""
+        return [
+            f"Attack {self.name}: {self.candidates} candidates, {self.dtype} on {self.device}, {self.seconds:.0f} s."
+        ]
+
+    def table(self) -> pd.DataFrame | None:
+        """A detail table for the report (e.g. one row per restart), or None."""
+        return None
+
+    def to_dict(self) -> dict:
+        """The JSON form (``name`` says which attack's facts to read it back as)."""
+        return to_jsonable(asdict(self))
+
+    @classmethod
+    def from_dict(cls, values: dict) -> AttackFacts:
+        """Read back :meth:`to_dict` (keys the class does not have are ignored)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+
+@dataclass
+class AttackOutput:
+    """Candidates of an attack, pooled, with the facts of how it ran.
+
+    ``lambdas`` (a weight per candidate, e.g. KKT multipliers) and ``restart`` (which run of the attack
+    found it) default to NaN and 0; ``per_sample`` holds columns :meth:`Attack.assess` adds to the
+    per-sample table (one value per training sample).
+    """
+
+    candidates: np.ndarray  # (K, d), in the victim's input space
+    labels: np.ndarray  # (K,) in the model's label encoding
+    facts: AttackFacts
+    lambdas: np.ndarray | None = None  # (K,)
+    restart: np.ndarray | None = None  # (K,)
+    loss_history: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (log points, runs)
+    history_steps: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
+    per_sample: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        count = len(self.candidates)
+        self.lambdas = np.full(count, math.nan) if self.lambdas is None else self.lambdas
+        self.restart = np.zeros(count, dtype=int) if self.restart is None else self.restart
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What the Auditor checks the data against: the model's input width and output count."""
+
+    inputs: int
+    outputs: int
+
+
+class Attack(ABC):
+    """The base every attack implements; register one with :func:`auditkit.attacks.registry.register_attack`.
+
+    Class attributes: ``name`` (what ``attack.name`` says), ``config_type`` (its :class:`AttackConfig`)
+    and ``facts_type`` (its :class:`AttackFacts`).
+
+    Example:
+        >>> from auditkit.attacks.registry import build_attack
+        >>> build_attack({"name": "kkt", "steps": 100}).steps
+        100
+    """
+
+    name: ClassVar[str]
+    config_type: ClassVar[type[AttackConfig]]
+    facts_type: ClassVar[type[AttackFacts]] = AttackFacts
+
+    def __init__(self, config: AttackConfig | dict | None = None, **overrides) -> None:
+        base = config.model_dump() if isinstance(config, BaseModel) else dict(config or {})
+        self.config = self.config_type.validated({**base, **overrides, "name": self.name})
+
+    @property
+    def steps(self) -> int:
+        """Optimisation steps per run (the length of the progress bar; 0 for an attack that does not iterate)."""
+        return int(getattr(self.config, "steps", 0))
+
+    def warning(self) -> str:
+        """A warning about the settings themselves, printed before a run ('' for none)."""
+        return ""
+
+    def check(self, model: nn.Module) -> ModelShape:
+        """The model's input width and output count, or :class:`UnsupportedModelError` when the attack
+        cannot run on it. This default reads the first and last ``nn.Linear``."""
+        linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+        if not linears:
+            raise UnsupportedModelError(f"the {self.name} attack needs a model with Linear layers")
+        return ModelShape(linears[0].in_features, linears[-1].out_features)
+
+    @abstractmethod
+    def run(
+        self,
+        model: nn.Module,
+        knowledge: AttackerKnowledge,
+        *,
+        seed: int,
+        device: torch.device | str,
+        dtype: torch.dtype,
+        progress: ProgressCallback | None = None,
+    ) -> AttackOutput:
+        """Attack ``model``.
+
+        Args:
+            model: the victim (left unchanged).
+            knowledge: what the attacker knows besides the weights.
+            seed: the attack's only source of randomness.
+            device: where it computes.
+            dtype: its working precision.
+            progress: called as ``(step, loss)`` while it runs.
+
+        Returns:
+            Its candidates and facts.
+        """
+
+    def assess(
+        self, model: nn.Module, knowledge: AttackerKnowledge, output: AttackOutput, train: tuple
+    ) -> AttackOutput:
+        """The auditor's part: judge the premise and convergence with the true training set ``train``
+        (inputs, labels as float64 tensors) and return the output with its facts (and per-sample columns)
+        completed. This default adds nothing."""
+        return output

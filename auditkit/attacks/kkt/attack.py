@@ -1,0 +1,326 @@
+"""The KKT reconstruction attack (Haim et al., NeurIPS 2022), registered as ``kkt``.
+
+Fixes the victim's weights theta and optimises m candidate inputs x_j with multipliers lambda_j so
+that theta = (1/m) sum_j lambda_j y_j grad_theta Phi(x_j) (stationarity of the max-margin problem),
+with a pixel-range prior and a lambda_min hinge. A C-output victim gets the multiclass version
+(Buzaglo et al., NeurIPS 2023): each candidate carries a class y_j and one multiplier per other class k,
+on the gradient of its margin Phi_{y_j} - Phi_k at x_j (or, ``multiclass_margins: runner_up``, one
+multiplier on the margin against max_{k != y_j} Phi_k; see :func:`auditkit.attacks.kkt.kernel.margin_coefficients`).
+R restarts advance together as one batched program. The closed-form MLP kernel is its fast path: a model
+it runs on is traced to its Linear/ReLU chain (:mod:`auditkit.attacks.kkt.tracing`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from auditkit.attacks.base import Attack, AttackerKnowledge, AttackOutput, ModelShape, ProgressCallback
+from auditkit.attacks.kkt.config import DIVERGED, LOG_UNIFORM, SEARCH_RANGES, SELECTION_RULES, KKTConfig
+from auditkit.attacks.kkt.convergence import measure, short_attack_warning
+from auditkit.attacks.kkt.facts import KKTFacts
+from auditkit.attacks.kkt.kernel import (
+    MLPLayers,
+    candidate_lambdas,
+    extract_layers,
+    forward,
+    kkt_residual,
+    preactivation_scale,
+    stationarity_loss,
+)
+from auditkit.attacks.kkt.optimizer import BatchedOptimizer, restart_mask, take_restarts
+from auditkit.attacks.kkt.selection import Scorer, ground_truth_scorer, kkt_loss_score, residual_scorer
+from auditkit.attacks.registry import register_attack
+from auditkit.environment import DEFAULT_DTYPE, resolve_dtype
+from auditkit.errors import ConfigError, UnsupportedModelError
+
+
+@register_attack
+class KKTAttack(Attack):
+    """Reconstruct training inputs of a ReLU MLP from its weights via the KKT conditions.
+
+    Example:
+        >>> attack = KKTAttack(steps=2000, restarts=2)
+        >>> attack.config.restarts
+        2
+    """
+
+    name = "kkt"
+    config_type = KKTConfig
+    facts_type = KKTFacts
+    config: KKTConfig
+
+    def warning(self) -> str:
+        """A warning when the steps are fewer than the recorded runs needed to converge."""
+        return short_attack_warning(self.steps)
+
+    def check(self, model: nn.Module) -> ModelShape:
+        """The MLP's input width and outputs; anything but a Linear/ReLU chain raises UnsupportedModelError."""
+        layers = extract_layers(model)
+        return ModelShape(layers.input_dim, layers.outputs)
+
+    def assess(
+        self, model: nn.Module, knowledge: AttackerKnowledge, output: AttackOutput, train: tuple
+    ) -> AttackOutput:
+        """The victim's KKT residual at its true training set (multipliers fitted: the ``kkt_lambda`` column)
+        and how far the attack got (:func:`auditkit.attacks.kkt.convergence.measure`)."""
+        layers = extract_layers(model)
+        residual, fitted = kkt_residual(layers, *train)
+        found = output.candidates, output.labels, output.restart
+        history = output.loss_history, output.history_steps
+        bounds = (knowledge.lower, knowledge.upper)
+        own = output.facts.relative_residual
+        convergence = measure(layers, found, own, history, bounds, residual, self.steps)
+        facts = dataclasses.replace(output.facts, victim_residual=residual, convergence=convergence)
+        per_sample = {**output.per_sample, "kkt_lambda": fitted.numpy()}
+        return dataclasses.replace(output, facts=facts, per_sample=per_sample)
+
+    def run(
+        self,
+        model: nn.Module | MLPLayers,
+        knowledge: AttackerKnowledge,
+        *,
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype | str = DEFAULT_DTYPE,
+        progress: ProgressCallback | None = None,
+        initial: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+    ) -> AttackOutput:
+        """Run the attack on a victim (a ReLU MLP, or its layers already extracted).
+
+        The relative alpha is set from ``knowledge.reference_inputs`` (uniform draws in the valid range
+        when None). initial: (x, lambdas, labels) to start every restart from instead of the random
+        init (tests and diagnostics, e.g. starting at the true training set).
+        """
+        cfg = self.config
+        dtype = resolve_dtype(dtype)
+        start = time.perf_counter()
+        layers = model if isinstance(model, MLPLayers) else extract_layers(model)
+        victim, requested = layers, dtype  # kept for the float64 refinement, which promotes the working dtype
+        generator = torch.Generator(device="cpu").manual_seed(seed)
+        layers, lower, upper = self._placed(victim, knowledge, device, dtype)
+        reference = None if knowledge.reference_inputs is None else torch.as_tensor(knowledge.reference_inputs)
+        scale = self._alpha_scale(layers, lower, upper, reference, generator, device, dtype)
+        settings = self._restart_settings(generator)
+        hyper = self._per_restart(settings, device, dtype)
+
+        classes = max(2, layers.outputs)
+        m = max(classes, cfg.candidates_per_sample * knowledge.n_train)
+        m += -m % classes  # the same number of candidates per class
+        d, restarts = layers.input_dim, cfg.restarts
+        if layers.outputs == 1:
+            labels = torch.cat([torch.ones(m // 2), -torch.ones(m // 2)])
+        else:
+            labels = torch.arange(classes, dtype=torch.float64).repeat_interleave(m // classes)
+        x = torch.randn(restarts, m, d, generator=generator, dtype=torch.float64)
+        x *= torch.tensor(settings["init_scale"], dtype=torch.float64)[:, None, None]
+        if cfg.init == "public":
+            x += self._public_start(layers, reference, labels, restarts, generator)
+        if cfg.lambda_sign == "free":
+            lam = torch.randn(restarts, m, generator=generator, dtype=torch.float64)
+        elif cfg.lambda_init == "uniform":
+            lam = torch.rand(restarts, m, generator=generator, dtype=torch.float64)
+        else:
+            lam = torch.ones(restarts, m, dtype=torch.float64)
+        if cfg.multiclass_margins == "all" and layers.outputs > 1:  # one multiplier per other class
+            lam = lam.unsqueeze(-1).expand(restarts, m, layers.outputs) / (layers.outputs - 1)
+        if initial is not None:
+            x, lam, labels = (t.detach().cpu().double() for t in initial)
+            m = len(labels)
+            x, lam = x.expand(restarts, m, d).clone(), lam.expand(restarts, m).clone()
+        labels = labels.to(device=device, dtype=dtype)
+        scorer = self._scorer(layers, labels, lower, upper, knowledge, device, dtype)
+        x = x.to(device=device, dtype=dtype).requires_grad_(True)
+        lam = lam.to(device=device, dtype=dtype).requires_grad_(True)
+        optimizer = BatchedOptimizer(cfg, [x, lam], [hyper["lr_x"], hyper["lr_lambda"]])
+        alive = torch.arange(restarts)  # original restart index of each batch position
+        active = torch.ones(restarts, dtype=torch.bool, device=device)
+        diverged: list[dict] = []
+        early_stopped: list[int] = []
+        history, steps_logged = [], []
+        final_loss = np.full(restarts, np.nan)
+        residual = np.full(restarts, np.nan)
+        theta_norm = layers.norm().item()
+        losses = torch.zeros(restarts, dtype=dtype, device=device)
+        refine_at = max(0, cfg.steps - cfg.refine_steps) if cfg.refine_steps and dtype != torch.float64 else -1
+
+        for step in range(cfg.steps + 1):
+            if 0 < step == cfg.early_stop_step < cfg.steps and len(alive) > 1:
+                # score with the latest losses (one step old) and the current candidates
+                keep = self._best(scorer(x.detach(), losses.detach()), active, cfg.early_stop_keep)
+                early_stopped += [int(r) for r in alive[~restart_mask(keep, len(alive))]]
+                x, lam, active, alive = (
+                    take_restarts(x, keep),
+                    take_restarts(lam, keep),
+                    active[keep],
+                    alive[keep.cpu()],
+                )
+                hyper, initial = {k: v[keep] for k, v in hyper.items()}, initial[keep]
+                optimizer = optimizer.carry([x, lam], [hyper["lr_x"], hyper["lr_lambda"]], keep)
+            if step == refine_at:  # from here on float64, placed afresh from the caller's weights and settings
+                dtype, every = torch.float64, torch.arange(len(alive), device=device)
+                layers, lower, upper = self._placed(victim, knowledge, device, dtype)
+                hyper = {k: v[alive.to(device)] for k, v in self._per_restart(settings, device, dtype).items()}
+                labels, x, lam = labels.to(dtype), take_restarts(x, every, dtype), take_restarts(lam, every, dtype)
+                optimizer = optimizer.carry([x, lam], [hyper["lr_x"], hyper["lr_lambda"]], every)
+                scorer = self._scorer(layers, labels, lower, upper, knowledge, device, dtype)
+            alpha = hyper["alpha"] / scale
+            stationarity = stationarity_loss(layers, x, lam, labels, alpha)
+            prior = (torch.relu(x - upper).pow(2) + torch.relu(lower - x).pow(2)).sum((1, 2))
+            losses = stationarity + cfg.prior_weight * prior
+            if cfg.lambda_sign == "positive":
+                shortfall = torch.relu(hyper["lambda_min"][:, None] - candidate_lambdas(lam, labels))
+                losses = losses + cfg.lambda_weight * shortfall.pow(2).sum(1)
+            if step == 0:
+                initial = losses.detach().clone()
+            if step % cfg.log_every == 0 or step in (cfg.steps, cfg.early_stop_step - 1):
+                # diverged: NaN/inf, or finite but grown far beyond where it started
+                finite = torch.isfinite(losses) & torch.isfinite(x).all((1, 2)) & (losses <= DIVERGED * initial)
+                for position in torch.nonzero(active & ~finite).flatten().tolist():
+                    diverged.append({"restart": int(alive[position]), "step": step})
+                    with torch.no_grad():  # park it at a finite point so its NaNs stop costing time
+                        x[position], lam[position] = 0.0, 0.0
+                active &= finite
+                logged = np.full(restarts, np.nan)
+                logged[alive.numpy()] = torch.where(active, losses.detach(), torch.nan).cpu().double().numpy()
+                history.append(logged)
+                steps_logged.append(step)
+                final_loss[alive.numpy()] = logged[alive.numpy()]
+                residual[alive.numpy()] = (stationarity.detach().cpu().double().sqrt() / theta_norm).numpy()
+                if progress is not None:
+                    progress(step, float(np.nanmin(logged)) if np.isfinite(logged).any() else math.nan)
+                if not bool(active.any()):
+                    break
+            if step == cfg.steps:
+                break
+            total = torch.where(active, losses, torch.zeros_like(losses)).sum()
+            optimizer.zero_grad()
+            total.backward()
+            optimizer.step(active)
+
+        scores = np.full(restarts, np.nan)
+        with torch.no_grad():
+            current = scorer(x.detach(), losses.detach())
+        scores[alive.numpy()] = torch.where(active, current, -torch.inf).cpu().double().numpy()
+        top = cfg.select_top if cfg.select_top > 0 else len(alive)
+        chosen = self._best(current, active, top / len(alive))
+        chosen = chosen[active[chosen]]  # diverged restarts are never pooled
+        kept = chosen.cpu()
+        candidates = x.detach()[chosen].cpu().double().reshape(-1, d).numpy()
+        facts = KKTFacts(
+            name=self.name,
+            selection_rule=cfg.select,
+            selection=SELECTION_RULES[cfg.select],
+            restarts=restarts,
+            candidates=len(candidates),
+            restart_settings=settings,
+            restart_scores=scores.tolist(),
+            final_loss=final_loss.tolist(),
+            relative_residual=residual.tolist(),
+            selected_restarts=sorted(int(r) for r in alive[kept]),
+            early_stopped_restarts=early_stopped,
+            diverged=diverged,
+            alpha_scale=float(scale),
+            seconds=time.perf_counter() - start,
+            device=str(device),
+            dtype=str(requested).removeprefix("torch."),
+            seed=seed,
+        )
+        return AttackOutput(
+            candidates=candidates,
+            lambdas=candidate_lambdas(lam, labels).detach()[chosen].cpu().double().flatten().numpy(),
+            labels=labels.cpu().repeat(len(kept)).double().numpy(),
+            restart=alive[kept].repeat_interleave(m).numpy(),
+            loss_history=np.array(history),
+            history_steps=np.array(steps_logged),
+            facts=facts,
+        )
+
+    def _placed(self, victim: MLPLayers, knowledge: AttackerKnowledge, device, dtype) -> tuple:
+        """The victim's layers and the prior's per-pixel bounds (lower, upper), on ``device`` in ``dtype``."""
+        lower = torch.as_tensor(knowledge.lower).to(device=device, dtype=dtype).flatten()
+        upper = torch.as_tensor(knowledge.upper).to(device=device, dtype=dtype).flatten()
+        if self.config.prior == "box":
+            lower, upper = torch.full_like(lower, -1.0), torch.full_like(upper, 1.0)
+        return victim.to(device, dtype), lower, upper
+
+    def _per_restart(self, settings: dict[str, list[float]], device, dtype) -> dict[str, torch.Tensor]:
+        """Each restart's settings as (R,) tensors, with the (shared) multipliers' learning rate beside them."""
+        hyper = {k: torch.tensor(v, dtype=dtype, device=device) for k, v in settings.items()}
+        return hyper | {"lr_lambda": torch.full_like(hyper["lr_x"], self.config.lr_lambda)}
+
+    def _scorer(self, layers, labels, lower, upper, knowledge: AttackerKnowledge, device, dtype) -> Scorer:
+        """The configured selection rule as a scorer (higher is better)."""
+        rule = self.config.select
+        if rule == "kkt_residual":
+            return residual_scorer(layers, labels, lower, upper)
+        if rule == "kkt_loss":
+            return kkt_loss_score
+        if knowledge.ground_truth is None:
+            raise ConfigError(
+                "attack.select: 'ground_truth' ranks restarts by the training set, but none was given "
+                "(the Auditor passes it; an outside attacker has none: use 'kkt_residual')"
+            )
+        offset = np.zeros(knowledge.ground_truth.shape[1]) if knowledge.pixel_offset is None else knowledge.pixel_offset
+        return ground_truth_scorer(knowledge.ground_truth + offset, offset, device, dtype)
+
+    def _restart_settings(self, generator: torch.Generator) -> dict[str, list[float]]:
+        """Per-restart (init_scale, lr_x, lambda_min, alpha): the config's, then random draws when searching."""
+        cfg, restarts = self.config, self.config.restarts
+        settings = {k: [float(getattr(cfg, k))] for k in SEARCH_RANGES}
+        drawn = restarts - 1 if cfg.search == "random" else 0
+        for key, values in settings.items():
+            low, high = cfg.search_ranges.get(key, SEARCH_RANGES[key])
+            u = torch.rand(drawn, generator=generator, dtype=torch.float64)
+            if key in LOG_UNIFORM:
+                values += torch.exp(math.log(low) + u * (math.log(high) - math.log(low))).tolist()
+            else:
+                values += (low + u * (high - low)).tolist()
+            values += values[:1] * (restarts - len(values))
+        return settings
+
+    @staticmethod
+    def _best(scores: torch.Tensor, active: torch.Tensor, fraction: float) -> torch.Tensor:
+        """Batch positions of the best ceil(fraction * R) restarts (diverged ones last)."""
+        ranked = torch.where(active, scores, -torch.inf)
+        count = max(1, math.ceil(fraction * len(scores) - 1e-9))
+        return torch.argsort(ranked, descending=True, stable=True)[:count].sort().values
+
+    @staticmethod
+    def _public_start(layers: MLPLayers, reference, labels: torch.Tensor, restarts: int, generator) -> torch.Tensor:
+        """(R, m, d) start images: for each candidate a public input the victim assigns to the candidate's
+        class (any public input when it assigns none to that class), distinct within a restart while they last."""
+        if reference is None or len(reference) == 0:
+            raise ConfigError("attack.init: 'public' needs public data of the same distribution (non-members)")
+        reference = reference.double()
+        outputs = forward(layers.to("cpu", torch.float64), reference)
+        predicted = torch.where(outputs > 0, 1.0, -1.0) if layers.outputs == 1 else outputs.argmax(1).double()
+        start = torch.empty(restarts, len(labels), reference.shape[1], dtype=torch.float64)
+        for label in labels.unique():
+            slots = torch.nonzero(labels == label).flatten()
+            pool = torch.nonzero(predicted == label).flatten()
+            pool = pool if len(pool) else torch.arange(len(reference))
+            for restart in range(restarts):
+                order = pool[torch.randperm(len(pool), generator=generator)]
+                start[restart, slots] = reference[order[torch.arange(len(slots)) % len(order)]]
+        return start
+
+    def _alpha_scale(self, layers, lower, upper, reference_inputs, generator, device, dtype) -> float:
+        """What alpha is relative to: the victim's median |pre-activation| (1 for an absolute alpha)."""
+        if not self.config.alpha_relative:
+            return 1.0
+        if reference_inputs is None:
+            u = torch.rand(256, len(lower), generator=generator, dtype=torch.float64)
+            reference_inputs = lower.cpu().double() + u * (upper - lower).cpu().double()
+        scale = preactivation_scale(layers, reference_inputs.to(device=device, dtype=dtype))
+        if not scale > 0:
+            raise UnsupportedModelError(
+                "the victim's hidden pre-activations are all zero at the reference inputs: relative alpha is "
+                "undefined (set attack.alpha_relative: false)"
+            )
+        return scale

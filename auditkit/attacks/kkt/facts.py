@@ -1,0 +1,168 @@
+"""The KKT attack's part of a result: how its restarts ran, and its premise (the victim's KKT residual, the
+attack's convergence) as the verdict and the report read it.
+
+The premise thresholds on the victim's KKT residual (at the true training set, multipliers fitted) come from
+measured victims (MNIST parity, 784-500-500-1; issues 11 and 14; ``benchmarks/results/``): conclusive at or
+under CONCLUSIVE_RESIDUAL, weak (counts under-state) up to WEAK_RESIDUAL, inconclusive beyond. Uncentred
+inputs (raw [0, 1] pixels) are weak too (``benchmarks/results/input_preparation.md``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from auditkit.attacks.base import AttackFacts, Concern
+from auditkit.attacks.kkt.convergence import Convergence
+from auditkit.storage.files import to_jsonable
+
+CONCLUSIVE_RESIDUAL = 0.3
+WEAK_RESIDUAL = 0.7
+UNKNOWN = Convergence(math.nan, math.nan, math.nan, 0)  # a result saved before convergence was measured
+
+
+@dataclass(frozen=True, kw_only=True)
+class KKTFacts(AttackFacts):
+    """How the KKT attack ran (restarts, their settings, scores and fates) and its premise for this victim."""
+
+    selection_rule: str
+    selection: str  # what the rule means
+    restarts: int
+    restart_settings: dict[str, list[float]]
+    restart_scores: list[float]
+    final_loss: list[float]
+    relative_residual: list[float]  # sqrt(stationarity) / ||theta|| per restart
+    selected_restarts: list[int]
+    early_stopped_restarts: list[int]
+    diverged: list[dict]  # [{"restart": r, "step": s}]
+    alpha_scale: float
+    victim_residual: float = math.nan  # the victim's KKT residual at its true training set (set by assess)
+    convergence: Convergence = field(default=UNKNOWN)  # how far the attack got (set by assess)
+
+    GLOSSARY: ClassVar[dict[str, str]] = {
+        "KKT residual": "how far the weights are from a KKT point of the max-margin problem (0 = at one, 1 = none "
+        "of the weights explained by the training samples' gradients): the KKT attack's premise",
+        "attack residual": "the KKT residual the attack's best restart's candidates leave (multipliers refitted, "
+        "exact ReLU), beside the victim's at its true training set: the attack converged when it is no larger and "
+        "its loss no longer falls fast; otherwise a low count is not evidence of safety",
+        "restart": "one independent run of the attack's optimisation; their candidates are pooled",
+    }
+    HEADLINE: ClassVar[tuple[str, ...]] = (
+        "victim_kkt_residual",
+        "attack_kkt_residual",
+        "attack_convergence",
+        "attack_relative_residual",
+    )
+
+    @property
+    def best_restart(self) -> int | None:
+        """The restart with the lowest final attack loss (None when every restart diverged)."""
+        losses = np.array(self.final_loss, dtype=float)
+        return int(np.nanargmin(losses)) if np.isfinite(losses).any() else None
+
+    def concerns(self, train_accuracy: float, centred: bool) -> list[Concern]:
+        """The victim's premise (:meth:`victim_concerns`) and the attack's (it converged)."""
+        found = self.victim_concerns(train_accuracy, centred)
+        if self.convergence.level != "converged":
+            found.append(Concern(self.convergence.reason(), self.convergence.level == "not_converged"))
+        return found
+
+    def victim_concerns(self, train_accuracy: float, centred: bool) -> list[Concern]:
+        """The victim's premise alone: near a KKT point, fits its training set, centred inputs."""
+        found, residual = [], self.victim_residual
+        if math.isnan(residual) or residual > WEAK_RESIDUAL:
+            reason = f"the weights are far from a KKT point (residual {residual:.2f} > {WEAK_RESIDUAL}): the attack's "
+            found.append(Concern(reason + "premise fails", True))
+        elif residual > CONCLUSIVE_RESIDUAL:
+            reason = f"the weights are only near a KKT point (residual {residual:.2f} > {CONCLUSIVE_RESIDUAL}): "
+            found.append(Concern(reason + "counts under-state the leakage", False))
+        if not centred:
+            reason = "the inputs are not centred (raw pixels): the attack was measured weaker there, so counts "
+            found.append(Concern(reason + "under-state the leakage", False))
+        if not train_accuracy == 1.0:
+            reason = f"the model does not fit its training set (accuracy {train_accuracy:.3f}; the premise needs 1)"
+            found.append(Concern(reason, True))
+        return found
+
+    def headline(self) -> dict[str, Any]:
+        """The victim's and the attack's KKT residuals, the convergence level and the best restart's own residual."""
+        best = self.best_restart
+        return {
+            "victim_kkt_residual": self.victim_residual,
+            "attack_kkt_residual": self.convergence.attack_residual,
+            "attack_convergence": self.convergence.level,
+            "attack_relative_residual": self.relative_residual[best] if best is not None else math.nan,
+        }
+
+    def sentence(self) -> str:
+        """``attack residual A (victim V: level)``."""
+        level = self.convergence.level.replace("_", " ")
+        return f"attack residual {self.convergence.attack_residual:.2f} (victim {self.victim_residual:.2f}: {level})"
+
+    def premise_cells(self) -> list[tuple[str, float, str, str]]:
+        """(glossary term, value, why it may be missing, a note) per premise number, for the report."""
+        missing = "no candidates, or a result saved before it was measured"
+        level = self.convergence.level.replace("_", " ")
+        return [
+            ("KKT residual", self.victim_residual, "could not be computed", ""),
+            ("attack residual", self.convergence.attack_residual, missing, level),
+        ]
+
+    def describe(self) -> list[str]:
+        """Restarts, precision, time, the selection rule and divergences."""
+        return [
+            f"Attack kkt: {self.restarts} restart(s), {self.dtype} on {self.device}, {self.seconds:.0f} s; selection "
+            f"rule {self.selection_rule}: {self.selection}; {len(self.diverged)} restart(s) diverged."
+        ]
+
+    def table(self) -> pd.DataFrame:
+        """One row per restart: its settings, last loss, selection score and fate."""
+
+        def fate(restart: int) -> str:
+            if restart in self.selected_restarts:
+                return "pooled"
+            return "early-stopped" if restart in self.early_stopped_restarts else "not selected"
+
+        return pd.DataFrame(
+            {
+                "restart": range(self.restarts),
+                **self.restart_settings,
+                "last loss": self.final_loss,
+                "score": self.restart_scores,
+                "fate": [fate(r) for r in range(self.restarts)],
+            }
+        )
+
+    def to_dict(self) -> dict:
+        """The JSON form, the convergence with its derived ratio and level."""
+        values = asdict(self)
+        values["convergence"] = self.convergence.to_dict()
+        return to_jsonable(values)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> KKTFacts:
+        """Read back :meth:`to_dict`, or a result saved before the premise lived here (top-level fields)."""
+
+        def number(value) -> float:
+            return math.nan if value is None else float(value)
+
+        floats = {
+            key: [number(v) for v in values[key]] for key in ("restart_scores", "final_loss", "relative_residual")
+        }
+        saved = values.get("convergence")
+        convergence = UNKNOWN
+        if saved is not None:
+            parts = (number(saved[key]) for key in ("attack_residual", "victim_residual", "loss_fall"))
+            convergence = Convergence(*parts, int(saved["steps"]))
+        fixed = {
+            **values,
+            **floats,
+            "alpha_scale": number(values["alpha_scale"]),
+            "victim_residual": number(values.get("victim_residual")),
+            "convergence": convergence,
+        }
+        return super().from_dict(fixed)

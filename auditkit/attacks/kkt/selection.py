@@ -1,0 +1,48 @@
+"""How the KKT attack ranks its restarts (``attack.select``): scorers over candidates, higher is better."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from auditkit.attacks.kkt.kernel import MLPLayers, kkt_residual
+from auditkit.scoring.metrics import standardize
+
+Scorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (candidates (R, m, d), losses (R,)) -> (R,)
+
+
+def kkt_loss_score(candidates: torch.Tensor, losses: torch.Tensor) -> torch.Tensor:
+    """Minus each restart's attack loss: the ``kkt_loss`` rule."""
+    return -losses
+
+
+def residual_scorer(layers: MLPLayers, labels: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> Scorer:
+    """Minus the victim's KKT residual each restart's candidates leave (clamped to the valid range,
+    multipliers refitted, exact ReLU): the ``kkt_residual`` rule."""
+
+    def score(candidates: torch.Tensor, losses: torch.Tensor) -> torch.Tensor:
+        residuals = [kkt_residual(layers, c.clamp(lower, upper), labels)[0] for c in candidates]
+        return torch.tensor(residuals, dtype=losses.dtype, device=losses.device).nan_to_num(nan=torch.inf).neg()
+
+    return score
+
+
+def ground_truth_scorer(
+    train_pixels: np.ndarray, offset: np.ndarray, device: torch.device, dtype: torch.dtype
+) -> Scorer:
+    """The authors' sweep score: minus the mean NCC distance of the 10 best-matched training images
+    (candidates + ``offset`` are pixels): the ``ground_truth`` rule."""
+    train = standardize(torch.as_tensor(train_pixels, device=device, dtype=dtype))
+    shift = torch.as_tensor(offset, device=device, dtype=dtype)
+
+    def score(candidates: torch.Tensor, losses: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            pixels = standardize(candidates + shift)  # (R, m, d)
+            distance = 2 - 2 * pixels @ train.T  # (R, m, n)
+            nearest = distance.min(1).values  # (R, n)
+            best = nearest.sort(1).values[:, : min(10, nearest.shape[1])]
+            return torch.nan_to_num(-best.mean(1), nan=-torch.inf)
+
+    return score

@@ -1,0 +1,237 @@
+"""The Auditor runs an attack against a trained model and scores every training sample: the front door."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from auditkit.attacks.base import Attack, AttackerKnowledge, AttackOutput, ProgressCallback
+from auditkit.attacks.registry import build_attack
+from auditkit.auditing.inputs import sample_pairs
+from auditkit.data.audit_data import AuditData
+from auditkit.data.user_data import audit_data
+from auditkit.environment import DEFAULT_DTYPE, resolve_device, resolve_dtype
+from auditkit.errors import ConfigError, DataError, UnsupportedModelError
+from auditkit.progress import Progress
+from auditkit.results.audit import AuditResult
+from auditkit.results.facts import VictimFacts
+from auditkit.scoring.bounds import kappa_ssim, reconstruction_bounds
+from auditkit.scoring.metrics import identified_nonmembers, match, minmax, same_class_ssim, ssim
+from auditkit.victims.dp import privacy_facts
+from auditkit.victims.models import model_margins
+
+
+class Auditor:
+    """Attack a trained model and report, per training sample, whether it can be pulled back out.
+
+    Args:
+        attack: any registered attack (:mod:`auditkit.attacks.registry`); the KKT attack by default.
+        device: "auto" (CUDA when present), "cpu" or "cuda".
+        dtype: the attack's precision ("float32"/"float64").
+        ssim_threshold: the paper's reconstruction threshold.
+        seed: the attack's seed.
+        reference_size: how many non-members the attack may use as public data.
+
+    Example:
+        >>> from auditkit import Auditor, KKTAttack
+        >>> auditor = Auditor(KKTAttack(steps=8000), device="cpu", seed=0)
+        >>> result = auditor.audit(model, (train_x, train_y), nonmembers=held_out_x)  # doctest: +SKIP
+        >>> result.summary().identified  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        attack: Attack | None = None,
+        *,
+        device: str | torch.device = "auto",
+        dtype: str | torch.dtype = DEFAULT_DTYPE,
+        ssim_threshold: float = 0.4,
+        seed: int = 0,
+        reference_size: int = 512,
+    ) -> None:
+        self.attack = attack or build_attack()
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype)
+        self.ssim_threshold = ssim_threshold
+        self.seed = seed
+        self.reference_size = reference_size
+
+    def audit(
+        self,
+        model: nn.Module,
+        data: AuditData | None = None,
+        *,
+        train=None,
+        nonmembers=None,
+        test=None,
+        mean=None,
+        image_shape: tuple[int, ...] | None = None,
+        name: str = "victim",
+        victim: VictimFacts | None = None,
+        privacy=None,
+        delta: float | None = None,
+        progress: bool | ProgressCallback | None = None,
+    ) -> AuditResult:
+        """Run the attack on ``model`` and score every training sample.
+
+        Give ``data`` (AuditData), or what a pipeline has: ``train`` as ``(inputs, labels)`` (tensors or
+        arrays, any two-class label encoding) or a Dataset/DataLoader of such pairs (read in the dataset's
+        index order whatever the loader's sampler, so sample i is the user's item i), ``nonmembers``
+        (inputs of the same distribution not trained on: the members-vs-non-members test needs them),
+        ``mean`` (what was subtracted from [0, 1] pixels; else inputs must be pixels in [0, 1]) and
+        ``image_shape``; ``test`` (held-out labelled pairs, as ``train``) gives the test accuracy beside
+        the leakage. What was assumed is stated in the result's ``data_notes``.
+
+        privacy: for a model trained with DP-SGD elsewhere, the Opacus ``PrivacyEngine`` that trained it
+        (with ``delta``) or ``{noise_multiplier, sample_rate, steps, delta}``: the result then carries its
+        epsilon and the reconstruction ceiling beside the measured counts.
+        progress: True for a progress bar of the attack steps (on a terminal; elsewhere one line when it
+        ends), or a callback ``(step, loss)``.
+
+        Returns:
+            The per-sample result with its evidence and the attack's facts.
+        """
+        shape = self.attack.check(model)
+        if data is not None and not isinstance(data, AuditData):
+            data, train = None, data  # (inputs, labels), a Dataset or a DataLoader given in data's place
+        if data is None:
+            if train is None:
+                raise DataError("audit: give data (AuditData) or train=(inputs, labels), a Dataset or a DataLoader")
+            x, y, note = sample_pairs(train)
+            if nonmembers is not None and not isinstance(nonmembers, torch.Tensor | np.ndarray):
+                nonmembers = sample_pairs(nonmembers)[0]  # a Dataset/DataLoader of (input, label) pairs: the inputs
+            widths = {"image_shape": image_shape, "outputs": shape.outputs, "inputs": shape.inputs}
+            held_out = sample_pairs(test)[:2] if test is not None else None
+            data = audit_data(x, y, nonmembers=nonmembers, test=held_out, mean=mean, **widths)
+            data = dataclasses.replace(data, notes=data.notes + ((note,) if note else ()))
+        if (data.outputs == 1) != (shape.outputs == 1) or data.outputs > shape.outputs:
+            raise UnsupportedModelError(
+                f"the model has {shape.outputs} output(s) but the data's labels need {data.outputs} "
+                "(one output: labels -1/+1; C outputs: labels 0..C-1)"
+            )
+        if shape.inputs != data.train_x.shape[1]:
+            raise UnsupportedModelError(
+                f"the model takes {shape.inputs} inputs but the data has {data.train_x.shape[1]} features"
+            )
+        train = tuple(torch.as_tensor(a, dtype=torch.float64) for a in (data.train_x, data.train_y))
+        margins = model_margins(model, *train)
+        if privacy is not None and victim is not None:
+            raise ConfigError("privacy: the victim's facts already say how it was trained; give one of the two")
+        if victim is None and (privacy is not None or len(data.test_x)):
+            facts = privacy_facts(privacy, delta) if privacy is not None else None
+            victim = VictimFacts.trained_elsewhere(facts, float((margins > 0).mean()), self._accuracy(model, data))
+
+        knowledge = self.knowledge(data)
+        bar = Progress().task(f"[{name}] attack", self.attack.steps) if progress is True else None
+        with bar or contextlib.nullcontext(progress or None) as update:
+            output = self.attack.run(
+                model, knowledge, seed=self.seed, device=self.device, dtype=self.dtype, progress=update
+            )
+        output = self.attack.assess(model, knowledge, output, train)
+        train_images = data.to_pixels(data.train_x)
+        candidates = data.to_pixels(output.candidates) if len(output.candidates) else train_images[:0]
+        pool_images = data.to_pixels(data.pool_x)
+        frame = self._per_sample(data, train_images, candidates, pool_images, output, margins)
+        evidence = {
+            "nonmember_identified": identified_nonmembers(train_images, candidates, pool_images),
+            "candidate_lambdas": output.lambdas,
+            "candidate_labels": output.labels,
+            "candidate_restart": output.restart,
+            "loss_history": output.loss_history,
+            "history_steps": output.history_steps,
+            "mean": data.mean,
+        }
+        result = AuditResult(
+            name=name,
+            frame=frame,
+            candidates=candidates,
+            train_images=train_images,
+            evidence=evidence,
+            attack=output.facts,
+            ssim_threshold=self.ssim_threshold,
+            victim=victim,
+            data_notes=data.notes,
+        )
+        if result.privacy is not None:
+            result.bounds = self._ceiling(result, len(train_images) + len(pool_images), pool_images)
+        return result
+
+    @staticmethod
+    def _accuracy(model: nn.Module, data: AuditData) -> float:
+        """The model's accuracy on the held-out labelled data (NaN without any)."""
+        if not len(data.test_x):
+            return math.nan
+        return float((model_margins(model, data.test_x, data.test_y) > 0).mean())
+
+    def knowledge(self, data: AuditData) -> AttackerKnowledge:
+        """What the attack may use of ``data``: the valid input range, the first ``reference_size`` non-members
+        (public data, what a relative alpha is measured on) and the training set (the auditor's view)."""
+        return AttackerKnowledge(
+            n_train=len(data.train_x),
+            lower=data.lower,
+            upper=data.upper,
+            reference_inputs=data.pool_x[: self.reference_size] if len(data.pool_x) else None,
+            ground_truth=data.train_x,
+            pixel_offset=data.mean,
+        )
+
+    def _ceiling(self, result: AuditResult, identification_pool: int, pool_images: np.ndarray):
+        """The DP ceiling beside each success criterion (see :mod:`auditkit.scoring.bounds`)."""
+        summary, privacy = result.summary(), result.privacy
+        return reconstruction_bounds(
+            tries=result.attack.candidates,
+            identification_pool=identification_pool,
+            identified_fraction=summary.identified_fraction,
+            kappa_above_threshold=kappa_ssim(pool_images, self.ssim_threshold, seed=self.seed),
+            above_threshold_fraction=summary.ssim_above_threshold / summary.n,
+            ssim_threshold=self.ssim_threshold,
+            noise_multiplier=privacy.noise_multiplier,
+            sample_rate=privacy.sample_rate,
+            steps=privacy.steps,
+        )
+
+    def _per_sample(self, data, train_images, candidates, pool_images, output: AttackOutput, margins) -> pd.DataFrame:
+        """One row per training sample: label, margins, the attack's own columns, the best match and its scores."""
+        n = len(train_images)
+        mean_image = data.mean.reshape(1, *data.image_shape)
+        baseline = ssim(np.repeat(minmax(mean_image), n, 0), train_images)
+        frame = pd.DataFrame(
+            {
+                "sample": np.arange(n),
+                "source_index": data.train_index,
+                "label": data.train_y.astype(int),
+                "margin": margins,
+                "normalized_margin": margins / _smallest_positive(margins),
+                **output.per_sample,
+                "baseline_ssim": baseline,
+            }
+        )
+        if len(candidates) == 0:
+            frame["ssim"] = np.nan
+            frame["identified"] = False
+            frame["reconstructed"] = False
+            return frame
+        scores = match(train_images, candidates, pool_images)
+        frame["ssim"] = scores["ssim"]
+        frame["dssim"] = (1 - scores["ssim"]) / 2
+        frame["reconstructed"] = scores["ssim"] > self.ssim_threshold
+        frame["identified"] = scores["identified"]
+        frame["candidate"] = scores["candidate"]
+        frame["ssim_same_class"] = same_class_ssim(train_images, frame["label"].to_numpy(), candidates, output.labels)
+        frame["candidate_lambda"] = output.lambdas[scores["candidate"]]
+        frame["candidate_restart"] = output.restart[scores["candidate"]]
+        frame["ncc_distance"] = scores["ncc_distance"]
+        frame["control_ssim"] = scores["control_ssim"]
+        return frame
+
+
+def _smallest_positive(values: np.ndarray) -> float:
+    """The margin the normalisation divides by: the smallest one among correctly classified samples."""
+    positive = values[values > 0]
+    return float(positive.min()) if len(positive) else math.nan

@@ -1,0 +1,71 @@
+"""Auditing a model the user saved, with no scenario: their state_dict and data file in, a report out."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+from auditkit.attacks.registry import build_attack
+from auditkit.auditing.auditor import Auditor
+from auditkit.config.overrides import deep_merge
+from auditkit.config.presets import attack_preset
+from auditkit.data.user_data import load_audit_data
+from auditkit.environment import DEFAULT_DTYPE, resolve_device, seed_everything
+from auditkit.errors import ConfigError
+from auditkit.progress import Progress
+from auditkit.report import write_report
+from auditkit.results.facts import RunFacts
+from auditkit.results.run import RunResult
+from auditkit.storage.files import inside
+from auditkit.storage.outdir import exclusive_output
+from auditkit.victims.user_model import load_state_dict, mlp_from_state_dict
+
+
+def audit_saved_model(
+    model_path: Path,
+    data_path: Path,
+    out: Path,
+    attack: str | Path | None = None,
+    device: str = "auto",
+    seed: int = 0,
+    progress: Progress | None = None,
+    overrides: dict | None = None,
+) -> RunResult:
+    """Load (safely) and check the model and data before anything runs, then attack, save and report.
+
+    overrides: settings over the attack preset's (``{"attack": {"steps": 300}}``, what ``--set`` gives).
+    """
+    progress = progress or Progress()
+    overrides = overrides or {}
+    unknown = sorted(set(overrides) - {"attack"})
+    if unknown or not isinstance(overrides.get("attack", {}), dict):
+        key = unknown[0] if unknown else "attack"
+        raise ConfigError(f"--set {key}: auditkit audit takes attack settings only (attack.KEY=VALUE)")
+    model = mlp_from_state_dict(load_state_dict(model_path), str(model_path))
+    data = load_audit_data(data_path, outputs=model[-1].out_features, inputs=model[0].in_features)
+    preset = attack_preset(attack) if attack else {}
+    attack_run = build_attack(deep_merge(preset, overrides.get("attack", {})))
+    resolved = resolve_device(device)
+    name = victim_name(model_path)
+    with exclusive_output(out) as out:
+        if warning := attack_run.warning():
+            progress.note(warning)
+        started = time.perf_counter()
+        seed_everything(seed)
+        auditor = Auditor(attack_run, device=resolved, dtype=DEFAULT_DTYPE, seed=seed)
+        with progress.task(f"[{name}] attack", attack_run.steps) as update:
+            result = auditor.audit(model, data, name=name, progress=update)
+        result.save(inside(out, name))
+        settings = {"model": str(model_path), "data": str(data_path), "attack": attack_run.config.model_dump()}
+        seconds = time.perf_counter() - started
+        facts = RunFacts.collect(f"audit of {model_path.name}", seed, resolved, DEFAULT_DTYPE, settings, seconds)
+        run = RunResult(facts, [result])
+        run.save(out, victims=False)
+        write_report(run, out)
+    return run
+
+
+def victim_name(model_path: Path) -> str:
+    """The audit's folder and name in the report: the model file's stem, made a safe folder name."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", model_path.stem).strip(".") or "model"

@@ -1,0 +1,1 @@
+"""Configuration: the scenario schema, YAML presets and their lookup, overrides (``--set``), loading."""

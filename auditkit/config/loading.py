@@ -1,0 +1,50 @@
+"""Loading a scenario: a file or a built-in name, composed from its presets, overridden, validated."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from auditkit.config.overrides import deep_merge
+from auditkit.config.presets import available, find_preset, preset_dirs, raw_scenario, resolve
+from auditkit.config.schema import Scenario
+from auditkit.errors import ScenarioError, first_error
+from auditkit.storage.files import SAFE_NAME
+
+
+def validate(raw: dict, source: str = "scenario") -> Scenario:
+    """The scenario model of ``raw``, every grid point checked too; errors name ``source`` and the field."""
+    try:
+        scenario = Scenario.model_validate(raw)
+    except ValidationError as error:
+        raise ScenarioError(f"{source}: {first_error(error)}") from None
+    try:
+        scenario.grid_points()
+    except ScenarioError as error:
+        raise ScenarioError(f"{source}: {error}") from None
+    return scenario
+
+
+def scenario_path(scenario: str | Path, presets: Path | None = None) -> Path:
+    """A scenario file, or the name of a scenario in ``presets`` or among the built-in ones."""
+    path = Path(scenario)
+    if path.is_file() or not re.fullmatch(SAFE_NAME, str(scenario)) or path.suffix == ".yaml":
+        return path
+    found = find_preset(str(scenario), preset_dirs(None, presets)["scenario"])
+    if found is None:
+        names = ", ".join(available(preset_dirs(None, presets)["scenario"]))
+        raise ScenarioError(f"{scenario}: no such file, and no scenario of that name; built-in: {names}")
+    return found
+
+
+def load_scenario(scenario: str | Path, overrides: dict | None = None, presets: Path | None = None) -> Scenario:
+    """Read, compose and validate a scenario (a file, or a name: see :func:`scenario_path`); ``overrides``
+    (e.g. seed, device, ``--set`` values) win over the file; ``presets`` is searched before the built-ins."""
+    path = scenario_path(scenario, presets)
+    dirs = preset_dirs(path, presets)
+    raw = raw_scenario(path, dirs)
+    raw.setdefault("name", path.stem)
+    raw = deep_merge(raw, overrides or {})
+    return validate(resolve(raw, dirs), str(path))

@@ -1,0 +1,49 @@
+"""The audit's data contract: training members, held-out test set and non-member pool as flat arrays."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class AuditData:
+    """Training members, held-out test set and the non-member pool, all as flat float64 arrays.
+
+    ``train_x`` etc. are in the victim's input space (pixels minus ``mean``); labels are in {-1, +1}
+    (binary task, one-output victim) or 0..C-1 (C classes, C-output victim).
+    ``pool_x`` holds every image of the task's classes not used for training (test set included): the
+    non-members that identification and look-alike controls compare against.
+    """
+
+    name: str
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    pool_x: np.ndarray
+    pool_y: np.ndarray
+    mean: np.ndarray
+    image_shape: tuple[int, ...]  # (H, W) or (C, H, W)
+    train_index: np.ndarray  # positions of the members in the source data set
+    notes: tuple[str, ...] = ()  # assumptions made building it (label encoding, input preparation)
+
+    @property
+    def outputs(self) -> int:
+        """The victim's output count this task needs: 1 (labels -1/+1) or C (labels 0..C-1)."""
+        return 1 if set(np.unique(self.train_y)) <= {-1.0, 1.0} else int(self.train_y.max()) + 1
+
+    @property
+    def lower(self) -> np.ndarray:
+        """Smallest valid input per dimension (pixel 0 minus the mean)."""
+        return -self.mean
+
+    @property
+    def upper(self) -> np.ndarray:
+        """Largest valid input per dimension (pixel 1 minus the mean)."""
+        return 1.0 - self.mean
+
+    def to_pixels(self, x: np.ndarray) -> np.ndarray:
+        """Input-space rows back to images in pixel space, shape (k, *image_shape)."""
+        return (np.asarray(x) + self.mean).reshape(-1, *self.image_shape)

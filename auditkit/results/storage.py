@@ -1,0 +1,61 @@
+"""Reading a saved result back: every file checked (present, parseable, the columns and arrays a result
+needs, of the right kinds), every problem one :class:`ResultError` line naming the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from auditkit.errors import AuditkitError
+from auditkit.storage.safe_load import read_json_object, read_npz
+
+
+class ResultError(AuditkitError):
+    """A saved result cannot be read (missing or damaged file); the message names the file."""
+
+
+# per_sample.csv columns a result needs, with the numpy kinds allowed (integer, float, bool)
+FRAME_COLUMNS = {
+    "sample": "iu",
+    "label": "iu",
+    "margin": "iuf",
+    "normalized_margin": "iuf",
+    "baseline_ssim": "iuf",
+    "ssim": "iuf",
+    "identified": "b",
+}
+ARRAYS = {"candidates": "f", "train_images": "f", "nonmember_identified": "b", "mean": "f"}  # name: numpy kinds allowed
+
+
+def read_frame(path: Path, candidates: int) -> pd.DataFrame:
+    """per_sample.csv, checked for the columns a result needs and for candidates it points to."""
+    try:
+        frame = pd.read_csv(path)
+    except FileNotFoundError:
+        raise ResultError(f"{path}: not found") from None
+    except (ValueError, UnicodeDecodeError) as error:  # pandas' parser errors are ValueErrors
+        raise ResultError(f"{path}: not a readable CSV ({error})") from None
+    for column, kinds in FRAME_COLUMNS.items():
+        if column not in frame:
+            raise ResultError(f"{path}: column '{column}' is missing")
+        if frame[column].dtype.kind not in kinds:
+            raise ResultError(f"{path}: column '{column}' has {frame[column].dtype} values")
+    if "candidate" in frame and not frame["candidate"].between(0, candidates - 1).all():
+        raise ResultError(f"{path}: column 'candidate' points outside the {candidates} saved candidates")
+    return frame
+
+
+def read_arrays(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of reconstructions.npz, checked for the ones a result needs."""
+    arrays = read_npz(path, ResultError)
+    for key, kinds in ARRAYS.items():
+        if key not in arrays or arrays[key].dtype.kind not in kinds:
+            raise ResultError(f"{path}: array '{key}' is missing or of the wrong type")
+    return arrays
+
+
+def read_json(path: Path) -> dict:
+    """A result's JSON object (result.json or summary.json)."""
+    return read_json_object(path, ResultError, f"not found; is {path.parent} the output of a finished audit?")

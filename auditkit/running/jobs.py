@@ -1,0 +1,113 @@
+"""One victim's part in a run: planned from a scenario's grid and defenses, trained or loaded from the
+cache, attacked; what either executor runs for each victim."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from auditkit.attacks.registry import build_attack
+from auditkit.auditing.auditor import Auditor
+from auditkit.config.schema import DefenseConfig, Scenario
+from auditkit.data.audit_data import AuditData
+from auditkit.data.datasets import load_data
+from auditkit.progress import Progress
+from auditkit.results.audit import AuditResult
+from auditkit.results.facts import PrivacyFacts, VictimFacts
+from auditkit.results.run import VictimFailure
+from auditkit.storage.fingerprint import fingerprint
+from auditkit.victims.cache import VictimCache, victim_key
+from auditkit.victims.defenses import TrainingDiverged, plan_defenses, train_victim, untrained_victim
+
+
+@dataclass(frozen=True)
+class VictimJob:
+    """One victim to train and audit: a grid point's scenario, one of its defenses, and what names it."""
+
+    name: str  # the result's name and folder
+    scenario: Scenario
+    defense: DefenseConfig
+    plan: PrivacyFacts | None  # the DP-SGD noise and budget, resolved before anything trains
+    fingerprint: str  # of the settings that determine its audit (--resume reuses only an equal one)
+
+
+def plan_victims(scenario: Scenario, data_for: Callable[[Scenario], AuditData] | None = None) -> list[VictimJob]:
+    """One job per grid point and defense, in that order; every DP defense's noise resolved up front
+    (impossible settings fail before anything trains). ``data_for``: a grid point's data set (loaded)."""
+    data_for = data_for or last_data_set()
+    jobs = []
+    for point in scenario.grid_points():
+        n = len(data_for(point.scenario).train_x)
+        plans = plan_defenses(point.scenario, n)
+        for defense in point.scenario.defenses:
+            name, fingerprint = point.victim_name(defense), audit_fingerprint(point.scenario, defense)
+            jobs.append(VictimJob(name, point.scenario, defense, plans.get(defense.name), fingerprint))
+    return jobs
+
+
+def audit_victim(
+    job: VictimJob, progress: Progress, device: torch.device, data: AuditData | None = None
+) -> AuditResult | VictimFailure:
+    """Train (or load) one job's victim and attack it (``data``: its data set, loaded when None); a
+    victim whose training diverges is a failure, not an error (one bad victim does not sink the comparison)."""
+    scenario, defense = job.scenario, job.defense
+    data = data if data is not None else load_data(scenario.data, scenario.seed)
+    try:
+        model, victim = obtain_victim(scenario, defense, data, device, progress, job.plan)
+    except TrainingDiverged as error:
+        progress.note(str(error))
+        return VictimFailure(job.name, str(error))
+    attack = build_attack(scenario.attack)
+    threshold = scenario.report.ssim_threshold
+    auditor = Auditor(attack, device=device, dtype=scenario.dtype, ssim_threshold=threshold, seed=scenario.seed)
+    with progress.task(f"[{job.name}] attack", attack.steps) as update:
+        result = auditor.audit(model, data, name=job.name, victim=victim, progress=update)
+    result.fingerprint = job.fingerprint
+    return result
+
+
+def last_data_set() -> Callable[[Scenario], AuditData]:
+    """A loader that keeps the last data set it loaded: jobs come grid point by grid point, so the
+    defenses of a point share one load and a long grid holds one data set at a time."""
+    kept: dict[tuple[str, int], AuditData] = {}
+
+    def data_for(scenario: Scenario) -> AuditData:
+        key = (scenario.data.model_dump_json(), scenario.seed)
+        if key not in kept:
+            kept.clear()
+            kept[key] = load_data(scenario.data, scenario.seed)
+        return kept[key]
+
+    return data_for
+
+
+def obtain_victim(
+    scenario: Scenario,
+    defense: DefenseConfig,
+    data: AuditData,
+    device: torch.device,
+    progress: Progress,
+    plan: PrivacyFacts | None = None,
+    cache: VictimCache | None = None,
+) -> tuple[torch.nn.Module, VictimFacts]:
+    """The victim for one defense: from the cache when there, else trained and cached."""
+    cache, key = cache or VictimCache(), victim_key(scenario, defense, device)
+    model = untrained_victim(scenario, data)
+    log = cache.load(key, model)
+    for problem in cache.rejected:
+        progress.note(f"[{defense.name}] {problem}")
+    cache.rejected.clear()
+    if log is not None:
+        progress.note(f"[{defense.name}] victim loaded from cache")
+        return model.to(device), VictimFacts(defense.model_dump(), log, cached=True)
+    model, log = train_victim(scenario, defense, data, model, device, progress, plan)
+    cache.store(key, model, log)
+    return model, VictimFacts(defense.model_dump(), log)
+
+
+def audit_fingerprint(scenario: Scenario, defense: DefenseConfig) -> str:
+    """Hash of every setting that determines one victim's audit (its name, description and siblings aside)."""
+    config = scenario.model_dump(exclude={"name", "description", "defenses", "grid"})
+    return fingerprint({"scenario": config, "defense": defense.model_dump(exclude={"description"})})

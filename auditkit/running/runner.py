@@ -1,0 +1,100 @@
+"""Run a scenario end to end: data, one victim per defense and grid point (cached), the audits, results, report."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import time
+from pathlib import Path
+
+from auditkit.attacks.registry import build_attack
+from auditkit.config.schema import Scenario
+from auditkit.environment import resolve_device
+from auditkit.progress import Progress
+from auditkit.report import write_report
+from auditkit.results.audit import RESULT_FILE, AuditResult
+from auditkit.results.facts import RunFacts
+from auditkit.results.run import RunResult, VictimFailure
+from auditkit.running.executor import EXECUTORS, Executor, ExecutorError, run_here, run_on_ray
+from auditkit.running.jobs import audit_victim, last_data_set, plan_victims
+from auditkit.storage.files import inside
+from auditkit.storage.outdir import exclusive_output
+from auditkit.victims.cache import VictimCache
+
+
+def run_scenario(
+    scenario: Scenario,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    progress: Progress | None = None,
+    executor: Executor = "local",
+    threads: int | None = None,
+    address: str | None = None,
+) -> RunResult:
+    """Train (or load) every victim (one per defense and grid point), audit each, and write results and
+    report into ``out``; ``executor="ray"`` runs the victims as Ray tasks of ``threads`` CPUs each (see
+    :mod:`auditkit.running.executor`). With resume, a victim whose folder holds a finished audit of the same
+    settings is loaded, not attacked."""
+    if executor not in EXECUTORS:
+        raise ExecutorError(f"executor: '{executor}' is not one of {', '.join(EXECUTORS)}")
+    with exclusive_output(out) as out:
+        return _run(scenario, out, resume, progress or Progress(), executor, threads, address)
+
+
+def _run(
+    scenario: Scenario,
+    out: Path,
+    resume: bool,
+    progress: Progress,
+    executor: Executor,
+    threads: int | None,
+    address: str | None,
+) -> RunResult:
+    started = time.perf_counter()
+    device = resolve_device(scenario.device)
+    data_for = last_data_set()
+    jobs = plan_victims(scenario, data_for)
+    VictimCache()  # checked writable here, before anything trains
+    if warning := build_attack(scenario.attack).warning():
+        progress.note(warning)
+    outcomes: dict[str, AuditResult | VictimFailure] = {}
+    pending = []
+    for job in jobs:
+        audit_dir = inside(out, job.name)
+        if resume and _finished(audit_dir, job.fingerprint):
+            progress.note(f"[{job.name}] audit found in {audit_dir}: reused (--resume)")
+            outcomes[job.name] = AuditResult.load(audit_dir)
+        else:
+            pending.append(job)
+    if executor == "ray":  # each task loads its data set itself
+        finished = run_on_ray(pending, functools.partial(audit_victim, device=device), device, threads or 1, address)
+    else:
+        finished = run_here(pending, lambda job, bar: audit_victim(job, bar, device, data_for(job.scenario)), progress)
+    for job, outcome in finished:
+        if isinstance(outcome, AuditResult):
+            outcome.save(inside(out, job.name))
+            summary = outcome.summary()  # the finding itself is printed once, by the caller, at the end
+            progress.note(f"[{job.name}] audited: {summary.identified}/{summary.n} identified, {summary.verdict}")
+        outcomes[job.name] = outcome
+    ordered = [outcomes[job.name] for job in jobs]
+    seconds = time.perf_counter() - started
+    config = scenario.model_dump()
+    facts = RunFacts.collect(scenario.name, scenario.seed, device, scenario.dtype, config, seconds, executor)
+    facts = dataclasses.replace(facts, reused=len(jobs) - len(pending))
+    if executor == "ray":
+        facts = dataclasses.replace(facts, threads=threads or 1)  # each task's, not this driver's
+    run = RunResult(
+        facts,
+        [o for o in ordered if isinstance(o, AuditResult)],
+        [o for o in ordered if isinstance(o, VictimFailure)],
+    )
+    run.save(out, victims=False)
+    write_report(run, out, scenario.report.grid_size)
+    return run
+
+
+def _finished(audit_dir: Path, fingerprint: str) -> bool:
+    path = audit_dir / RESULT_FILE
+    return path.is_file() and json.loads(path.read_text()).get("fingerprint") == fingerprint

@@ -1,0 +1,1 @@
+"""Scoring: matching candidates to samples (metrics), members against non-members, the DP ceiling, the verdict."""

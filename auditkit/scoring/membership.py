@@ -1,0 +1,95 @@
+"""Members against non-members: whether identification is evidence of membership, with exact intervals.
+
+Every non-member of the pool is treated like a training sample (a candidate nearest to it that is closer
+to it than to any other image 'identifies' it). The identified fractions of members (TPR) and
+non-members (FPR) get Clopper-Pearson 95 % intervals, a one-sided Fisher exact test asks whether
+members are identified more often, and ``ln((TPR_low - delta) / FPR_high)`` is the privacy loss those
+counts imply: any (epsilon, delta)-DP training bounds TPR <= e^epsilon FPR + delta. Members and
+non-members were drawn at random from the same images, as one-run auditing (Steinke, Nasr, Jagielski
+2023) requires; the bound treats the samples as independent, which their exact analysis does not need.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from scipy.stats import binomtest, fisher_exact
+
+CONFIDENCE = 0.95
+SIGNIFICANCE = 0.05
+
+
+def _interval(successes: int, trials: int) -> tuple[float, float]:
+    if trials == 0:
+        return (math.nan, math.nan)
+    ci = binomtest(successes, trials).proportion_ci(confidence_level=CONFIDENCE, method="exact")
+    return (float(ci.low), float(ci.high))
+
+
+@dataclass(frozen=True)
+class MembershipTest:
+    """Identified members and non-members, their exact intervals, the test and the epsilon they imply."""
+
+    members: int
+    members_identified: int
+    nonmembers: int
+    nonmembers_identified: int
+    delta: float = 0.0  # the victim's DP delta (0 for a model trained without DP)
+
+    @property
+    def tpr(self) -> float:
+        """The fraction of members identified."""
+        return self.members_identified / self.members if self.members else math.nan
+
+    @property
+    def fpr(self) -> float:
+        """The fraction of non-members identified (false positives)."""
+        return self.nonmembers_identified / self.nonmembers if self.nonmembers else math.nan
+
+    @property
+    def tpr_interval(self) -> tuple[float, float]:
+        """The 95 % Clopper-Pearson interval of the members' rate."""
+        return _interval(self.members_identified, self.members)
+
+    @property
+    def fpr_interval(self) -> tuple[float, float]:
+        """The 95 % Clopper-Pearson interval of the non-members' rate."""
+        return _interval(self.nonmembers_identified, self.nonmembers)
+
+    @property
+    def p_value(self) -> float:
+        """One-sided Fisher exact test of 'members are identified more often than non-members'."""
+        if not self.members or not self.nonmembers:
+            return math.nan
+        table = [
+            [self.members_identified, self.members - self.members_identified],
+            [self.nonmembers_identified, self.nonmembers - self.nonmembers_identified],
+        ]
+        return float(fisher_exact(table, alternative="greater").pvalue)
+
+    @property
+    def significant(self) -> bool:
+        """Whether members are identified more often than non-members (p < SIGNIFICANCE)."""
+        return self.p_value < SIGNIFICANCE
+
+    @property
+    def epsilon_lower(self) -> float:
+        """The smallest epsilon consistent with the counts at 95 % (0 when they show nothing)."""
+        tpr_low, fpr_high = self.tpr_interval[0], self.fpr_interval[1]
+        if not tpr_low > self.delta or math.isnan(fpr_high):
+            return 0.0
+        return max(0.0, math.log((tpr_low - self.delta) / fpr_high)) if fpr_high > 0 else math.inf
+
+    def to_dict(self) -> dict:
+        """The JSON form, with the derived rates and test."""
+        return {
+            **asdict(self),
+            "tpr": self.tpr,
+            "tpr_interval": list(self.tpr_interval),
+            "fpr": self.fpr,
+            "fpr_interval": list(self.fpr_interval),
+            "p_value": self.p_value,
+            "significant": self.significant,
+            "epsilon_lower": self.epsilon_lower,
+        }

@@ -1,0 +1,109 @@
+"""The verdict: whether an audit's counts can be read at face value, and the finding in plain words.
+
+The attack says where its premise falls short for this victim (:meth:`AttackFacts.concerns`, e.g. the KKT
+attack: the victim's KKT residual, its training error, uncentred inputs, the attack's convergence). Any
+fatal concern makes a low count say nothing (inconclusive); any other makes the counts a lower bound (weak);
+none is conclusive. The members-vs-non-members test says whether anything leaked beyond chance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from auditkit.attacks.base import Concern
+from auditkit.scoring.bounds import VACUOUS_CEILING
+from auditkit.scoring.membership import MembershipTest
+
+Level = Literal["conclusive", "weak", "inconclusive"]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The verdict's level, its reasons, and the finding in plain words."""
+
+    level: Level
+    reasons: tuple[str, ...]
+    finding: str
+
+
+def judge(
+    concerns: Sequence[Concern],
+    test: MembershipTest,
+    dp_epsilon: float | None = None,
+    dp_ceiling: float | None = None,
+    recognisable: int | None = None,
+) -> Verdict:
+    """Judge the attack's concerns and say what the counts mean.
+
+    Args:
+        concerns: where the attack's premise falls short for this victim.
+        test: identified members against identified non-members.
+        dp_epsilon: the model's epsilon, when it was trained with DP.
+        dp_ceiling: the DP reconstruction ceiling on the fraction identified, when trained with DP.
+        recognisable: how many identified samples' matches resemble them more than the mean image does (SSIM);
+            under a quarter of the identified, the candidates single samples out without being recognisable.
+
+    Returns:
+        The level (conclusive, weak, inconclusive), the reasons and the finding.
+    """
+    reasons = [concern.reason for concern in concerns]
+    level: Level = "inconclusive" if any(c.fatal for c in concerns) else "weak" if concerns else "conclusive"
+    identified = f"{test.members_identified} of {test.members} training samples"
+    chance = f"{test.nonmembers_identified} of {test.nonmembers} non-members"
+    implied = f" (privacy loss at least epsilon = {test.epsilon_lower:.2g} at 95 %)" if test.epsilon_lower > 0 else ""
+    faint = recognisable is not None and 4 * recognisable < test.members_identified
+    lower_bound = f" The count is a lower bound: {'; '.join(reasons)}." if reasons else ""
+    if test.significant and faint:
+        finding = (
+            f"The candidates single out {identified}, against {chance} (p = {test.p_value:.2g}), but they are not "
+            f"recognisable reconstructions ({recognisable} resemble their sample more than the mean image does, by "
+            f"SSIM): the weights reveal which samples were trained on{implied}, not yet what they look like."
+        ) + lower_bound
+    elif test.significant:
+        finding = (
+            f"{identified} were reconstructed and identified, against {chance} (p = {test.p_value:.2g}): the "
+            f"weights leak these samples{implied}."
+        ) + lower_bound
+    elif level == "conclusive":
+        finding = (
+            f"{identified} identified, against {chance}: no evidence of leakage beyond chance, and the premise "
+            "holds, so this attack finds little to reconstruct."
+        )
+    else:
+        finding = (
+            f"{identified} identified, against {chance}, but {'; '.join(reasons)}. A low count is NOT evidence "
+            "that this model does not leak."
+        )
+    if dp_epsilon is not None and level != "conclusive":
+        finding += f" The model was trained with DP (epsilon {dp_epsilon:.3g}): " + (
+            f"the DP ceiling bounds any attack at {dp_ceiling:.0%} of the training samples identified."
+            if dp_ceiling is not None and dp_ceiling < VACUOUS_CEILING
+            else "at that epsilon the DP ceiling is vacuous (any attack may identify every sample), so nothing "
+            "bounds the leakage this attack cannot see."
+        )
+    return Verdict(level, tuple(reasons), finding)
+
+
+def resemblance_note(test: MembershipTest, above: int, baseline: int, n: int, threshold: float) -> str:
+    """What to add to a finding when reconstructions resemble training images (SSIM) without singling
+    any out (e.g. classes whose images all look alike): the class leaks, not the samples.
+
+    Args:
+        test: identified members against identified non-members.
+        above: samples whose best SSIM passes ``threshold``.
+        baseline: samples the mean image alone passes it for.
+        n: training samples.
+        threshold: the SSIM threshold.
+
+    Returns:
+        A sentence starting with a space, or '' when there is nothing to add.
+    """
+    if test.significant or above - baseline < n / 4:
+        return ""
+    return (
+        f" The reconstructions do resemble training images (SSIM > {threshold:g} for {above} of {n}; {baseline} for "
+        "the mean image) without singling any out from the non-members: they reveal what a class looks like, "
+        "not which samples were trained on."
+    )

@@ -1,0 +1,122 @@
+"""Reading files that may come from anyone without running their code: JSON objects, .npz archives with
+no pickled objects, and weights (safetensors, or ``torch.load(weights_only=True)``).
+
+Each reader raises the caller's error type (``error``) with one line naming the file and what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import re
+import warnings
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+# what reading a damaged weights file raises: truncated or foreign files, refused pickles, bad archives
+_UNREADABLE_WEIGHTS = (
+    pickle.UnpicklingError,
+    RuntimeError,
+    EOFError,
+    zipfile.BadZipFile,
+    ValueError,
+    OSError,
+    KeyError,
+)
+
+
+def read_json_object(path: Path, error: type[Exception], missing: str = "not found") -> dict:
+    """The JSON object in ``path``; ``missing``: what to say when the file is absent.
+
+    Args:
+        path: the file.
+        error: the exception type raised, with a one-line message naming ``path``.
+        missing: the message's words for a missing file (e.g. a hint at what the folder should be).
+
+    Returns:
+        The parsed mapping.
+    """
+    try:
+        values = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise error(f"{path}: {missing}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as problem:
+        raise error(f"{path}: not valid JSON ({problem})") from None
+    if not isinstance(values, dict):
+        raise error(f"{path}: expected a JSON object, got {type(values).__name__}")
+    return values
+
+
+def read_npz(path: Path, error: type[Exception], what: str = "NPZ archive") -> dict[str, np.ndarray]:
+    """Every array of an .npz archive, read with ``allow_pickle=False`` (an object array is refused).
+
+    Args:
+        path: the archive.
+        error: the exception type raised, with a one-line message naming ``path``.
+        what: how the message names the expected format.
+
+    Returns:
+        Array name -> array.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            return {key: stored[key] for key in stored.files}
+    except FileNotFoundError:
+        raise error(f"{path}: not found") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as problem:
+        raise error(f"{path}: not a readable {what} ({problem})") from None
+
+
+def load_weights(path: Path, error: type[Exception]) -> dict[str, torch.Tensor]:
+    """A state_dict from a ``.safetensors`` file (the format made for weights from untrusted sources), or
+    ``torch.load(path, weights_only=True)``: a pickle with code or objects in it is refused, never run.
+
+    Args:
+        path: the weights file (safetensors recognised by its suffix or its header).
+        error: the exception type raised, with a one-line message naming ``path``.
+
+    Returns:
+        Parameter name -> tensor, on the CPU.
+    """
+    if not path.is_file():
+        raise error(f"{path}: file not found")
+    if _is_safetensors(path):
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(path, device="cpu")
+        except (SafetensorError, OSError, ValueError) as problem:
+            raise error(f"{path}: not a readable safetensors file ({first_line(problem)})") from None
+    try:
+        with warnings.catch_warnings():  # torch warns about a foreign pickle protocol before refusing it
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except _UNREADABLE_WEIGHTS as problem:
+        pickled = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(problem))
+        if pickled:
+            raise error(
+                f"{path}: holds a pickled {pickled.group(1)} object, not a state_dict; auditkit never unpickles "
+                "objects (loading one can run code): save the weights with torch.save(model.state_dict(), "
+                "'model.pt') or safetensors.torch.save_file(model.state_dict(), 'model.safetensors') and audit "
+                "that file"
+            ) from None
+        raise error(f"{path}: not a weights-only state_dict ({first_line(problem)})") from None
+
+
+def _is_safetensors(path: Path) -> bool:
+    """By name, or by content: an 8-byte little-endian header length, then the JSON header's '{'."""
+    if path.suffix == ".safetensors":
+        return True
+    with path.open("rb") as handle:
+        head = handle.read(9)
+    return len(head) == 9 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") < path.stat().st_size
+
+
+def first_line(error: Exception) -> str:
+    """An exception's first line (at most 200 characters), or its type's name when it has no text."""
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__

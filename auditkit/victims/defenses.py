@@ -1,0 +1,144 @@
+"""Defenses by kind: how the victim one defense describes is planned and trained (the scenario's recipe with
+the defense's overrides, or DP-SGD), a registry from ``kind`` to its planner and trainer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import get_args
+
+import torch
+from torch import nn
+
+from auditkit.config.schema import DefenseConfig, DefenseKindName, Scenario
+from auditkit.data.audit_data import AuditData
+from auditkit.environment import resolve_dtype, seed_everything
+from auditkit.errors import AuditkitError
+from auditkit.progress import Progress
+from auditkit.results.facts import PrivacyFacts, TrainingLog
+from auditkit.victims.dp import plan_dp, train_dp_sgd
+from auditkit.victims.models import build_mlp, unwrap
+from auditkit.victims.training import train_mlp
+
+
+class TrainingDiverged(AuditkitError):
+    """A victim's training produced NaN or infinite weights or loss; the message says which and where."""
+
+
+@dataclass(frozen=True)
+class Training:
+    """What one victim's training needs: its scenario, defense, data (tensors on the device) and plan."""
+
+    scenario: Scenario
+    defense: DefenseConfig
+    x: torch.Tensor
+    y: torch.Tensor
+    test: tuple[torch.Tensor, torch.Tensor]
+    device: torch.device
+    plan: PrivacyFacts | None
+
+
+@dataclass(frozen=True)
+class DefenseKind:
+    """A registered kind of defense: its planner (resolved before anything trains; None when there is nothing
+    to resolve) and its trainer."""
+
+    plan: Callable[[DefenseConfig, int, str], PrivacyFacts | None]
+    train: Callable[[nn.Module, Training, Progress], TrainingLog]
+
+
+def _no_plan(defense: DefenseConfig, n: int, field: str) -> None:
+    return None
+
+
+def _train_recipe(model: nn.Module, job: Training, progress: Progress) -> TrainingLog:
+    training = job.scenario.training_for(job.defense)
+    recipe = training.model_dump(exclude={"loss", "compile"})
+    with progress.task(f"[{job.defense.name}] training", training.epochs, unit="epoch") as update:
+        compiled = training.compiled_on(job.device)
+        seed = job.scenario.seed
+        return train_mlp(model, job.x, job.y, **recipe, seed=seed, test=job.test, progress=update, compile=compiled)
+
+
+def _plan_dp(defense: DefenseConfig, n: int, field: str) -> PrivacyFacts:
+    return plan_dp(n, **defense.dp.model_dump(exclude={"lr"}), field=field)
+
+
+def _train_dp(model: nn.Module, job: Training, progress: Progress) -> TrainingLog:
+    decay, plan = job.scenario.training_for(job.defense).weight_decay, job.plan
+    plan = plan if plan is not None else _plan_dp(job.defense, len(job.x), "defense.dp")
+    with progress.task(f"[{job.defense.name}] DP-SGD training", plan.epochs, unit="epoch") as update:
+        settings = {"lr": job.defense.dp.lr, "weight_decay": decay, "seed": job.scenario.seed, "test": job.test}
+        return train_dp_sgd(model, job.x, job.y, plan, **settings, progress=update)
+
+
+DEFENSE_KINDS: dict[str, DefenseKind] = {
+    "none": DefenseKind(_no_plan, _train_recipe),
+    "recipe": DefenseKind(_no_plan, _train_recipe),
+    "dp_sgd": DefenseKind(_plan_dp, _train_dp),
+}
+assert set(DEFENSE_KINDS) == set(get_args(DefenseKindName)), "the schema allows exactly the registered kinds"
+
+
+def plan_defenses(scenario: Scenario, n: int) -> dict[str, PrivacyFacts]:
+    """Resolve every defense's plan (DP-SGD: its noise and budget) before anything trains, so impossible
+    settings fail fast.
+
+    Args:
+        scenario: the scenario (one grid point).
+        n: its training-set size.
+
+    Returns:
+        Defense name -> its planned mechanism, for the defenses that have one.
+    """
+    plans = {}
+    for index, defense in enumerate(scenario.defenses):
+        plan = DEFENSE_KINDS[defense.kind].plan(defense, n, f"defenses.{index}.dp")
+        if plan is not None:
+            plans[defense.name] = plan
+    return plans
+
+
+def untrained_victim(scenario: Scenario, data: AuditData) -> nn.Sequential:
+    """The scenario's MLP at its seeded initialisation (what training starts from, what the cache fills)."""
+    cfg = scenario.victim
+    input_dim, seed, dtype = data.train_x.shape[1], scenario.seed, scenario.dtype
+    return build_mlp(input_dim, cfg.hidden, cfg.bias, cfg.init_scale, seed, dtype, outputs=data.outputs)
+
+
+def train_victim(
+    scenario: Scenario,
+    defense: DefenseConfig,
+    data: AuditData,
+    model: nn.Module,
+    device: torch.device,
+    progress: Progress,
+    plan: PrivacyFacts | None = None,
+) -> tuple[nn.Module, TrainingLog]:
+    """Train ``model`` as ``defense`` says.
+
+    Args:
+        scenario: the scenario (one grid point).
+        defense: which of its defenses.
+        data: its data set.
+        model: the untrained victim (moved to ``device``).
+        device: where training runs.
+        progress: progress reporting.
+        plan: the defense's planned mechanism (DP-SGD), from :func:`plan_defenses`.
+
+    Returns:
+        The clean module (wrappers stripped) and its training log.
+    """
+    dtype = resolve_dtype(scenario.dtype)
+    model = model.to(device)
+    x, y = (torch.as_tensor(a, dtype=dtype, device=device) for a in (data.train_x, data.train_y))
+    test = tuple(torch.as_tensor(a, dtype=dtype, device=device) for a in (data.test_x, data.test_y))
+    seed_everything(scenario.seed)
+    log = DEFENSE_KINDS[defense.kind].train(model, Training(scenario, defense, x, y, test, device, plan), progress)
+    model = unwrap(model)
+    if not (all(torch.isfinite(p).all() for p in model.parameters()) and torch.isfinite(torch.tensor(log.final_loss))):
+        raise TrainingDiverged(
+            f"[{defense.name}] training diverged (final loss {log.final_loss}): lower the learning rate "
+            f"({log.recipe.get('lr')}); the victim was not cached"
+        )
+    return model, log

@@ -1,0 +1,66 @@
+"""A model the user trained and saved: a state_dict (safetensors or weights-only torch) becomes a ReLU MLP."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from auditkit.errors import UnsupportedModelError
+from auditkit.storage.safe_load import load_weights
+
+WRAPPER_PREFIXES = ("_module.", "_orig_mod.", "module.")  # Opacus, torch.compile, DataParallel
+
+
+def mlp_from_state_dict(state: dict[str, torch.Tensor], source: str = "state_dict") -> nn.Sequential:
+    """The ``Linear, ReLU, ..., Linear`` network a state_dict describes (layout from names and shapes).
+
+    Activations cannot be read from weights: ReLU is assumed (the attack needs it). Anything else than a
+    chain of 2-D weights with optional 1-D biases gets an error naming the tensor.
+    """
+    if not isinstance(state, dict) or not state:
+        raise UnsupportedModelError(f"{source}: expected a non-empty state_dict (names -> tensors)")
+    cleaned = {}
+    for name, tensor in state.items():
+        for prefix in WRAPPER_PREFIXES:
+            name = name.removeprefix(prefix)
+        if not isinstance(tensor, torch.Tensor):
+            raise UnsupportedModelError(f"{source}: entry {name!r} is {type(tensor).__name__}, not a tensor")
+        cleaned[name] = tensor
+    layers: list[tuple[torch.Tensor, torch.Tensor | None]] = []
+    for name, tensor in cleaned.items():
+        if name.endswith(".bias"):
+            if name.removesuffix(".bias") + ".weight" not in cleaned:
+                raise UnsupportedModelError(f"{source}: bias {name!r} has no weight")
+            continue
+        if not name.endswith(".weight") or tensor.ndim != 2:
+            raise UnsupportedModelError(
+                f"{source}: {name!r} with shape {tuple(tensor.shape)} is not a Linear weight; auditkit audits "
+                "ReLU MLPs (Linear layers only)"
+            )
+        bias = cleaned.get(name.removesuffix(".weight") + ".bias")
+        if bias is not None and bias.shape != (tensor.shape[0],):
+            raise UnsupportedModelError(f"{source}: bias of {name!r} has shape {tuple(bias.shape)}")
+        layers.append((tensor, bias))
+    modules: list[nn.Module] = []
+    for index, (weight, bias) in enumerate(layers):
+        if index and weight.shape[1] != layers[index - 1][0].shape[0]:
+            raise UnsupportedModelError(
+                f"{source}: layer {index} takes {weight.shape[1]} inputs but layer {index - 1} gives "
+                f"{layers[index - 1][0].shape[0]}"
+            )
+        if not (torch.isfinite(weight).all() and (bias is None or torch.isfinite(bias).all())):
+            raise UnsupportedModelError(f"{source}: layer {index} holds NaN or infinite weights")
+        linear = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, dtype=weight.dtype)
+        with torch.no_grad():
+            linear.weight.copy_(weight)
+            if bias is not None:
+                linear.bias.copy_(bias)
+        modules += [linear, nn.ReLU()]
+    return nn.Sequential(*modules[:-1])
+
+
+def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state_dict read safely (:func:`auditkit.storage.safe_load.load_weights`): never unpickles objects."""
+    return load_weights(Path(path), UnsupportedModelError)
