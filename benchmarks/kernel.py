@@ -17,7 +17,8 @@ from pathlib import Path
 
 import torch
 
-from auditkit.attacks.kkt.kernel import extract_layers, stationarity_loss, stationarity_loss_autograd
+from auditkit.attacks.kkt.kernel import extract_layers, stationarity_loss
+from auditkit.attacks.kkt.reference import stationarity_loss_autograd
 from auditkit.environment import describe_device, resolve_device
 from auditkit.victims.models import build_mlp
 

@@ -414,6 +414,9 @@ DAMAGE = [
     ("a/result.json", None, "a/result.json: not found"),
     ("a/result.json", b'{"name": "a", "att', "a/result.json: not valid JSON"),
     ("a/result.json", lambda v: v.pop("attack"), "a/result.json: missing or wrong field"),
+    ("a/result.json", lambda v: v.update(name="../../escaped"), "a/result.json: missing or wrong field"),
+    ("a/result.json", lambda v: v.update(name="/tmp/escaped"), "a/result.json: missing or wrong field"),
+    ("a/result.json", lambda v: v["attack"].update(name="nope"), "a/result.json: missing or wrong field"),
     ("a/result.json", lambda v: v["attack"].update(restart_scores="high"), "a/result.json: missing or wrong field"),
     ("a/result.json", lambda v: v["attack"].pop("final_loss"), "a/result.json: missing or wrong field"),
     ("a/result.json", lambda v: v.update(ssim_threshold="high"), "a/result.json: missing or wrong field"),
@@ -471,6 +474,7 @@ def test_report_on_a_damaged_run_names_the_file(finished_run, tmp_path, name, co
     before = {path: path.read_bytes() for path in _files(out)}
     _one_line_error(CliRunner().invoke(main, ["report", str(out)]), expected)
     assert {path: path.read_bytes() for path in _files(out)} == before  # nothing lost or half-rewritten
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # nothing written beside it (a name read from a file)
 
 
 def test_report_of_the_intact_run_works(finished_run, tmp_path):

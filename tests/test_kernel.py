@@ -15,8 +15,8 @@ from auditkit.attacks.kkt.kernel import (
     per_sample_gram,
     smooth_step,
     stationarity_loss,
-    stationarity_loss_autograd,
 )
+from auditkit.attacks.kkt.reference import stationarity_loss_autograd
 from auditkit.errors import UnsupportedModelError
 from auditkit.victims.models import build_mlp
 
@@ -164,3 +164,43 @@ def test_the_smoothed_relu_slope_is_never_subnormal(dtype):
     slope = smooth_step(z, torch.tensor(40.0, dtype=dtype))
     assert (slope >= torch.finfo(dtype).tiny).all()
     assert torch.allclose(slope[z > -0.5], torch.sigmoid(40.0 * z[z > -0.5]))
+
+
+def _shifted_target(layers, seed: int = 1):
+    """A parameter-shaped target other than the layers themselves (e.g. theta_T - theta_0)."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def draw(t):
+        return None if t is None else torch.randn(t.shape, generator=generator, dtype=t.dtype)
+
+    return type(layers)(tuple(map(draw, layers.weights)), tuple(map(draw, layers.biases)))
+
+
+@pytest.mark.parametrize("outputs", [1, 3])
+@pytest.mark.parametrize("bias", ["none", "all"])
+def test_a_target_apart_from_the_linearisation_point_matches_double_backward(bias, outputs):
+    layers, x, lam, labels = _random_problem(bias, outputs=outputs)
+    target = _shifted_target(layers)
+    fast = stationarity_loss(layers, x, lam, labels, 20.0, target=target)[0]
+    reference = stationarity_loss_autograd(layers, x[0], lam[0], labels, 20.0, target=target)
+    torch.testing.assert_close(fast, reference, rtol=1e-9, atol=0)
+    for a, b in zip(torch.autograd.grad(fast, [x, lam]), torch.autograd.grad(reference, [x, lam])):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+    assert not torch.isclose(fast, stationarity_loss(layers, x, lam, labels, 20.0)[0])  # the target counts
+
+
+@pytest.mark.parametrize("outputs", [1, 3])
+def test_the_gram_reads_the_target_it_is_given(outputs):
+    model = build_mlp(12, [9, 7], "all", seed=1, dtype=torch.float64, outputs=outputs)
+    layers, target = extract_layers(model), _shifted_target(extract_layers(model))
+    x = torch.randn(5, 12, dtype=torch.float64)
+    directions = torch.randn(5, outputs, dtype=torch.float64)
+    rows = []
+    for sample, direction in zip(x, directions):
+        grads = torch.autograd.grad((model(sample[None])[0] * direction).sum(), list(model.parameters()))
+        rows.append(torch.cat([g.flatten() for g in grads]))
+    jacobian = torch.stack(rows)  # the gradients at the layers, whatever the target
+    flat = torch.cat([t.flatten() for t in target.parameters])
+    gram, target_dot = per_sample_gram(layers, x, directions, target)
+    torch.testing.assert_close(gram, jacobian @ jacobian.T, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(target_dot, jacobian @ flat, rtol=1e-10, atol=1e-12)

@@ -7,6 +7,7 @@ import functools
 import html
 import json
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -113,6 +114,18 @@ def test_resume_reuses_finished_audits_of_the_same_settings_only(toy_run, tmp_pa
     assert (out / "none" / "result.json").stat().st_mtime_ns != before
     assert redone["none"].fingerprint != run["none"].fingerprint
     assert len(redone["none"].evidence["history_steps"]) != len(run["none"].evidence["history_steps"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", [b'{"name": "none", "fin', b'{"name": "../x", "fingerprint": 1}'])
+def test_resume_over_a_damaged_or_foreign_result_audits_the_victim_again(toy_run, tmp_path, damage):
+    scenario, out, run = toy_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    (copy / "none" / "result.json").write_bytes(damage)
+    again = run_scenario(scenario, copy, resume=True, progress=QUIET)
+    assert again.facts.reused == 0 and again.summary() == run.summary()
+    assert [p.name for p in tmp_path.iterdir()] == ["copy"]
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ from auditkit.report.plots import (
 )
 from auditkit.report.tables import comparison, headline
 from auditkit.results.run import RunResult
-from auditkit.storage.files import write_bytes, write_text
+from auditkit.storage.files import inside, write_bytes, write_text
 
 __all__ = ["comparison", "headline", "write_report"]
 
@@ -33,7 +33,7 @@ def write_report(run: RunResult, out: str | Path, grid_size: int = 24, victim_fo
     for result in run.victims:
         figures[result.name] = reconstruction_grid(result, grid_size)
         figures[f"{result.name}/loss"] = loss_curves(result)
-        grid_folder = out / result.name if victim_folders else out
+        grid_folder = inside(out, result.name) if victim_folders else out  # a name read from a file stays inside
         write_bytes(grid_folder / "reconstructions.png", figures[result.name])
     for name in ("ssim_vs_margin", "ssim_distribution", "privacy_tradeoff", "weight_decay"):
         if name in figures:

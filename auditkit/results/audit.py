@@ -8,6 +8,7 @@ report.html are the report package's job).
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from auditkit.results.storage import ResultError, read_arrays, read_frame, read_
 from auditkit.scoring.bounds import ReconstructionBounds
 from auditkit.scoring.membership import MembershipTest
 from auditkit.scoring.verdict import Verdict, judge, resemblance_note
-from auditkit.storage.files import to_jsonable, write_json, write_npz, write_text
+from auditkit.storage.files import SAFE_NAME, to_jsonable, write_json, write_npz, write_text
 
 RESULT_FILE = "result.json"
 CENTRED_TOLERANCE = 0.02  # mean |input mean| per feature; raw MNIST pixels: 0.13
@@ -208,6 +209,8 @@ class AuditResult:
     def from_dict(cls, values: dict, frame: pd.DataFrame, arrays: dict[str, np.ndarray]) -> AuditResult:
         """Read back :meth:`to_dict` with the frame and arrays saved beside it. A KKT result saved before the
         attack's facts held its premise has the victim's residual and the convergence at the top level."""
+        if not isinstance(values["name"], str) or not re.fullmatch(SAFE_NAME, values["name"]):
+            raise ValueError(f"name {values['name']!r} must match {SAFE_NAME} (it names the audit's folder)")
         arrays = dict(arrays)
         attack = {"victim_residual": values.get("victim_kkt_residual"), **values["attack"]}
         attack.setdefault("convergence", values.get("convergence"))

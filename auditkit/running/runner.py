@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import time
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from auditkit.report import write_report
 from auditkit.results.audit import RESULT_FILE, AuditResult
 from auditkit.results.facts import RunFacts
 from auditkit.results.run import RunResult, VictimFailure
+from auditkit.results.storage import ResultError, read_json
 from auditkit.running.executor import EXECUTORS, Executor, ExecutorError, run_here, run_on_ray
 from auditkit.running.jobs import audit_victim, last_data_set, plan_victims
 from auditkit.storage.files import inside
@@ -63,7 +63,7 @@ def _run(
     pending = []
     for job in jobs:
         audit_dir = inside(out, job.name)
-        if resume and _finished(audit_dir, job.fingerprint):
+        if resume and _finished(audit_dir, job.name, job.fingerprint):
             progress.note(f"[{job.name}] audit found in {audit_dir}: reused (--resume)")
             outcomes[job.name] = AuditResult.load(audit_dir)
         else:
@@ -95,6 +95,14 @@ def _run(
     return run
 
 
-def _finished(audit_dir: Path, fingerprint: str) -> bool:
+def _finished(audit_dir: Path, name: str, fingerprint: str) -> bool:
+    """Whether ``audit_dir`` holds this victim's finished audit of the same settings (a damaged or foreign
+    result.json is not one: the victim is audited again and the file replaced)."""
     path = audit_dir / RESULT_FILE
-    return path.is_file() and json.loads(path.read_text()).get("fingerprint") == fingerprint
+    if not path.is_file():
+        return False
+    try:
+        saved = read_json(path)
+    except ResultError:
+        return False
+    return saved.get("name") == name and saved.get("fingerprint") == fingerprint

@@ -4,7 +4,7 @@ For an MLP, ``sum_j c_j grad_theta Phi(x_j)`` is a few matrix products: per-laye
 propagated back from the coefficients ``c`` (for C outputs a C-vector per sample: the direction of
 that sample's margin, ``e_y - e_k`` with k the runner-up class, times its multiplier). The attack's
 loss is built on that closed form (autograd then supplies the gradient in x and lambda with one
-backward pass instead of a double-backward). ``stationarity_loss_autograd`` keeps the authors'
+backward pass instead of a double-backward). ``auditkit.attacks.kkt.reference`` keeps the authors'
 formulation as a reference.
 """
 
@@ -105,8 +105,8 @@ def forward(layers: MLPLayers, x: torch.Tensor) -> torch.Tensor:
     """Exact network output Phi(x): shape ``x.shape[:-1]`` for one output, ``(*x.shape[:-1], C)`` for C."""
     h = x
     for weight, bias in zip(layers.weights[:-1], layers.biases[:-1]):
-        h = torch.relu(_linear(h, weight, bias))
-    out = _linear(h, layers.weights[-1], layers.biases[-1])
+        h = torch.relu(linear(h, weight, bias))
+    out = linear(h, layers.weights[-1], layers.biases[-1])
     return out.squeeze(-1) if layers.outputs == 1 else out
 
 
@@ -141,7 +141,7 @@ def hidden_preactivations(layers: MLPLayers, x: torch.Tensor) -> list[torch.Tens
     """Each hidden layer's pre-activations z at inputs ``x``, first layer first."""
     zs, h = [], x
     for weight, bias in zip(layers.weights[:-1], layers.biases[:-1]):
-        z = _linear(h, weight, bias)
+        z = linear(h, weight, bias)
         zs.append(z)
         h = torch.relu(z)
     return zs
@@ -154,7 +154,8 @@ def preactivation_scale(layers: MLPLayers, x: torch.Tensor) -> float:
         return torch.cat([z.abs().flatten() for z in zs]).median().item()
 
 
-def _linear(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+def linear(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``h W^T (+ b)``: one Linear layer on a batch of rows."""
     out = h @ weight.T
     return out if bias is None else out + bias
 
@@ -173,7 +174,7 @@ def gradient_combination(
     inputs, zs, h = [], [], x
     for weight, bias in zip(layers.weights[:-1], layers.biases[:-1]):
         inputs.append(h)
-        z = _linear(h, weight, bias)
+        z = linear(h, weight, bias)
         zs.append(z)
         h = smooth_relu(z, alpha)
     inputs.append(h)
@@ -228,14 +229,25 @@ def margin_coefficients(layers: MLPLayers, x: torch.Tensor, lambdas: torch.Tenso
 
 
 def stationarity_loss(
-    layers: MLPLayers, x: torch.Tensor, lambdas: torch.Tensor, labels: torch.Tensor, alpha
+    layers: MLPLayers,
+    x: torch.Tensor,
+    lambdas: torch.Tensor,
+    labels: torch.Tensor,
+    alpha,
+    target: MLPLayers | None = None,
 ) -> torch.Tensor:
-    """Per-restart ``sum_p ||p - (1/m) sum_j lambda_j dmargin_j/dp||^2``, shape (R,); x (R, m, d),
-    lambdas (R, m), labels (m,) (see :func:`margin_directions`)."""
+    """Per-restart ``sum_p ||t_p - (1/m) sum_j lambda_j dmargin_j/dp||^2``, shape (R,); x (R, m, d),
+    lambdas (R, m), labels (m,) (see :func:`margin_directions`).
+
+    The gradients are taken at ``layers`` (the linearisation point); ``target`` is the parameter-shaped
+    vector they must explain, the layers themselves when None (the KKT condition). With the initial
+    weights known, target ``theta_T - theta_0`` and gradients at ``theta_0`` make the owner's version.
+    """
+    target = layers if target is None else target
     coefficients = margin_coefficients(layers, x, lambdas, labels) / x.shape[1]
     total = x.new_zeros(x.shape[0])
     for (grad_w, grad_b), weight, bias in zip(
-        gradient_combination(layers, x, coefficients, alpha), layers.weights, layers.biases
+        gradient_combination(layers, x, coefficients, alpha), target.weights, target.biases
     ):
         total = total + (weight - grad_w).pow(2).sum((1, 2))
         if bias is not None:
@@ -243,30 +255,12 @@ def stationarity_loss(
     return total
 
 
-def stationarity_loss_autograd(
-    layers: MLPLayers, x: torch.Tensor, lambdas: torch.Tensor, labels: torch.Tensor, alpha: float
-) -> torch.Tensor:
-    """Reference: the authors' formulation, a double-backward through the smoothed ReLU (one restart;
-    C outputs: the margin ``Phi_y - Phi_k`` with the runner-up k held fixed, as in the closed form)."""
-    params = [p.detach().requires_grad_(True) for p in layers.parameters]
-    rebuilt, it = [], iter(params)
-    for bias in layers.biases:
-        weight = next(it)
-        rebuilt.append((weight, next(it) if bias is not None else None))
-    h = x
-    for weight, bias in rebuilt[:-1]:
-        h = smooth_relu(_linear(h, weight, bias), alpha)
-    out = _linear(h, *rebuilt[-1])
-    weighted = (out * margin_coefficients(layers, x, lambdas, labels)).sum(-1)
-    grads = torch.autograd.grad(
-        weighted, params, grad_outputs=torch.ones_like(weighted) / x.shape[0], create_graph=True
-    )
-    return sum((p.detach() - g).pow(2).sum() for p, g in zip(params, grads))
-
-
-def per_sample_gram(layers: MLPLayers, x: torch.Tensor, directions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gram matrix K_ij = <g_i, g_j> and b_i = <g_i, theta> of the margin gradients g_i (the gradient of
-    ``directions[i] . Phi(x_i)``; see :func:`margin_directions`), exact ReLU.
+def per_sample_gram(
+    layers: MLPLayers, x: torch.Tensor, directions: torch.Tensor, target: MLPLayers | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gram matrix K_ij = <g_i, g_j> and b_i = <g_i, t> of the margin gradients g_i (the gradient of
+    ``directions[i] . Phi(x_i)``, taken at ``layers``; see :func:`margin_directions`), exact ReLU; the
+    target t is ``target``'s parameters, the layers' own when None.
 
     Per-sample gradients factor as outer products (delta_l[i] h_{l-1}[i]^T), so neither the (n, P)
     Jacobian nor per-sample grads are ever materialised.
@@ -274,11 +268,11 @@ def per_sample_gram(layers: MLPLayers, x: torch.Tensor, directions: torch.Tensor
     inputs, zs, h = [], [], x
     for weight, bias in zip(layers.weights[:-1], layers.biases[:-1]):
         inputs.append(h)
-        z = _linear(h, weight, bias)
+        z = linear(h, weight, bias)
         zs.append(z)
         h = torch.relu(z)
     inputs.append(h)
-    n = x.shape[0]
+    n, target = x.shape[0], layers if target is None else target
     gram = x.new_zeros(n, n)
     theta_dot = x.new_zeros(n)
     delta = directions
@@ -286,10 +280,10 @@ def per_sample_gram(layers: MLPLayers, x: torch.Tensor, directions: torch.Tensor
         h_prev, weight, bias = inputs[index], layers.weights[index], layers.biases[index]
         delta_gram = delta @ delta.T
         gram += delta_gram * (h_prev @ h_prev.T)
-        theta_dot += ((delta @ weight) * h_prev).sum(1)
+        theta_dot += ((delta @ target.weights[index]) * h_prev).sum(1)
         if bias is not None:
             gram += delta_gram
-            theta_dot += delta @ bias
+            theta_dot += delta @ target.biases[index]
         if index > 0:
             delta = (delta @ weight) * (zs[index - 1] > 0).to(x.dtype)
     return gram, theta_dot
