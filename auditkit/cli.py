@@ -17,6 +17,13 @@ if TYPE_CHECKING:
     from auditkit.results.run import RunResult
 
 
+def _folder(context: click.Context, parameter: click.Parameter, value: str | None) -> Path | None:
+    """An output folder option as a Path; an empty one would mean the current folder, so it is refused."""
+    if value is not None and not value.strip():
+        raise click.BadParameter("an empty path (it would write into the current folder); name a folder")
+    return None if value is None else Path(value)
+
+
 def _fail(error: AuditkitError) -> None:
     click.echo(f"error: {error}", err=True)
     sys.exit(2)
@@ -26,7 +33,7 @@ def _report_run(
     start: Callable[[], tuple[Path, RunResult]], on_interrupt: str, fail_if: tuple[str, ...], allow_inconclusive: bool
 ) -> None:
     """Run ``start`` (-> output folder, result); user errors in one line, then each victim's finding and,
-    with ``--fail-if``, the release gate (exit code 1 with the reasons)."""
+    with ``--fail-if``, the release gate (exit code 1 with the reasons; 1 too when no victim was audited)."""
     from auditkit.report.tables import headline
     from auditkit.running.gate import Condition, gate_failures
 
@@ -44,6 +51,9 @@ def _report_run(
         click.echo(f"  {headline(victim)}")
     for failure in result.failures:
         click.echo(f"  [{failure.name}] not audited: {failure.reason}")
+    if result.failures and not result.victims:
+        click.echo("error: no victim could be audited (see above); nothing was measured", err=True)
+        sys.exit(1)
     if conditions:
         reasons = gate_failures(result, conditions, allow_inconclusive)
         for reason in reasons:
@@ -112,7 +122,7 @@ def main() -> None:
 
 @main.command()
 @click.argument("scenario")
-@click.option("--out", type=click.Path(path_type=Path), help="output directory (default runs/SCENARIO_NAME)")
+@click.option("--out", callback=_folder, help="output directory (default runs/SCENARIO_NAME)")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="overrides the scenario's device")
 @click.option("--seed", type=int, help="overrides the scenario's seed")
 @click.option("--resume", is_flag=True, help="reuse finished audits in --out (victims are always cached)")
@@ -168,7 +178,7 @@ def run(
 @main.command()
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--data", "data_path", type=click.Path(path_type=Path), required=True, help="training data (.npz)")
-@click.option("--out", type=click.Path(path_type=Path), help="output directory (default runs/audit-MODEL_NAME)")
+@click.option("--out", callback=_folder, help="output directory (default runs/audit-MODEL_NAME)")
 @click.option("--attack", help="attack preset: a name (auditkit list) or a YAML file (default: kkt_quick)")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0)

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PRESETS = ROOT  # scenarios/, attacks/, defenses/ at the top of the repository
 BASE = """name: base
 device: cpu
-data: {dataset: toy_colors, n_per_class: 5, test_per_class: 20, image_size: 4}
+data: {dataset: toy_colors, n_per_class: 5, test_per_class: 20}
 victim: {hidden: [16], training: {epochs: 50}}
 defenses: [none]
 attack: {steps: 10, restarts: 1, log_every: 5}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -55,6 +56,14 @@ class Auditor:
         seed: int = 0,
         reference_size: int = 512,
     ) -> None:
+        if not isinstance(ssim_threshold, int | float) or not 0 < ssim_threshold < 1:
+            raise ConfigError(f"ssim_threshold: expected a number between 0 and 1, got {ssim_threshold!r}")
+        if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
+            raise ConfigError(f"seed: expected an integer in [0, 2**32), got {seed!r}")
+        if not isinstance(reference_size, int) or reference_size < 1:
+            raise ConfigError(f"reference_size: expected a positive integer, got {reference_size!r}")
+        if attack is not None and not isinstance(attack, Attack):
+            raise ConfigError(f"attack: expected an Attack (e.g. KKTAttack()), got {type(attack).__name__}")
         self.attack = attack or build_attack()
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype)
@@ -97,6 +106,12 @@ class Auditor:
         Returns:
             The per-sample result with its evidence and the attack's facts.
         """
+        if not isinstance(model, nn.Module):
+            raise UnsupportedModelError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+        if progress is not None and not isinstance(progress, bool) and not callable(progress):
+            raise ConfigError(f"progress: expected True/False or a callback (step, loss), got {progress!r}")
+        if isinstance(data, str | Path):
+            raise DataError(f"data: {str(data)!r} is a path; load it first (auditkit.data.user_data.load_audit_data)")
         shape = self.attack.check(model)
         if data is not None and not isinstance(data, AuditData):
             data, train = None, data  # (inputs, labels), a Dataset or a DataLoader given in data's place

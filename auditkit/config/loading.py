@@ -46,5 +46,21 @@ def load_scenario(scenario: str | Path, overrides: dict | None = None, presets: 
     dirs = preset_dirs(path, presets)
     raw = raw_scenario(path, dirs)
     raw.setdefault("name", path.stem)
-    raw = deep_merge(raw, overrides or {})
-    return validate(resolve(raw, dirs), str(path))
+    try:
+        return validate(resolve(deep_merge(raw, overrides or {}), dirs), str(path))
+    except ScenarioError as error:
+        if not overrides or not _valid(raw, dirs, str(path)):
+            raise
+        # the file alone is valid: the mistake is in the overrides, so they are what the message names
+        raise ScenarioError(
+            str(error).replace(f"{path}: ", "settings given over the file (--set, --seed, --device): ", 1)
+        ) from None
+
+
+def _valid(raw: dict, dirs: dict[str, list[Path]], source: str) -> bool:
+    """Whether ``raw`` validates without overrides."""
+    try:
+        validate(resolve(raw, dirs), source)
+    except ScenarioError:
+        return False
+    return True

@@ -75,6 +75,19 @@ class DataConfig(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _settings_the_dataset_reads(self) -> DataConfig:
+        generated = self.dataset == "toy_colors"
+        if generated and self.path is not None:
+            raise ValueError("'path' is not read by dataset 'toy_colors' (it is generated); remove it")
+        defaults = type(self).model_fields
+        ignored = [k for k in ("image_size", "noise") if getattr(self, k) != defaults[k].default and not generated]
+        if ignored:
+            raise ValueError(
+                f"{', '.join(map(repr, ignored))} only apply to dataset 'toy_colors', not '{self.dataset}'"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _digits_given(self) -> DataConfig:
         if self.task == "digits":
             if not self.negative or not self.positive:

@@ -13,7 +13,15 @@ MAX_FILE_BYTES = 1_000_000  # a scenario or preset larger than this is refused b
 
 
 class SafeYAMLLoader(yaml.SafeLoader):
-    """``yaml.safe_load`` that refuses duplicate keys and reads ``1e-5`` as a number (YAML 1.1 needs ``1.0e-5``)."""
+    """``yaml.safe_load`` that refuses duplicate keys and aliases (``*name``: a few lines of them expand to
+    gigabytes) and reads ``1e-5`` as a number (YAML 1.1 needs ``1.0e-5``)."""
+
+    def compose_node(self, parent, index):
+        """A node; an alias is refused before anything is expanded."""
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed; write the values out", mark)
+        return super().compose_node(parent, index)
 
     def construct_mapping(self, node, deep=False):
         """A mapping, refused when a key appears twice."""

@@ -84,7 +84,7 @@ def audit_data(
         for rows, what in ((x, "train inputs (train_x)"), (pool, "non-members (nonmember_x)"), (test_x, "test_x")):
             _check_centred(rows, mean, what)
         input_note = "inputs are pixels in [0, 1] minus the given mean (checked: inputs + mean lie in [0, 1])"
-    shape = tuple(image_shape) if image_shape is not None else _square(x.shape[1])
+    shape = _image_shape(image_shape) if image_shape is not None else _square(x.shape[1])
     if int(np.prod(shape)) != x.shape[1] or len(shape) not in (2, 3):
         raise DataError(f"image_shape: {shape} is not (H, W) or (C, H, W) for {x.shape[1]} features; give it")
     return AuditData(
@@ -124,7 +124,7 @@ def load_audit_data(path: str | Path, outputs: int = 1, inputs: int | None = Non
         nonmembers=arrays.get("nonmember_x"),
         test=(arrays["test_x"], arrays["test_y"]) if "test_x" in arrays and "test_y" in arrays else None,
         mean=arrays.get("mean"),
-        image_shape=tuple(int(v) for v in shape) if shape is not None else None,
+        image_shape=shape,
         name=re.sub(r"[^A-Za-z0-9_.-]", "_", path.stem),
         outputs=outputs,
         inputs=inputs,
@@ -178,6 +178,19 @@ def _rows(values, what: str) -> np.ndarray:
     if not np.isfinite(array).all():
         raise DataError(f"{what}: NaN or infinite values")
     return array
+
+
+def _image_shape(values) -> tuple[int, ...]:
+    """``image_shape`` as integers; fractions, booleans and non-positive sizes are refused, never rounded."""
+    try:
+        array = np.asarray(values)
+    except (TypeError, ValueError):
+        array = np.zeros(0)
+    if isinstance(values, tuple | list) and any(isinstance(v, bool) for v in values):
+        array = np.zeros(0)  # True is not a size
+    if array.dtype.kind not in "iu" or array.ndim != 1 or not len(array) or (array <= 0).any():
+        raise DataError(f"image_shape: expected positive integers, e.g. (28, 28) or (3, 32, 32), got {values!r}")
+    return tuple(int(v) for v in array)
 
 
 def _square(features: int) -> tuple[int, ...]:

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+MAX_ARRAY_BYTES = 4 * 2**30  # the largest array (and archive) read from an .npz: 4 GiB
+
 # what reading a damaged weights file raises: truncated or foreign files, refused pickles, bad archives
 _UNREADABLE_WEIGHTS = (
     pickle.UnpicklingError,
@@ -50,24 +52,45 @@ def read_json_object(path: Path, error: type[Exception], missing: str = "not fou
     return values
 
 
-def read_npz(path: Path, error: type[Exception], what: str = "NPZ archive") -> dict[str, np.ndarray]:
-    """Every array of an .npz archive, read with ``allow_pickle=False`` (an object array is refused).
+def read_npz(
+    path: Path, error: type[Exception], what: str = "NPZ archive", max_bytes: int = MAX_ARRAY_BYTES
+) -> dict[str, np.ndarray]:
+    """Every array of an .npz archive, read with ``allow_pickle=False`` (an object array is refused), each
+    array's size read from its header and checked against ``max_bytes`` and the archive before it is loaded.
 
     Args:
         path: the archive.
         error: the exception type raised, with a one-line message naming ``path``.
         what: how the message names the expected format.
+        max_bytes: the largest array (and the largest sum of arrays) read.
 
     Returns:
         Array name -> array.
     """
     try:
         with np.load(path, allow_pickle=False) as stored:
-            return {key: stored[key] for key in stored.files}
+            sizes = {key: _npy_bytes(stored.zip, key) for key in stored.files}
+            too_large = next((key for key, (size, held) in sizes.items() if size > min(held, max_bytes)), None)
+            if too_large is None and sum(size for size, _ in sizes.values()) <= max_bytes:
+                return {key: stored[key] for key in stored.files}
     except FileNotFoundError:
         raise error(f"{path}: not found") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as problem:
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as problem:
         raise error(f"{path}: not a readable {what} ({problem})") from None
+    declared = sizes[too_large][0] if too_large else sum(size for size, _ in sizes.values())
+    raise error(
+        f"{path}: {too_large or 'the arrays'} declare {declared:,} bytes (more than held, or over {max_bytes:,})"
+    )
+
+
+def _npy_bytes(archive: zipfile.ZipFile, key: str) -> tuple[int, int]:
+    """An archived array's size as its header declares it, and the uncompressed bytes the archive holds for it."""
+    info = archive.getinfo(f"{key}.npy")
+    with archive.open(info) as handle:
+        version = np.lib.format.read_magic(handle)
+        header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = header(handle)
+    return int(np.prod(shape, dtype=np.float64)) * dtype.itemsize, info.file_size
 
 
 def load_weights(path: Path, error: type[Exception]) -> dict[str, torch.Tensor]:

@@ -11,6 +11,17 @@ from auditkit.errors import UnsupportedModelError
 from auditkit.storage.safe_load import load_weights
 
 WRAPPER_PREFIXES = ("_module.", "_orig_mod.", "module.")  # Opacus, torch.compile, DataParallel
+MAX_PARAMETERS = 500_000_000  # 2 GB of float32 weights: a larger MLP is refused before any copy is made
+
+
+def _check_tensor(tensor: torch.Tensor, what: str) -> None:
+    """Weights the attack can use as they are: real floating point, dense, in memory, no overlapping strides."""
+    if tensor.layout != torch.strided or tensor.device.type == "meta":
+        raise UnsupportedModelError(f"{what}: a {tensor.layout} tensor on {tensor.device.type}; save dense weights")
+    if not tensor.is_floating_point():
+        raise UnsupportedModelError(f"{what}: {tensor.dtype} values; weights must be real floating point")
+    if any(stride <= 0 and size > 1 for stride, size in zip(tensor.stride(), tensor.shape)):
+        raise UnsupportedModelError(f"{what}: an expanded (stride 0) tensor; save the weights themselves")
 
 
 def mlp_from_state_dict(state: dict[str, torch.Tensor], source: str = "state_dict") -> nn.Sequential:
@@ -21,13 +32,20 @@ def mlp_from_state_dict(state: dict[str, torch.Tensor], source: str = "state_dic
     """
     if not isinstance(state, dict) or not state:
         raise UnsupportedModelError(f"{source}: expected a non-empty state_dict (names -> tensors)")
-    cleaned = {}
-    for name, tensor in state.items():
+    cleaned: dict[str, torch.Tensor] = {}
+    for original, tensor in state.items():
+        name = str(original)
         for prefix in WRAPPER_PREFIXES:
             name = name.removeprefix(prefix)
         if not isinstance(tensor, torch.Tensor):
             raise UnsupportedModelError(f"{source}: entry {name!r} is {type(tensor).__name__}, not a tensor")
+        if name in cleaned:
+            raise UnsupportedModelError(f"{source}: {original!r} and another entry are both {name!r} once unwrapped")
+        _check_tensor(tensor, f"{source}: {original!r}")
         cleaned[name] = tensor
+    parameters = sum(t.numel() for t in cleaned.values())
+    if parameters > MAX_PARAMETERS:
+        raise UnsupportedModelError(f"{source}: {parameters:,} parameters, more than the {MAX_PARAMETERS:,} audited")
     layers: list[tuple[torch.Tensor, torch.Tensor | None]] = []
     for name, tensor in cleaned.items():
         if name.endswith(".bias"):

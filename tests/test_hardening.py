@@ -1,0 +1,143 @@
+"""Crafted and careless inputs (issue 30): no write outside the chosen folder, nothing large allocated before it
+is checked, no silent conversion; each case one clear refusal."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from auditkit import Auditor, KKTAttack, build_mlp
+from auditkit.cli import main
+from auditkit.config.loading import load_scenario
+from auditkit.config.yaml_files import read_yaml
+from auditkit.data.user_data import audit_data, load_audit_data
+from auditkit.errors import ConfigError, DataError, ScenarioError, UnsupportedModelError
+from auditkit.victims.user_model import mlp_from_state_dict
+
+TINY = """name: tiny
+device: cpu
+data: {dataset: toy_colors, n_per_class: 5, test_per_class: 20, image_size: 4}
+victim: {hidden: [16], training: {epochs: 50}}
+defenses: [{name: none}]
+attack: {steps: 10, restarts: 1, log_every: 5}
+"""
+
+
+def test_an_empty_out_or_cache_is_refused_not_the_current_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    empty_out = CliRunner().invoke(main, ["run", "tiny.yaml", "--out", ""])
+    assert empty_out.exit_code == 2 and "empty path" in empty_out.output
+    monkeypatch.setenv("AUDITKIT_CACHE", "")
+    empty_cache = CliRunner().invoke(main, ["run", "tiny.yaml", "--out", "out"])
+    assert empty_cache.exit_code == 2 and "AUDITKIT_CACHE is set but empty" in empty_cache.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "tiny.yaml"]  # (out: locked, then left empty)
+    assert not any((tmp_path / "out").rglob("*.json"))
+
+
+def test_a_run_in_which_no_victim_could_be_audited_does_not_exit_0(tmp_path, monkeypatch):
+    monkeypatch.setenv("AUDITKIT_CACHE", str(tmp_path / "cache"))
+    wild = TINY.replace("[{name: none}]", "[{name: wild, kind: recipe, training: {lr: 1000.0}}]")
+    (tmp_path / "wild.yaml").write_text(wild.replace("hidden: [16]", "hidden: [16], init_scale: 5.0"))
+    result = CliRunner().invoke(main, ["run", str(tmp_path / "wild.yaml"), "--out", str(tmp_path / "out"), "--quiet"])
+    assert result.exit_code == 1 and "no victim could be audited" in result.output
+
+
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        (lambda: Auditor(ssim_threshold=5), "ssim_threshold: expected a number between 0 and 1"),
+        (lambda: Auditor(seed=-1), "seed: expected an integer"),
+        (lambda: Auditor(reference_size=0), "reference_size"),
+        (lambda: Auditor("kkt"), "attack: expected an Attack"),
+    ],
+)
+def test_auditor_arguments_are_checked(make, expected):
+    with pytest.raises(ConfigError, match=expected):
+        make()
+
+
+def test_audit_arguments_of_the_wrong_kind_are_named():
+    auditor, model = Auditor(KKTAttack(steps=1), device="cpu"), build_mlp(4, [3])
+    pair = (np.full((4, 4), 0.5), np.array([0, 1, 0, 1]))
+    with pytest.raises(UnsupportedModelError, match="model: expected a torch.nn.Module, got function"):
+        auditor.audit(lambda x: x, pair)
+    with pytest.raises(ConfigError, match="progress: expected True/False or a callback"):
+        auditor.audit(model, pair, progress="yes")
+    with pytest.raises(DataError, match="is a path; load it first"):
+        auditor.audit(model, "train.npz")
+
+
+def _weights(**changes) -> dict:
+    state = {"0.weight": torch.randn(3, 4), "2.weight": torch.randn(1, 3)}
+    return {**state, **changes}
+
+
+@pytest.mark.parametrize(
+    "state, expected",
+    [
+        (_weights(**{"_module.0.weight": torch.randn(3, 4)}), "both '0.weight' once unwrapped"),
+        (_weights(**{"0.weight": torch.ones(3, 4, dtype=torch.int64)}), "torch.int64 values"),
+        (_weights(**{"0.weight": torch.randn(3, 4, dtype=torch.complex64)}), "torch.complex64 values"),
+        (_weights(**{"0.weight": torch.randn(3, 4).to_sparse()}), "a torch.sparse_coo tensor"),
+        (_weights(**{"0.weight": torch.empty(3, 4, device="meta")}), "on meta"),
+        (_weights(**{"0.weight": torch.randn(1, 4).expand(3, 4)}), "an expanded (stride 0) tensor"),
+    ],
+)
+def test_weights_the_attack_cannot_use_as_they_are_are_refused(state, expected):
+    with pytest.raises(UnsupportedModelError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+        mlp_from_state_dict(state, "model.pt")
+
+
+def test_an_npz_header_larger_than_its_data_is_refused_before_loading(tmp_path):
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (10**12, 784)})
+    path = tmp_path / "train.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("train_x.npy", header.getvalue() + b"\0" * 64)
+        labels = io.BytesIO()
+        np.save(labels, np.array([0, 1]))
+        archive.writestr("train_y.npy", labels.getvalue())
+    with pytest.raises(DataError, match="train.npz: train_x declare 6,272,000,000,000,000 bytes"):
+        load_audit_data(path)
+
+
+def test_yaml_aliases_are_refused_before_they_expand(tmp_path):
+    bomb = tmp_path / "bomb.yaml"
+    lines = ["a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1]"] + [
+        f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]" for p, c in zip("abcdefgh", "bcdefghi")
+    ]
+    bomb.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ScenarioError, match="aliases .* are not allowed"):
+        read_yaml(bomb)
+
+
+@pytest.mark.parametrize("shape", [[4.7, 4.2], [True, 16], [0, 16], [[4, 4]], "4x4"])
+def test_an_image_shape_is_integers_never_rounded(shape):
+    with pytest.raises(DataError, match="image_shape: expected positive integers"):
+        audit_data(np.full((2, 16), 0.5), np.array([0, 1]), image_shape=shape)
+
+
+def test_a_set_mistake_is_blamed_on_the_setting_not_the_preset_file():
+    with pytest.raises(ScenarioError) as error:
+        load_scenario("toy_colors", {"foo": 1})
+    assert str(error.value).startswith("settings given over the file (--set, --seed, --device): foo: unknown field")
+
+
+@pytest.mark.parametrize(
+    "data, expected",
+    [
+        ("{dataset: toy_colors, path: /data/mnist}", "'path' is not read by dataset 'toy_colors'"),
+        ("{dataset: mnist, image_size: 16}", "'image_size' only apply to dataset 'toy_colors', not 'mnist'"),
+        ("{dataset: mnist, noise: 0.5}", "'noise' only apply to dataset 'toy_colors'"),
+    ],
+)
+def test_settings_the_dataset_would_ignore_are_refused(tmp_path, data, expected):
+    (tmp_path / "case.yaml").write_text(f"name: case\ndefenses: [{{name: none}}]\ndata: {data}\n")
+    with pytest.raises(ScenarioError, match=expected):
+        load_scenario(tmp_path / "case.yaml")
