@@ -122,6 +122,8 @@ def test_a_scenario_picks_its_attack_by_name(tmp_path):
 def test_an_attack_is_a_named_subclass_and_its_output_fills_what_it_does_not_say():
     with pytest.raises(TypeError):
         register_attack(dict)
+    with pytest.raises(ConfigError, match="attack.name: 'nonmember_copies' is not the kkt attack's config"):
+        ATTACKS["kkt"]({"name": "nonmember_copies"})
     facts = AttackFacts(name="x", candidates=2, seconds=0.0, device="cpu", dtype="float64")
     output = AttackOutput(np.zeros((2, 3)), np.ones(2), facts)
     assert np.isnan(output.lambdas).all() and (output.restart == 0).all() and output.loss_history.size == 0

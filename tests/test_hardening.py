@@ -141,3 +141,9 @@ def test_settings_the_dataset_would_ignore_are_refused(tmp_path, data, expected)
     (tmp_path / "case.yaml").write_text(f"name: case\ndefenses: [{{name: none}}]\ndata: {data}\n")
     with pytest.raises(ScenarioError, match=expected):
         load_scenario(tmp_path / "case.yaml")
+
+
+def test_a_missing_parent_is_named_with_the_file_that_extends_it(tmp_path):
+    (tmp_path / "child.yaml").write_text("extends: /etc/passwd\ndefenses: [{name: none}]\n")
+    with pytest.raises(ScenarioError, match=r"child.yaml: extends: scenario '/etc/passwd' not found"):
+        load_scenario(tmp_path / "child.yaml")

@@ -178,8 +178,10 @@ class Attack(ABC):
     facts_type: ClassVar[type[AttackFacts]] = AttackFacts
 
     def __init__(self, config: AttackConfig | dict | None = None, **overrides) -> None:
-        base = config.model_dump() if isinstance(config, BaseModel) else dict(config or {})
-        self.config = self.config_type.validated({**base, **overrides, "name": self.name})
+        values = {**(config.model_dump() if isinstance(config, BaseModel) else dict(config or {})), **overrides}
+        if values.setdefault("name", self.name) != self.name:
+            raise ConfigError(f"attack.name: {values['name']!r} is not the {self.name} attack's config")
+        self.config = self.config_type.validated(values)
 
     @property
     def steps(self) -> int:

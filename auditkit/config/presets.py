@@ -83,10 +83,10 @@ def raw_scenario(path: Path, dirs: dict[str, list[Path]], seen: tuple[Path, ...]
     by_name = find_preset(parent, dirs["scenario"]) if re.fullmatch(SAFE_NAME, parent) else None
     parent_path = beside if beside.is_file() or by_name is None else by_name.resolve()
     if parent_path in seen:
-        raise ScenarioError(f"extends: '{parent}' is circular")
+        raise ScenarioError(f"{path}: extends: '{parent}' is circular")
     if not parent_path.is_file():
         names = ", ".join(available(dirs["scenario"]))
-        raise ScenarioError(f"extends: scenario '{parent}' not found; allowed: {names}")
+        raise ScenarioError(f"{path}: extends: scenario '{parent}' not found; allowed: {names}")
     return deep_merge(raw_scenario(parent_path, dirs, (*seen, path.resolve())), raw)
 
 
