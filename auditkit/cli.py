@@ -226,13 +226,11 @@ def audit(
 def validate(scenario: str, settings: tuple[str, ...], presets: Path | None) -> None:
     """Check a scenario (a file or a built-in name; presets resolved, data available) without training."""
     from auditkit.attacks.registry import build_attack
-    from auditkit.data.datasets import load_data
-    from auditkit.victims.defenses import plan_defenses
+    from auditkit.running.jobs import plan_victims
 
     try:
         resolved = load_scenario(scenario, _overrides(None, None, settings), presets)
-        data = load_data(resolved.data, resolved.seed)
-        plan_defenses(resolved, len(data.train_x))  # what `run` checks before training
+        plan_victims(resolved)  # what `run` checks before training: data, DP plans, memory, every grid point
     except AuditkitError as error:
         _fail(error)
     attack = build_attack(resolved.attack)

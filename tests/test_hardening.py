@@ -147,3 +147,31 @@ def test_a_missing_parent_is_named_with_the_file_that_extends_it(tmp_path):
     (tmp_path / "child.yaml").write_text("extends: /etc/passwd\ndefenses: [{name: none}]\n")
     with pytest.raises(ScenarioError, match=r"child.yaml: extends: scenario '/etc/passwd' not found"):
         load_scenario(tmp_path / "child.yaml")
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        ("victim: {hidden: [65536, 65536], training: {epochs: 50}}", "victim none: needs about"),
+        ("attack: {steps: 10, restarts: 1024, candidates_per_sample: 1000}", "victim none: needs about"),
+        ("data: {dataset: toy_colors, n_per_class: 100000, test_per_class: 20, image_size: 256}", "data (toy_colors)"),
+    ],
+)
+def test_settings_that_would_exhaust_memory_are_refused_before_anything_is_allocated(tmp_path, change, expected):
+    key = change.split(":")[0]
+    text = "\n".join(change if line.startswith(f"{key}:") else line for line in TINY.splitlines()) + "\n"
+    (tmp_path / "big.yaml").write_text(text)
+    result = CliRunner().invoke(main, ["validate", str(tmp_path / "big.yaml")])
+    assert result.exit_code == 2 and expected in result.output and "GiB budget" in result.output, result.output
+
+
+def test_the_memory_budget_is_configurable(tmp_path, monkeypatch):
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    monkeypatch.setenv("AUDITKIT_MEMORY_GB", "0.5")
+    assert CliRunner().invoke(main, ["validate", str(tmp_path / "tiny.yaml")]).exit_code == 0
+    monkeypatch.setenv("AUDITKIT_MEMORY_GB", "0.00001")
+    refused = CliRunner().invoke(main, ["validate", str(tmp_path / "tiny.yaml")])
+    assert refused.exit_code == 2 and "more than the 1e-05 GiB budget" in refused.output, refused.output
+    monkeypatch.setenv("AUDITKIT_MEMORY_GB", "lots")
+    bad = CliRunner().invoke(main, ["validate", str(tmp_path / "tiny.yaml")])
+    assert bad.exit_code == 2 and "AUDITKIT_MEMORY_GB: expected a positive number" in bad.output

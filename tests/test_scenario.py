@@ -168,7 +168,7 @@ def test_only_user_errors_are_one_line(project, monkeypatch):
     def bug(*args, **kwargs):
         raise ValueError("an internal bug")
 
-    monkeypatch.setattr("auditkit.data.datasets.load_data", bug)
+    monkeypatch.setattr("auditkit.running.jobs.load_data", bug)
     internal = CliRunner().invoke(main, ["validate", str(path)])
     assert internal.exit_code != 2
     assert isinstance(internal.exception, ValueError) and "an internal bug" in str(internal.exception)

@@ -192,6 +192,11 @@ class Attack(ABC):
         """A warning about the settings themselves, printed before a run ('' for none)."""
         return ""
 
+    def memory_bytes(self, n_train: int, widths: list[int], itemsize: int) -> int:
+        """What the attack allocates at most for ``n_train`` samples on a network of ``widths`` (input first):
+        0 here (an attack that keeps only its candidates)."""
+        return 0
+
     def check(self, model: nn.Module) -> ModelShape:
         """The model's input width and output count, or :class:`UnsupportedModelError` when the attack
         cannot run on it. This default reads the first and last ``nn.Linear``."""

@@ -6,8 +6,11 @@ import re
 import time
 from pathlib import Path
 
+from torch import nn
+
 from auditkit.attacks.registry import build_attack
 from auditkit.auditing.auditor import Auditor
+from auditkit.budget import check_memory
 from auditkit.config.overrides import deep_merge
 from auditkit.config.presets import attack_preset
 from auditkit.data.user_data import load_audit_data
@@ -46,6 +49,9 @@ def audit_saved_model(
     data = load_audit_data(data_path, outputs=model[-1].out_features, inputs=model[0].in_features)
     preset = attack_preset(attack) if attack else {}
     attack_run = build_attack(deep_merge(preset, overrides.get("attack", {})))
+    widths = [model[0].in_features, *(layer.out_features for layer in model if isinstance(layer, nn.Linear))]
+    attack_memory = attack_run.memory_bytes(len(data.train_x), widths, 4 if DEFAULT_DTYPE == "float32" else 8)
+    check_memory({"attack": attack_memory}, f"the audit of {model_path.name}")
     resolved = resolve_device(device)
     name = victim_name(model_path)
     with exclusive_output(out) as out:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from auditkit.budget import check_memory
 from auditkit.data.audit_data import AuditData
 from auditkit.data.cifar import ANIMALS, VEHICLES, load_cifar10_images
 from auditkit.data.mnist import load_mnist_images
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from auditkit.config.schema import DataConfig
 
 Loader = Callable[["DataConfig", int], AuditData]
+TOY_POOL_PER_CLASS = 200  # toy_colors' non-member pool per class
 
 
 @dataclass(frozen=True)
@@ -30,25 +32,29 @@ class Dataset:
     load: Loader
     tasks: tuple[str, ...]
     description: str
+    size: Callable[[DataConfig], int] | None = None  # bytes it allocates, for a generated set (files bound theirs)
 
 
 DATASETS: dict[str, Dataset] = {}
 
 
-def register_dataset(name: str, tasks: tuple[str, ...], description: str) -> Callable[[Loader], Loader]:
+def register_dataset(
+    name: str, tasks: tuple[str, ...], description: str, size: Callable[[DataConfig], int] | None = None
+) -> Callable[[Loader], Loader]:
     """Register a loader under ``name`` (a decorator).
 
     Args:
         name: what ``data.dataset`` says.
         tasks: the ``data.task`` values it takes.
         description: where its files come from, for ``auditkit list``.
+        size: the bytes a generated data set allocates for a config (checked before it is generated).
 
     Returns:
         The decorator, which returns the loader unchanged.
     """
 
     def register(load: Loader) -> Loader:
-        DATASETS[name] = Dataset(load, tuple(tasks), description)
+        DATASETS[name] = Dataset(load, tuple(tasks), description, size)
         return load
 
     return register
@@ -64,7 +70,10 @@ def load_data(config: DataConfig, seed: int) -> AuditData:
     Returns:
         The task's AuditData.
     """
-    return DATASETS[config.dataset].load(config, seed)
+    dataset = DATASETS[config.dataset]
+    if dataset.size is not None:
+        check_memory({"data": dataset.size(config)}, f"data ({config.dataset})")
+    return dataset.load(config, seed)
 
 
 def image_task(images: np.ndarray, classes: np.ndarray, config: DataConfig, seed: int, shape, negative_positive):
@@ -82,7 +91,13 @@ def _mnist(config: DataConfig, seed: int) -> AuditData:
     return image_task(images, classes, config, seed, (28, 28), PARITY)
 
 
-@register_dataset("toy_colors", ("parity", "digits"), "generated red vs blue images")
+def _toy_colors_bytes(config: DataConfig) -> int:
+    """Two classes of 3 x size x size float64 images, drawn and noised (two copies at once)."""
+    rows = 2 * (config.n_per_class + max(config.test_per_class, TOY_POOL_PER_CLASS))
+    return 2 * rows * 3 * config.image_size**2 * 8
+
+
+@register_dataset("toy_colors", ("parity", "digits"), "generated red vs blue images", _toy_colors_bytes)
 def _toy_colors(config: DataConfig, seed: int) -> AuditData:
     return toy_colors(config.n_per_class, config.test_per_class, seed, config.image_size, config.noise)
 
@@ -96,7 +111,12 @@ def _cifar10(config: DataConfig, seed: int) -> AuditData:
 
 
 def toy_colors(
-    n_per_class: int, test_per_class: int, seed: int, size: int = 8, noise: float = 0.1, pool_per_class: int = 200
+    n_per_class: int,
+    test_per_class: int,
+    seed: int,
+    size: int = 8,
+    noise: float = 0.1,
+    pool_per_class: int = TOY_POOL_PER_CLASS,
 ) -> AuditData:
     """Small solid red (y=-1) vs blue (y=+1) RGB images with Gaussian pixel noise, clipped to [0, 1]."""
     rng = np.random.default_rng(seed)

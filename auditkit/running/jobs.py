@@ -10,6 +10,7 @@ import torch
 
 from auditkit.attacks.registry import build_attack
 from auditkit.auditing.auditor import Auditor
+from auditkit.budget import check_memory
 from auditkit.config.schema import DefenseConfig, Scenario
 from auditkit.data.audit_data import AuditData
 from auditkit.data.datasets import load_data
@@ -19,7 +20,7 @@ from auditkit.results.facts import PrivacyFacts, VictimFacts
 from auditkit.results.run import VictimFailure
 from auditkit.storage.fingerprint import fingerprint
 from auditkit.victims.cache import VictimCache, victim_key
-from auditkit.victims.defenses import TrainingDiverged, plan_defenses, train_victim, untrained_victim
+from auditkit.victims.defenses import TrainingDiverged, plan_defenses, train_victim, training_bytes, untrained_victim
 
 
 @dataclass(frozen=True)
@@ -34,15 +35,20 @@ class VictimJob:
 
 
 def plan_victims(scenario: Scenario, data_for: Callable[[Scenario], AuditData] | None = None) -> list[VictimJob]:
-    """One job per grid point and defense, in that order; every DP defense's noise resolved up front
-    (impossible settings fail before anything trains). ``data_for``: a grid point's data set (loaded)."""
+    """One job per grid point and defense, in that order; every DP defense's noise resolved and every victim's
+    and attack's memory checked up front (impossible settings fail before anything trains). ``data_for``: a
+    grid point's data set (loaded)."""
     data_for = data_for or last_data_set()
     jobs = []
     for point in scenario.grid_points():
-        n = len(data_for(point.scenario).train_x)
+        data = data_for(point.scenario)
+        n, widths = len(data.train_x), [data.train_x.shape[1], *point.scenario.victim.hidden, data.outputs]
         plans = plan_defenses(point.scenario, n)
+        attack, itemsize = build_attack(point.scenario.attack), 4 if point.scenario.dtype == "float32" else 8
         for defense in point.scenario.defenses:
             name, fingerprint = point.victim_name(defense), audit_fingerprint(point.scenario, defense)
+            victim = training_bytes(point.scenario, defense, n, widths)
+            check_memory({"victim": victim, "attack": attack.memory_bytes(n, widths, itemsize)}, f"victim {name}")
             jobs.append(VictimJob(name, point.scenario, defense, plans.get(defense.name), fingerprint))
     return jobs
 

@@ -99,6 +99,31 @@ def plan_defenses(scenario: Scenario, n: int) -> dict[str, PrivacyFacts]:
     return plans
 
 
+def training_bytes(scenario: Scenario, defense: DefenseConfig, n: int, widths: list[int]) -> int:
+    """What training one victim allocates at most: parameters with their gradients and two optimiser states,
+    a batch's activations (kept for the backward pass), and for DP-SGD the per-sample gradients of a batch
+    (Poisson batches: twice the expected size).
+
+    Args:
+        scenario: the scenario (its dtype and recipe).
+        defense: the defense (its batch size).
+        n: training samples.
+        widths: the network's widths, input first.
+
+    Returns:
+        Bytes.
+    """
+    itemsize = 4 if scenario.dtype == "float32" else 8
+    parameters = sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
+    training = scenario.training_for(defense)
+    batch = min(n, training.batch_size or n)
+    per_sample = 0
+    if defense.dp is not None:
+        batch = min(n, 2 * defense.dp.batch_size)
+        per_sample = batch * parameters
+    return itemsize * (4 * parameters + 3 * batch * sum(widths) + per_sample)
+
+
 def untrained_victim(scenario: Scenario, data: AuditData) -> nn.Sequential:
     """The scenario's MLP at its seeded initialisation (what training starts from, what the cache fills)."""
     cfg = scenario.victim

@@ -39,6 +39,8 @@ from auditkit.attacks.registry import register_attack
 from auditkit.environment import DEFAULT_DTYPE, resolve_dtype
 from auditkit.errors import ConfigError, UnsupportedModelError
 
+ACTIVATION_COPIES = 8  # per candidate and unit, what a step keeps alive at once (an upper estimate)
+
 
 @register_attack
 class KKTAttack(Attack):
@@ -58,6 +60,14 @@ class KKTAttack(Attack):
     def warning(self) -> str:
         """A warning when the steps are fewer than the recorded runs needed to converge."""
         return short_attack_warning(self.steps)
+
+    def memory_bytes(self, n_train: int, widths: list[int], itemsize: int) -> int:
+        """R restarts x m candidates x every layer's width, kept ACTIVATION_COPIES times (activations, smoothed
+        derivatives, deltas, gradients, the optimiser's moments), plus the multipliers."""
+        cfg = self.config
+        m = max(2, cfg.candidates_per_sample * n_train) + widths[-1]
+        itemsize = 8 if cfg.refine_steps else itemsize
+        return cfg.restarts * m * (ACTIVATION_COPIES * sum(widths) + widths[-1]) * itemsize
 
     def check(self, model: nn.Module) -> ModelShape:
         """The MLP's input width and outputs; anything but a Linear/ReLU chain raises UnsupportedModelError."""
