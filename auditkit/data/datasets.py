@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
@@ -18,10 +18,23 @@ from auditkit.data.cifar import ANIMALS, VEHICLES, load_cifar10_images
 from auditkit.data.mnist import load_mnist_images
 from auditkit.data.tasks import PARITY, binary_task, multiclass_task
 
-if TYPE_CHECKING:
-    from auditkit.config.schema import DataConfig
 
-Loader = Callable[["DataConfig", int], AuditData]
+class DataConfig(Protocol):
+    """What a loader reads of a scenario's ``data:`` section (:class:`auditkit.config.schema.DataConfig`)."""
+
+    dataset: str
+    path: str | None
+    task: str
+    negative: list[int] | None
+    positive: list[int] | None
+    classes: list[int] | None
+    n_per_class: int
+    test_per_class: int
+    image_size: int
+    noise: float
+
+
+Loader = Callable[[DataConfig, int], AuditData]
 TOY_POOL_PER_CLASS = 200  # toy_colors' non-member pool per class
 
 

@@ -5,15 +5,12 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import asdict, dataclass, field, fields
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import torch
 
 from auditkit.environment import DTYPE_NOTES, describe_device, versions
 from auditkit.storage.files import to_jsonable
-
-if TYPE_CHECKING:
-    from auditkit.results.audit import AuditResult
 
 Accountant = Literal["rdp", "prv", "gdp"]  # the Opacus accountants an epsilon can come from
 
@@ -133,11 +130,10 @@ class RunFacts:
         return to_jsonable(asdict(self))
 
     @classmethod
-    def of_saved_audit(cls, result: AuditResult) -> RunFacts:
+    def of_saved_audit(cls, name: str, seed: int | None, device: str, dtype: str) -> RunFacts:
         """Facts for one audit saved from the Python API (``result.save``), which records no run: the seed,
-        device and precision are the attack's; threads and versions are this process's, and say so."""
-        attack = result.attack
-        facts = cls.collect(result.name, attack.seed, torch.device(attack.device), attack.dtype, {}, math.nan)
+        device and precision are its attack's; threads and versions are this process's, and say so."""
+        facts = cls.collect(name, seed, torch.device(device), dtype, {}, math.nan)
         note = "one audit saved from the Python API; threads and versions are those of the process that rendered it"
         return dataclasses.replace(facts, config={"note": note})
 

@@ -68,7 +68,8 @@ class RunResult:
         path = directory / RUN_FILE
         if not path.is_file() and (directory / RESULT_FILE).is_file():
             result = AuditResult.load(directory)
-            return cls(RunFacts.of_saved_audit(result), [result])
+            attack = result.attack
+            return cls(RunFacts.of_saved_audit(result.name, attack.seed, attack.device, attack.dtype), [result])
         values = read_json(path)
         try:
             names = [victim["name"] for victim in values["victims"]]
