@@ -26,12 +26,15 @@ def test_no_module_is_over_the_line_limit():
 
 
 def test_no_import_cycle_between_modules():
-    """Module-level imports only: an import inside a function runs when it is called, after every module loaded."""
+    """Module-level imports, type-only ones (``if TYPE_CHECKING:``) included: a cycle is a seam in the wrong place.
+    An import inside a function runs when it is called, after every module loaded, and is not counted."""
     modules = _modules()
-    edges = {
-        name: {n.module for n in tree.body if isinstance(n, ast.ImportFrom) and (n.module or "").startswith("auditkit")}
-        for name, tree in modules.items()
-    }
+
+    def imported(tree: ast.Module) -> set[str]:
+        nodes = [*tree.body, *(child for n in tree.body if isinstance(n, ast.If) for child in n.body)]
+        return {n.module for n in nodes if isinstance(n, ast.ImportFrom) and (n.module or "").startswith("auditkit")}
+
+    edges = {name: imported(tree) for name, tree in modules.items()}
     state: dict[str, str] = {}
 
     def visit(name: str, path: tuple[str, ...]) -> None:
