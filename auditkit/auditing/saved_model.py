@@ -14,7 +14,7 @@ from auditkit.budget import check_memory
 from auditkit.config.overrides import deep_merge
 from auditkit.config.presets import attack_preset
 from auditkit.data.user_data import load_audit_data
-from auditkit.environment import DEFAULT_DTYPE, resolve_device, seed_everything
+from auditkit.environment import DEFAULT_DTYPE, resolve_device, resolve_dtype, seed_everything
 from auditkit.errors import ConfigError
 from auditkit.progress import Progress
 from auditkit.report import write_report
@@ -50,7 +50,7 @@ def audit_saved_model(
     preset = attack_preset(attack) if attack else {}
     attack_run = build_attack(deep_merge(preset, overrides.get("attack", {})))
     widths = [model[0].in_features, *(layer.out_features for layer in model if isinstance(layer, nn.Linear))]
-    attack_memory = attack_run.memory_bytes(len(data.train_x), widths, 4 if DEFAULT_DTYPE == "float32" else 8)
+    attack_memory = attack_run.memory_bytes(len(data.train_x), widths, resolve_dtype(DEFAULT_DTYPE).itemsize)
     check_memory({"attack": attack_memory}, f"the audit of {model_path.name}")
     resolved = resolve_device(device)
     name = victim_name(model_path)

@@ -14,6 +14,7 @@ from auditkit.budget import check_memory
 from auditkit.config.schema import DefenseConfig, Scenario
 from auditkit.data.audit_data import AuditData
 from auditkit.data.datasets import load_data
+from auditkit.environment import resolve_dtype
 from auditkit.progress import Progress
 from auditkit.results.audit import AuditResult
 from auditkit.results.facts import PrivacyFacts, VictimFacts
@@ -44,7 +45,7 @@ def plan_victims(scenario: Scenario, data_for: Callable[[Scenario], AuditData] |
         data = data_for(point.scenario)
         n, widths = len(data.train_x), [data.train_x.shape[1], *point.scenario.victim.hidden, data.outputs]
         plans = plan_defenses(point.scenario, n)
-        attack, itemsize = build_attack(point.scenario.attack), 4 if point.scenario.dtype == "float32" else 8
+        attack, itemsize = build_attack(point.scenario.attack), resolve_dtype(point.scenario.dtype).itemsize
         for defense in point.scenario.defenses:
             name, fingerprint = point.victim_name(defense), audit_fingerprint(point.scenario, defense)
             victim = training_bytes(point.scenario, defense, n, widths)

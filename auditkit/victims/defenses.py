@@ -113,7 +113,7 @@ def training_bytes(scenario: Scenario, defense: DefenseConfig, n: int, widths: l
     Returns:
         Bytes.
     """
-    itemsize = 4 if scenario.dtype == "float32" else 8
+    itemsize = resolve_dtype(scenario.dtype).itemsize
     parameters = sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
     training = scenario.training_for(defense)
     batch = min(n, training.batch_size or n)
