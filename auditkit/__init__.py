@@ -3,7 +3,8 @@
 The front door: :class:`Auditor` audits a model you hold; :func:`load_scenario` and :func:`run_scenario`
 train, defend and audit the victims a scenario describes; :func:`write_report` renders a result; the data
 and victim helpers (:func:`binary_task`, :func:`build_mlp`, :func:`train_mlp`, ...) build your own. Attacks
-are registered by name (:func:`build_attack`, :func:`register_attack`); :class:`KKTAttack` is the default.
+are registered by name (:func:`build_attack`, :func:`register_attack`); :class:`KKTAttack` is the default,
+:class:`OwnerAttack` explains what training added to the initial weights (for an owner, who holds them).
 
 Example:
     >>> import auditkit
@@ -18,6 +19,9 @@ from auditkit.attacks.base import Attack, AttackConfig, AttackerKnowledge, Attac
 from auditkit.attacks.kkt.attack import KKTAttack
 from auditkit.attacks.kkt.config import KKTConfig
 from auditkit.attacks.kkt.facts import KKTFacts
+from auditkit.attacks.owner.attack import OwnerAttack
+from auditkit.attacks.owner.config import OwnerConfig
+from auditkit.attacks.owner.facts import OwnerFacts
 from auditkit.attacks.registry import attack_names, build_attack, register_attack
 from auditkit.auditing.auditor import Auditor
 from auditkit.config.loading import load_scenario
@@ -54,6 +58,9 @@ __all__ = [
     "KKTAttack",
     "KKTConfig",
     "KKTFacts",
+    "OwnerAttack",
+    "OwnerConfig",
+    "OwnerFacts",
     "LeakageSummary",
     "RunResult",
     "Scenario",

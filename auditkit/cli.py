@@ -179,7 +179,16 @@ def run(
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--data", "data_path", type=click.Path(path_type=Path), required=True, help="training data (.npz)")
 @click.option("--out", callback=_folder, help="output directory (default runs/audit-MODEL_NAME)")
-@click.option("--attack", help="attack preset: a name (auditkit list) or a YAML file (default: kkt_quick)")
+@click.option(
+    "--attack", help="attack preset: a name (auditkit list) or a YAML file (default: kkt_quick; owner with --init)"
+)
+@click.option(
+    "--init",
+    "init_path",
+    type=click.Path(path_type=Path),
+    help="the weights training started from (a state_dict file, as MODEL): the owner's attack explains what "
+    "training added to them",
+)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0)
 @click.option("--steps", type=click.IntRange(0, 100_000_000), help="attack steps per restart (overrides the preset)")
@@ -190,6 +199,7 @@ def audit(
     data_path: Path,
     out: Path | None,
     attack: str | None,
+    init_path: Path | None,
     device: str,
     seed: int,
     steps: int | None,
@@ -202,7 +212,9 @@ def audit(
 ) -> None:
     """Audit a model you trained: MODEL is its state_dict, a ``.safetensors`` file or ``torch.save(model.state_dict())``
     (loaded with weights_only=True); DATA an .npz with train_x (the model's inputs), train_y and optionally
-    nonmember_x, mean, image_shape. ``--set attack.KEY=VALUE`` and ``--steps`` override the attack preset."""
+    nonmember_x, mean, image_shape. ``--set attack.KEY=VALUE`` and ``--steps`` override the attack preset.
+    ``--init INIT``: the weights training started from (same formats): the owner's attack, for models trained
+    the usual way (minibatch SGD, no weight decay), where the KKT attack's premise fails."""
     from auditkit.auditing.saved_model import audit_saved_model
     from auditkit.config.overrides import parse_settings
     from auditkit.progress import Progress
@@ -214,7 +226,7 @@ def audit(
         if steps is not None:
             overrides.setdefault("attack", {})["steps"] = steps
         _threads(threads)
-        return folder, audit_saved_model(model, data_path, folder, attack, device, seed, progress, overrides)
+        return folder, audit_saved_model(model, data_path, folder, attack, device, seed, progress, overrides, init_path)
 
     _report_run(start, "nothing was saved; run it again", fail_if, allow_inconclusive)
 

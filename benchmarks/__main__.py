@@ -29,6 +29,7 @@ BENCHMARKS = (  # the registered benchmarks: each a module here with a main()
     "kernel",
     "kill_resume",
     "multipliers",
+    "owner_premise",
     "pruning",
     "recipes",
     "restarts",

@@ -24,7 +24,8 @@ import torch
 from victim import fresh_victim_cache, scenario_victim
 
 from auditkit import Auditor, KKTAttack
-from auditkit.attacks.kkt.kernel import extract_layers, kkt_residual, margin_directions, per_sample_gram
+from auditkit.attacks.kkt.kernel import extract_layers, margin_directions
+from auditkit.attacks.kkt.residual import kkt_residual, per_sample_gram
 
 SIGMAS = [0.0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3]
 COLUMNS = ["sigma", "epsilon", "train_accuracy", "test_accuracy", "victim_kkt_residual", "outside_span",

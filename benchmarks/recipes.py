@@ -1,18 +1,21 @@
 """Which of your models this audit can speak about: the same data trained by the recipes people use.
 
-    python benchmarks/recipes.py --seed 0
+    python benchmarks/recipes.py --seed 0 --attacks kkt owner
+
 
 50 MNIST parity digits, 784-500-500-1 bias-free, trained by a plain PyTorch loop (as a user would:
 labels 0/1, BCE with logits) with full-batch GD, minibatch SGD with momentum at several weight decays,
 Adam and AdamW, at a practitioner's length and a long one, on centred inputs and on raw [0, 1] pixels;
-each audited through the Python API with 2,000 held-out non-members, the attack's measured recipe
-(one restart, 8,000 steps: the default sweep without its three random restarts, to fit a CPU budget).
-Writes benchmarks/results/recipes.{json,md}.
+each audited through the Python API with 2,000 held-out non-members by each attack named: the KKT
+attack's measured recipe (one restart, 8,000 steps: the default sweep without its three random restarts, to
+fit a CPU budget) and the owner's attack (given the initial weights; one restart, --owner-steps steps).
+The practitioner's recipes by default, every one with --all. Writes benchmarks/results/recipes_seedS.{json,md}.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 
 import numpy as np
@@ -20,7 +23,8 @@ import record
 import torch
 import torch.nn.functional as F
 
-from auditkit import Auditor, KKTAttack
+from auditkit import Auditor
+from auditkit.attacks.registry import build_attack
 from auditkit.data.mnist import load_mnist_images
 from auditkit.data.tasks import PARITY, binary_task
 from auditkit.victims.models import build_mlp
@@ -35,14 +39,17 @@ RECIPES = [
     ("SGD+m wd 1e-3", "sgd_momentum", 0.01, 1e-3, 10, 300, True),
     ("SGD+m wd 1e-2", "sgd_momentum", 0.01, 1e-2, 10, 300, True),
     ("SGD+m wd 1e-2, long", "sgd_momentum", 0.01, 1e-2, 10, 1500, True),
+    ("SGD wd 0", "sgd", 0.01, 0.0, 10, 300, True),
     ("Adam", "adam", 1e-3, 0.0, 10, 300, True),
     ("AdamW wd 1e-2", "adamw", 1e-3, 1e-2, 10, 300, True),
     ("AdamW wd 1e-2, long", "adamw", 1e-3, 1e-2, 10, 1500, True),
     ("GD wd 1e-2, raw pixels", "sgd", 0.3, 1e-2, 0, 6000, False),
     ("SGD+m wd 1e-2, raw pixels", "sgd_momentum", 0.01, 1e-2, 10, 300, False),
 ]
-COLUMNS = ["recipe", "steps", "train_accuracy", "test_accuracy", "victim_kkt_residual", "identified",
-           "nonmembers_identified", "fpr", "p_value", "verdict", "seconds"]  # fmt: skip
+ORDINARY = ("GD wd 1e-2 (auditkit default)", "SGD+m wd 0", "SGD+m wd 5e-4", "SGD+m wd 1e-3", "SGD+m wd 1e-2",
+            "SGD wd 0", "Adam", "AdamW wd 1e-2")  # fmt: skip
+COLUMNS = ["recipe", "steps", "train_accuracy", "test_accuracy", "attack", "premise_residual", "attack_residual",
+           "convergence", "identified", "nonmembers_identified", "fpr", "p_value", "verdict", "seconds"]  # fmt: skip
 
 
 def optimizer_for(kind: str, parameters, lr: float, weight_decay: float) -> torch.optim.Optimizer:
@@ -74,6 +81,9 @@ def train(model, x, y01, kind, lr, weight_decay, batch, epochs, seed) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--attacks", nargs="+", choices=["kkt", "owner"], default=["kkt"])
+    parser.add_argument("--owner-steps", type=int, default=2000)
+    parser.add_argument("--all", action="store_true", help="every recipe, not only the practitioner's")
     args = parser.parse_args()
     images, digits = load_mnist_images()
     data = binary_task(images, digits, *PARITY, 25, 250, args.seed, (28, 28), "mnist")
@@ -81,23 +91,40 @@ def main() -> None:
     records = []
     print(record.header(COLUMNS), flush=True)
     for name, kind, lr, weight_decay, batch, epochs, centred in RECIPES:
-        start = time.perf_counter()
+        if not (args.all or name in ORDINARY):
+            continue
+        trained = time.perf_counter()
         shift = 0.0 if centred else data.mean
         x, test_x, pool = (torch.as_tensor(a + shift, dtype=torch.float32) for a in (data.train_x, data.test_x,
                                                                                       data.pool_x[:2000]))  # fmt: skip
         model = build_mlp(784, [500, 500], "none", seed=args.seed)
+        initial = copy.deepcopy(model)
         steps = train(model, x, y01, kind, lr, weight_decay, batch, epochs, args.seed)
+        trained = time.perf_counter() - trained
         with torch.no_grad():
             test_accuracy = float((torch.sign(model(test_x).squeeze(-1)).numpy() == data.test_y).mean())
-        auditor = Auditor(KKTAttack(restarts=1, search="off"), device="cpu", seed=args.seed)
-        summary = auditor.audit(model, train=(x, y01), nonmembers=pool, mean=data.mean if centred else None).summary()
-        found = {"recipe": name, "steps": steps, "test_accuracy": test_accuracy, "seed": args.seed,
-                 **{key: summary.metric(key) for key in COLUMNS if key in summary.to_dict()},
-                 "seconds": time.perf_counter() - start}  # fmt: skip
-        records.append(found)
-        print(record.row(found, COLUMNS), flush=True)
-    command = f"python benchmarks/recipes.py --seed {args.seed}"
-    record.write("recipes", command, records, COLUMNS, "(2-core CPU, float32; n = 50, 2000 non-members)")
+        for attack in args.attacks:
+            start = time.perf_counter()
+            steps_run = {"steps": args.owner_steps} if attack == "owner" else {}
+            auditor = Auditor(
+                build_attack({"name": attack, "restarts": 1, "search": "off", **steps_run}), seed=args.seed
+            )
+            init = initial if attack == "owner" else None
+            result = auditor.audit(
+                model, train=(x, y01), nonmembers=pool, mean=data.mean if centred else None, init=init
+            )
+            summary, key = result.summary(), result.attack.KEY
+            found = {"recipe": name, "steps": steps, "test_accuracy": test_accuracy, "seed": args.seed,
+                     "attack": attack, **{k: summary.metric(k) for k in COLUMNS if k in summary.to_dict()},
+                     "premise_residual": summary.metric(f"victim_{key}_residual"),
+                     "attack_residual": summary.metric(f"attack_{key}_residual"),
+                     "convergence": summary.metric("attack_convergence"), "attack_steps": auditor.attack.steps,
+                     "seconds": time.perf_counter() - start + trained}  # fmt: skip
+            records.append(found)
+            print(record.row(found, COLUMNS), flush=True)
+    note = (f"(2-core CPU, float32; n = 50, 2000 non-members; kkt: 8000 steps, owner: {args.owner_steps} steps, "
+            "one restart each; seconds: training and that attack)")  # fmt: skip
+    record.write(f"recipes_seed{args.seed}", record.command_line(), records, COLUMNS, note)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ from scenario_seeds import by_margin_fifth
 from victim import fresh_victim_cache, scenario_victim
 
 from auditkit import Auditor, KKTAttack
-from auditkit.attacks.kkt.kernel import extract_layers, kkt_residual, margins
+from auditkit.attacks.kkt.kernel import extract_layers, margins
+from auditkit.attacks.kkt.residual import kkt_residual
 from auditkit.scoring.metrics import match
 
 COLUMNS = ["seed", "steps", "identified", "identified_by_margin_fifth", "median_ssim", "victim_kkt_residual", "seconds"]

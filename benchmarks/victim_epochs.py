@@ -18,7 +18,8 @@ import record
 import torch
 from victim import fresh_victim_cache, scenario_victim
 
-from auditkit.attacks.kkt.kernel import extract_layers, kkt_residual
+from auditkit.attacks.kkt.kernel import extract_layers
+from auditkit.attacks.kkt.residual import kkt_residual
 from auditkit.config.overrides import deep_merge, parse_settings
 
 COLUMNS = ["epochs", "victim_kkt_residual", "final_loss", "train_accuracy", "test_accuracy", "train_seconds"]

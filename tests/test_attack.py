@@ -8,8 +8,9 @@ import torch
 from conftest import knowledge
 
 from auditkit import AttackerKnowledge, Auditor, ConfigError, KKTAttack, KKTConfig
-from auditkit.attacks.kkt.kernel import extract_layers, kkt_residual
+from auditkit.attacks.kkt.kernel import extract_layers
 from auditkit.attacks.kkt.optimizer import lr_factor
+from auditkit.attacks.kkt.residual import kkt_residual
 from auditkit.scoring.metrics import match, ncc_distance
 from auditkit.testing import assert_leaks
 

@@ -56,17 +56,22 @@ class NonMemberAttack(Attack):
         return AttackOutput(candidates=np.asarray(public, dtype=np.float64), labels=labels.numpy(), facts=facts)
 
 
-CONTRACT_SETTINGS = {"kkt": {"steps": 300, "restarts": 2}, "nonmember_copies": {"count": 30}}  # short: a contract
+CONTRACT_SETTINGS = {  # short: a contract
+    "kkt": {"steps": 300, "restarts": 2},
+    "owner": {"steps": 300, "restarts": 2},
+    "nonmember_copies": {"count": 30},
+}
 
 
 @pytest.fixture(scope="module")
 def toy_victim():
-    """A small red-vs-blue victim trained to zero error in about a second."""
+    """A small red-vs-blue victim trained to zero error in about a second, and its initial weights."""
     data = toy_colors(n_per_class=5, test_per_class=20, seed=0, size=4)
     model = build_mlp(data.train_x.shape[1], [40, 40], seed=0, dtype=torch.float64)
+    initial = build_mlp(data.train_x.shape[1], [40, 40], seed=0, dtype=torch.float64)
     log = train_mlp(model, torch.as_tensor(data.train_x), torch.as_tensor(data.train_y), lr=0.3, epochs=400)
     assert log.train_accuracy == 1.0
-    return model, data
+    return model, data, initial
 
 
 def test_every_registered_attack_has_a_contract_setting():
@@ -75,10 +80,12 @@ def test_every_registered_attack_has_a_contract_setting():
 
 @pytest.mark.parametrize("name", sorted(CONTRACT_SETTINGS))
 def test_an_attack_keeps_the_contract(name, toy_victim, tmp_path):
-    model, data = toy_victim
+    model, data, initial = toy_victim
     attack = ATTACKS[name](CONTRACT_SETTINGS[name])
     assert attack.config.name == name and attack_config(attack.config.model_dump()) == attack.config
-    first, again = (Auditor(attack, device="cpu", dtype="float64", seed=3).audit(model, data) for _ in range(2))
+    init = initial if attack.needs_initial else None
+    auditor = Auditor(attack, device="cpu", dtype="float64", seed=3)
+    first, again = (auditor.audit(model, data, init=init) for _ in range(2))
     output_size = first.attack.candidates
     assert first.candidates.shape == (output_size, *data.image_shape) and output_size > 0
     assert len(first.frame) == len(data.train_x) and first.frame["identified"].dtype == bool
@@ -96,7 +103,7 @@ def test_an_attack_keeps_the_contract(name, toy_victim, tmp_path):
 
 
 def test_non_member_candidates_identify_no_training_sample_and_vouch_for_nothing(toy_victim):
-    model, data = toy_victim
+    model, data, _ = toy_victim
     result = Auditor(NonMemberAttack(count=30), device="cpu", dtype="float64").audit(model, data)
     summary = result.summary()
     assert summary.identified == 0 and summary.identified_fraction == 0.0
@@ -113,7 +120,8 @@ def test_a_scenario_picks_its_attack_by_name(tmp_path):
     run = run_scenario(scenario, tmp_path / "run")
     assert run.victims[0].summary().identified == 0 and run.victims[0].attack.public_indices == list(range(12))
     assert RunResult.load(tmp_path / "run").victims[0].attack.to_dict() == run.victims[0].attack.to_dict()
-    with pytest.raises(ConfigError, match=r"attack.name: unknown attack 'nope'; registered: kkt, nonmember_copies"):
+    registered = r"attack.name: unknown attack 'nope'; registered: kkt, nonmember_copies, owner"
+    with pytest.raises(ConfigError, match=registered):
         load_scenario("toy_colors", {"attack": {"name": "nope"}})
     with pytest.raises(ConfigError, match=r"attack.count: Input should be greater than 0"):
         load_scenario("toy_colors", {"attack": {"name": "nonmember_copies", "count": 0}})

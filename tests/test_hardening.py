@@ -49,6 +49,45 @@ def test_a_run_in_which_no_victim_could_be_audited_does_not_exit_0(tmp_path, mon
 
 
 @pytest.mark.parametrize(
+    "block, expected",
+    [
+        ("none", "exists and is not a folder, but victim none's audit is written there"),
+        ("report.html", "a folder where the run writes a file"),
+        ("summary.json", "a folder where the run writes a file"),
+    ],
+)
+def test_an_out_folder_the_run_could_not_write_into_is_refused_before_training(tmp_path, monkeypatch, block, expected):
+    monkeypatch.setenv("AUDITKIT_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / block).mkdir() if block != "none" else (out / block).write_text("a file, not a folder")
+    result = CliRunner().invoke(main, ["run", str(tmp_path / "tiny.yaml"), "--out", str(out), "--quiet"])
+    assert result.exit_code == 2 and expected in result.output and "Traceback" not in result.output, result.output
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.pt"))  # nothing trained
+
+
+def test_cached_weights_swapped_under_a_recomputed_checksum_are_not_trusted(tmp_path, monkeypatch):
+    import hashlib
+    import json
+
+    monkeypatch.setenv("AUDITKIT_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    first = CliRunner().invoke(main, ["run", str(tmp_path / "tiny.yaml"), "--out", str(tmp_path / "a"), "--quiet"])
+    assert first.exit_code == 0, first.output
+    (weights,) = (tmp_path / "cache" / "victims").glob("*.pt")
+    state = torch.load(weights, weights_only=True)
+    torch.save({k: torch.zeros_like(v) for k, v in state.items()}, weights)  # another model, same shapes
+    entry = json.loads(weights.with_suffix(".json").read_text())
+    entry["weights_sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest()
+    weights.with_suffix(".json").write_text(json.dumps(entry))
+    again = CliRunner().invoke(main, ["run", str(tmp_path / "tiny.yaml"), "--out", str(tmp_path / "b")])
+    assert again.exit_code == 0 and "does not reproduce its own log" in again.output, again.output
+    assert "victim loaded from cache" not in again.output
+    assert not all((t == 0).all() for t in torch.load(weights, weights_only=True).values())  # replaced
+
+
+@pytest.mark.parametrize(
     "make, expected",
     [
         (lambda: Auditor(ssim_threshold=5), "ssim_threshold: expected a number between 0 and 1"),

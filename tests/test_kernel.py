@@ -6,17 +6,17 @@ import pytest
 import torch
 
 from auditkit.attacks.kkt.kernel import (
+    Objective,
     extract_layers,
     forward,
     gradient_combination,
-    kkt_residual,
     margin_directions,
     margins,
-    per_sample_gram,
     smooth_step,
     stationarity_loss,
 )
 from auditkit.attacks.kkt.reference import stationarity_loss_autograd
+from auditkit.attacks.kkt.residual import kkt_residual, per_sample_gram
 from auditkit.errors import UnsupportedModelError
 from auditkit.victims.models import build_mlp
 
@@ -83,26 +83,56 @@ def test_one_multiplier_per_other_class_matches_double_backward(bias):
     assert (fast_grads[1][0][own] == 0).all()  # a candidate's own class has no multiplier
 
 
+def _jacobian(model, x, directions):
+    """Rows: the gradient of ``directions[i] . model(x_i)`` in the parameters (autograd, one sample at a time)."""
+    rows = []
+    for sample, direction in zip(x, directions):
+        grads = torch.autograd.grad((model(sample[None])[0] * direction).sum(), list(model.parameters()))
+        rows.append(torch.cat([g.flatten() for g in grads]))
+    return torch.stack(rows)
+
+
+def _flat(layers):
+    return torch.cat([t.flatten() for t in layers.parameters])
+
+
 @pytest.mark.parametrize("outputs", [1, 3])
 def test_per_sample_gram_matches_explicit_jacobian(outputs):
     model = build_mlp(12, [9, 7], "all", seed=1, dtype=torch.float64, outputs=outputs)
     layers = extract_layers(model)
     x = torch.randn(5, 12, dtype=torch.float64)
     directions = torch.randn(5, outputs, dtype=torch.float64)
-    rows = []
-    for sample, direction in zip(x, directions):
-        grads = torch.autograd.grad((model(sample[None])[0] * direction).sum(), list(model.parameters()))
-        rows.append(torch.cat([g.flatten() for g in grads]))
-    jacobian = torch.stack(rows)
-    theta = torch.cat([p.detach().flatten() for p in model.parameters()])
+    jacobian = _jacobian(model, x, directions)
     gram, theta_dot = per_sample_gram(layers, x, directions)
     torch.testing.assert_close(gram, jacobian @ jacobian.T, rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(theta_dot, jacobian @ theta, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(theta_dot, jacobian @ _flat(layers), rtol=1e-10, atol=1e-12)
     target = _shifted_target(layers)  # another vector to explain: the gradients stay the layers'
-    same_gram, target_dot = per_sample_gram(layers, x, directions, target)
+    same_gram, target_dot = per_sample_gram(Objective((layers,), target), x, directions)
     torch.testing.assert_close(same_gram, gram, rtol=0, atol=0)
-    flat = torch.cat([t.flatten() for t in target.parameters])
-    torch.testing.assert_close(target_dot, jacobian @ flat, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(target_dot, jacobian @ _flat(target), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("bias", ["none", "all"])
+def test_the_owners_gram_averages_two_points_and_projects_out_the_free_direction(bias):
+    start, end = (build_mlp(12, [9, 7], bias, seed=s, dtype=torch.float64) for s in (1, 2))
+    x = torch.randn(6, 12, dtype=torch.float64)
+    directions = torch.tensor([[1.0], [1], [1], [-1], [-1], [-1]], dtype=torch.float64)
+    jacobian = (_jacobian(start, x, directions) + _jacobian(end, x, directions)) / 2
+    free = _flat(extract_layers(start))
+    projector = torch.eye(len(free), dtype=torch.float64) - torch.outer(free, free) / free.dot(free)
+    objective = Objective((extract_layers(start), extract_layers(end)), extract_layers(end), extract_layers(start))
+    gram, target_dot = per_sample_gram(objective, x, directions)
+    torch.testing.assert_close(gram, jacobian @ projector @ jacobian.T, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(target_dot, jacobian @ projector @ _flat(extract_layers(end)), rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(objective.norm(), (projector @ _flat(extract_layers(end))).norm(), rtol=1e-12, atol=0)
+    # the residual is the non-negative least-squares fit over those rows, the free multiple unconstrained
+    residual, fitted = kkt_residual(objective, x, directions.squeeze(-1))
+    goal = projector @ _flat(extract_layers(end))
+    left = goal - (projector @ jacobian.T) @ fitted
+    torch.testing.assert_close(
+        torch.tensor(residual, dtype=torch.float64), left.norm() / goal.norm(), rtol=1e-6, atol=0
+    )
+    assert (fitted >= 0).all()
 
 
 def test_multiclass_margin_is_taken_against_the_runner_up():
@@ -183,11 +213,16 @@ def _shifted_target(layers, seed: int = 1):
 
 @pytest.mark.parametrize("outputs", [1, 3])
 @pytest.mark.parametrize("bias", ["none", "all"])
-def test_a_target_apart_from_the_linearisation_point_matches_double_backward(bias, outputs):
+@pytest.mark.parametrize("owners", [False, True])
+def test_a_target_apart_from_the_linearisation_point_matches_double_backward(bias, outputs, owners):
+    """The target apart from where the gradients are taken; ``owners``: the owner's attack's objective too
+    (gradients averaged over two points, a free multiple of the first projected out)."""
     layers, x, lam, labels = _random_problem(bias, outputs=outputs)
     target = _shifted_target(layers)
-    fast = stationarity_loss(layers, x, lam, labels, 20.0, target=target)[0]
-    reference = stationarity_loss_autograd(layers, x[0], lam[0], labels, 20.0, target=target)
+    points = (layers, _shifted_target(layers, seed=2)) if owners else (layers,)
+    objective = Objective(points, target, layers if owners else None)
+    fast = stationarity_loss(objective, x, lam, labels, 20.0)[0]
+    reference = stationarity_loss_autograd(objective, x[0], lam[0], labels, 20.0)
     torch.testing.assert_close(fast, reference, rtol=1e-9, atol=0)
     for a, b in zip(torch.autograd.grad(fast, [x, lam]), torch.autograd.grad(reference, [x, lam])):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)

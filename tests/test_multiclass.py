@@ -6,7 +6,8 @@ import torch
 from click.testing import CliRunner
 
 from auditkit import Auditor, KKTAttack, RunResult
-from auditkit.attacks.kkt.kernel import extract_layers, kkt_residual
+from auditkit.attacks.kkt.kernel import extract_layers
+from auditkit.attacks.kkt.residual import kkt_residual
 from auditkit.cli import main
 from auditkit.data.tasks import multiclass_task
 from auditkit.victims.models import build_mlp

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from auditkit.attacks.kkt.config import KKTConfig
+from auditkit.attacks.registry import attack_class, attack_names
 from auditkit.cli import main
 from auditkit.config.loading import load_scenario
 from auditkit.data.datasets import load_data
@@ -70,10 +70,12 @@ def test_mnist_paper_cpu_has_the_papers_size_and_a_homogeneous_net():
 
 @pytest.mark.parametrize("path", sorted((PRESETS / "attacks").glob("*.yaml")), ids=lambda p: p.stem)
 def test_attack_presets_state_only_what_differs_from_the_defaults(path):
-    preset, defaults = yaml.safe_load(path.read_text()), KKTConfig().model_dump()
-    assert isinstance(preset, dict) and preset.pop("name") == "kkt"  # which attack: stated, not a setting
+    preset = yaml.safe_load(path.read_text())
+    assert isinstance(preset, dict) and preset.get("name") in attack_names()  # which attack: stated, not a setting
+    config = attack_class(preset.pop("name")).config_type
+    defaults = config().model_dump()
     restated = [
-        key for key, value in preset.items() if KKTConfig.validated({key: value}).model_dump()[key] == defaults[key]
+        key for key, value in preset.items() if config.validated({key: value}).model_dump()[key] == defaults[key]
     ]
     assert not restated, f"{path.name} restates defaults: {restated}"
 

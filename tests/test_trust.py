@@ -37,7 +37,8 @@ NOTHING = MembershipTest(50, 0, 4950, 6)  # nothing identified beyond chance
         (0.15, 0.01, "unsettled"),
         (0.25, 0.01, "not_converged"),
         (0.04, 0.01, "converged"),  # under CONVERGED_RESIDUAL: converged, however small the victim's residual
-        (0.04, FALLING + 0.1, "unsettled"),
+        (0.04, FALLING + 0.1, "unsettled"),  # under the floor but 4x the victim's, loss still falling
+        (0.03, FALLING + 0.2, "converged"),  # under the floor and the victim's: a falling loss adds nothing
         (math.nan, 0.0, "not_converged"),  # no candidates
     ],
 )

@@ -63,6 +63,7 @@ class AttackerKnowledge:
     reference_inputs: np.ndarray | None = None  # public (non-member) data of the same distribution
     ground_truth: np.ndarray | None = None  # the training inputs: the auditor's view, never an outsider's
     pixel_offset: np.ndarray | None = None  # added to an input to get its pixels (e.g. the training mean)
+    initial: nn.Module | None = None  # the model at the weights training started from: the owner's knowledge
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,7 @@ class Attack(ABC):
     name: ClassVar[str]
     config_type: ClassVar[type[AttackConfig]]
     facts_type: ClassVar[type[AttackFacts]] = AttackFacts
+    needs_initial: ClassVar[bool] = False  # it reads the initial weights (``AttackerKnowledge.initial``)
 
     def __init__(self, config: AttackConfig | dict | None = None, **overrides) -> None:
         values = {**(config.model_dump() if isinstance(config, BaseModel) else dict(config or {})), **overrides}

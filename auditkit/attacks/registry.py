@@ -13,7 +13,10 @@ from auditkit.attacks.base import Attack, AttackConfig, AttackFacts
 from auditkit.errors import ConfigError
 
 DEFAULT_ATTACK = "kkt"
-BUILTIN_MODULES = ("auditkit.attacks.kkt.attack",)  # imported on first use: each registers its attack
+BUILTIN_MODULES = (
+    "auditkit.attacks.kkt.attack",
+    "auditkit.attacks.owner.attack",
+)  # imported on first use: each registers its attack
 
 ATTACKS: dict[str, type[Attack]] = {}
 

@@ -14,7 +14,7 @@ from torch import nn
 
 from auditkit.attacks.base import Attack, AttackerKnowledge, AttackOutput, ProgressCallback
 from auditkit.attacks.registry import build_attack
-from auditkit.auditing.inputs import sample_pairs
+from auditkit.auditing.inputs import initial_model, sample_pairs
 from auditkit.data.audit_data import AuditData
 from auditkit.data.user_data import audit_data
 from auditkit.environment import DEFAULT_DTYPE, resolve_device, resolve_dtype
@@ -85,6 +85,7 @@ class Auditor:
         victim: VictimFacts | None = None,
         privacy=None,
         delta: float | None = None,
+        init=None,
         progress: bool | ProgressCallback | None = None,
     ) -> AuditResult:
         """Run the attack on ``model`` and score every training sample.
@@ -100,6 +101,8 @@ class Auditor:
         privacy: for a model trained with DP-SGD elsewhere, the Opacus ``PrivacyEngine`` that trained it
         (with ``delta``) or ``{noise_multiplier, sample_rate, steps, delta}``: the result then carries its
         epsilon and the reconstruction ceiling beside the measured counts.
+        init: the weights training started from (a module of the model's architecture, or its state_dict):
+        what the owner's attack (``OwnerAttack``) explains the trained weights against.
         progress: True for a progress bar of the attack steps (on a terminal; elsewhere one line when it
         ends), or a callback ``(step, loss)``.
 
@@ -113,6 +116,12 @@ class Auditor:
         if isinstance(data, str | Path):
             raise DataError(f"data: {str(data)!r} is a path; load it first (auditkit.data.user_data.load_audit_data)")
         shape = self.attack.check(model)
+        if init is None and self.attack.needs_initial:
+            raise ConfigError(
+                f"init: missing; the {self.attack.name} attack explains the trained weights against the weights "
+                "training started from: give them (a module of the model's architecture, or its state_dict)"
+            )
+        initial = initial_model(model, init) if init is not None else None
         if data is not None and not isinstance(data, AuditData):
             data, train = None, data  # (inputs, labels), a Dataset or a DataLoader given in data's place
         if data is None:
@@ -142,7 +151,7 @@ class Auditor:
             facts = privacy_facts(privacy, delta) if privacy is not None else None
             victim = VictimFacts.trained_elsewhere(facts, float((margins > 0).mean()), self._accuracy(model, data))
 
-        knowledge = self.knowledge(data)
+        knowledge = dataclasses.replace(self.knowledge(data), initial=initial)
         bar = Progress().task(f"[{name}] attack", self.attack.steps) if progress is True else None
         with bar or contextlib.nullcontext(progress or None) as update:
             output = self.attack.run(

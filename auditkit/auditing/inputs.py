@@ -1,12 +1,19 @@
-"""What a pipeline hands the Auditor, as arrays in the user's own index order: a pair of tensors or arrays,
-a Dataset read item by item, a DataLoader's dataset read the same way whatever its sampler."""
+"""What a pipeline hands the Auditor: training pairs as arrays in the user's own index order (a pair of tensors
+or arrays, a Dataset read item by item, a DataLoader's dataset read the same way whatever its sampler), and
+the initial weights as a copy of the model holding them."""
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Mapping
+
 import torch
+from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, IterableDataset, RandomSampler, SequentialSampler
 
-from auditkit.errors import DataError
+from auditkit.errors import DataError, UnsupportedModelError
+from auditkit.victims.models import unwrap
+from auditkit.victims.user_model import WRAPPER_PREFIXES
 
 
 def sample_pairs(train) -> tuple:
@@ -41,3 +48,47 @@ def sample_pairs(train) -> tuple:
         raise DataError("train: the Dataset/DataLoader is empty")
     join = torch.cat if batched and pairs[0][0].ndim > 1 and pairs[0][1].ndim == 1 else torch.stack
     return join([x for x, _ in pairs]), join([y for _, y in pairs]), note
+
+
+def initial_model(model: nn.Module, init, source: str = "init") -> nn.Module:
+    """A copy of ``model`` holding the weights training started from.
+
+    Args:
+        model: the trained model (left unchanged).
+        init: a module of the same architecture at its initial weights, or its state_dict (wrapper prefixes
+            such as Opacus's ``_module.`` are dropped).
+        source: how errors name it (the argument, or the file it was read from).
+
+    Returns:
+        The model's architecture with ``init``'s weights; every tensor checked against the model's: the
+        same names and shapes, finite, and not all equal to the trained weights (nothing to explain).
+    """
+    if isinstance(init, nn.Module):
+        init = unwrap(init).state_dict()
+    if not isinstance(init, Mapping):
+        raise DataError(
+            f"{source}: expected the initial weights as a module or a state_dict, got {type(init).__name__}"
+        )
+    state = {}
+    for key, tensor in init.items():
+        name = str(key)
+        for prefix in WRAPPER_PREFIXES:
+            name = name.removeprefix(prefix)
+        state[name] = tensor
+    initial = copy.deepcopy(unwrap(model))
+    trained = initial.state_dict()
+    for name in sorted(set(trained) ^ set(state)):
+        where = "the model has no tensor" if name in state else "the initial weights lack the model's tensor"
+        raise UnsupportedModelError(f"{source}: {where} {name!r} (initial weights of another architecture?)")
+    for name, tensor in state.items():
+        if not isinstance(tensor, torch.Tensor) or tensor.shape != trained[name].shape:
+            shape = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
+            raise UnsupportedModelError(
+                f"{source}: tensor {name!r} is {shape} but the model's is {tuple(trained[name].shape)}"
+            )
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise DataError(f"{source}: tensor {name!r} holds NaN or infinite values")
+    if all(torch.equal(state[name].to(trained[name]), trained[name]) for name in trained):
+        raise DataError(f"{source}: equals the trained weights, so training added nothing for the attack to explain")
+    initial.load_state_dict({name: tensor.to(trained[name]) for name, tensor in state.items()})
+    return initial

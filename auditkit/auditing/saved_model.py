@@ -10,6 +10,7 @@ from torch import nn
 
 from auditkit.attacks.registry import build_attack
 from auditkit.auditing.auditor import Auditor
+from auditkit.auditing.inputs import initial_model
 from auditkit.budget import check_memory
 from auditkit.config.overrides import deep_merge
 from auditkit.config.presets import attack_preset
@@ -17,11 +18,11 @@ from auditkit.data.user_data import load_audit_data
 from auditkit.environment import DEFAULT_DTYPE, resolve_device, resolve_dtype, seed_everything
 from auditkit.errors import ConfigError
 from auditkit.progress import Progress
-from auditkit.report import write_report
+from auditkit.report import REPORT_FILES, write_report
 from auditkit.results.facts import RunFacts
-from auditkit.results.run import RunResult
+from auditkit.results.run import RUN_FILE, RunResult
 from auditkit.storage.files import inside
-from auditkit.storage.outdir import exclusive_output
+from auditkit.storage.outdir import check_layout, exclusive_output
 from auditkit.victims.user_model import load_state_dict, mlp_from_state_dict
 
 
@@ -34,10 +35,14 @@ def audit_saved_model(
     seed: int = 0,
     progress: Progress | None = None,
     overrides: dict | None = None,
+    init_path: Path | None = None,
 ) -> RunResult:
-    """Load (safely) and check the model and data before anything runs, then attack, save and report.
+    """Load (safely) and check the model, its initial weights and the data before anything runs, then
+    attack, save and report.
 
     overrides: settings over the attack preset's (``{"attack": {"steps": 300}}``, what ``--set`` gives).
+    init_path: the weights training started from (the owner's attack's knowledge); with it the attack
+    preset defaults to ``owner``.
     """
     progress = progress or Progress()
     overrides = overrides or {}
@@ -46,24 +51,35 @@ def audit_saved_model(
         key = unknown[0] if unknown else "attack"
         raise ConfigError(f"--set {key}: auditkit audit takes attack settings only (attack.KEY=VALUE)")
     model = mlp_from_state_dict(load_state_dict(model_path), str(model_path))
+    initial = None
+    if init_path is not None:
+        initial = initial_model(model, load_state_dict(init_path), str(init_path))
     data = load_audit_data(data_path, outputs=model[-1].out_features, inputs=model[0].in_features)
-    preset = attack_preset(attack) if attack else {}
+    preset = attack_preset(attack or ("owner" if initial is not None else None)) if attack or initial else {}
     attack_run = build_attack(deep_merge(preset, overrides.get("attack", {})))
+    if attack_run.needs_initial and initial is None:
+        raise ConfigError(
+            f"--init: missing; the {attack_run.name} attack explains the trained weights against the weights "
+            "training started from: give their state_dict file (as MODEL's)"
+        )
     widths = [model[0].in_features, *(layer.out_features for layer in model if isinstance(layer, nn.Linear))]
     attack_memory = attack_run.memory_bytes(len(data.train_x), widths, resolve_dtype(DEFAULT_DTYPE).itemsize)
     check_memory({"attack": attack_memory}, f"the audit of {model_path.name}")
     resolved = resolve_device(device)
     name = victim_name(model_path)
     with exclusive_output(out) as out:
+        check_layout(out, [name], (RUN_FILE, *REPORT_FILES))
         if warning := attack_run.warning():
             progress.note(warning)
         started = time.perf_counter()
         seed_everything(seed)
         auditor = Auditor(attack_run, device=resolved, dtype=DEFAULT_DTYPE, seed=seed)
         with progress.task(f"[{name}] attack", attack_run.steps) as update:
-            result = auditor.audit(model, data, name=name, progress=update)
+            result = auditor.audit(model, data, name=name, init=initial, progress=update)
         result.save(inside(out, name))
         settings = {"model": str(model_path), "data": str(data_path), "attack": attack_run.config.model_dump()}
+        if init_path is not None:
+            settings["init"] = str(init_path)
         seconds = time.perf_counter() - started
         facts = RunFacts.collect(f"audit of {model_path.name}", seed, resolved, DEFAULT_DTYPE, settings, seconds)
         run = RunResult(facts, [result])

@@ -6,19 +6,20 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from auditkit.attacks.registry import DEFAULT_ATTACK
+from auditkit.attacks.registry import DEFAULT_ATTACK, attack_class
 from auditkit.config.yaml_files import read_value
-from auditkit.errors import ScenarioError
+from auditkit.errors import ConfigError, ScenarioError
 
 
 def deep_merge(base: dict, override: dict) -> dict:
     """``override`` wins, mapping by mapping; a mapping given over an attack preset's name amends that preset,
-    and an ``attack:`` naming another attack replaces the section (none of the first one's settings apply)."""
+    and an ``attack:`` naming another attack replaces the section (none of the first one's settings apply),
+    unless that attack's config extends the first one's (the owner's attack takes every KKT setting)."""
     merged = dict(base)
     for key, value in override.items():
         if key == "attack" and isinstance(value, dict) and isinstance(merged.get(key), str):
             merged[key] = {"preset": merged[key]}
-        if key == "attack" and isinstance(value, dict) and _names_another_attack(value, merged.get(key)):
+        if key == "attack" and isinstance(value, dict) and _replaces_section(value, merged.get(key)):
             merged[key] = {}  # another attack: none of the first one's settings apply
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key] = deep_merge(merged[key], value)
@@ -27,11 +28,17 @@ def deep_merge(base: dict, override: dict) -> dict:
     return merged
 
 
-def _names_another_attack(override: dict, base: Any) -> bool:
+def _replaces_section(override: dict, base: Any) -> bool:
     """Whether an ``attack:`` override names another attack than ``base`` does (a preset given by name, or a
-    section without a name, is the default attack's)."""
+    section without a name, is the default attack's) whose settings are not a superset of the first one's."""
     current = base.get("name", DEFAULT_ATTACK) if isinstance(base, dict) else DEFAULT_ATTACK
-    return override.get("name", current) != current
+    named = override.get("name", current)
+    if named == current:
+        return False
+    try:
+        return not issubclass(attack_class(named).config_type, attack_class(current).config_type)
+    except ConfigError:  # an unknown name: the section is replaced, and its validation names the error
+        return True
 
 
 def parse_settings(items: list[str] | tuple[str, ...]) -> dict:

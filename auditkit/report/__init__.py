@@ -17,7 +17,10 @@ from auditkit.report.tables import comparison, headline
 from auditkit.results.run import RunResult
 from auditkit.storage.files import inside, write_bytes, write_text
 
-__all__ = ["comparison", "headline", "write_report"]
+__all__ = ["REPORT_FILES", "comparison", "headline", "write_report"]
+
+FIGURES = ("ssim_vs_margin", "ssim_distribution", "privacy_tradeoff", "weight_decay")  # beside report.html
+REPORT_FILES = ("comparison.csv", "report.html", *(f"{name}.png" for name in FIGURES))  # what write_report writes
 
 
 def write_report(run: RunResult, out: str | Path, grid_size: int = 24, victim_folders: bool = True) -> Path:
@@ -35,7 +38,7 @@ def write_report(run: RunResult, out: str | Path, grid_size: int = 24, victim_fo
         figures[f"{result.name}/loss"] = loss_curves(result)
         grid_folder = inside(out, result.name) if victim_folders else out  # a name read from a file stays inside
         write_bytes(grid_folder / "reconstructions.png", figures[result.name])
-    for name in ("ssim_vs_margin", "ssim_distribution", "privacy_tradeoff", "weight_decay"):
+    for name in FIGURES:
         if name in figures:
             write_bytes(out / f"{name}.png", figures[name])
     path = out / "report.html"

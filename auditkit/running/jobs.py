@@ -3,6 +3,7 @@ cache, attacked; what either executor runs for each victim."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -17,11 +18,12 @@ from auditkit.data.datasets import load_data
 from auditkit.environment import resolve_dtype
 from auditkit.progress import Progress
 from auditkit.results.audit import AuditResult
-from auditkit.results.facts import PrivacyFacts, VictimFacts
+from auditkit.results.facts import PrivacyFacts, TrainingLog, VictimFacts
 from auditkit.results.run import VictimFailure
 from auditkit.storage.fingerprint import fingerprint
 from auditkit.victims.cache import VictimCache, victim_key
 from auditkit.victims.defenses import TrainingDiverged, plan_defenses, train_victim, training_bytes, untrained_victim
+from auditkit.victims.training import accuracy, classification_loss
 
 
 @dataclass(frozen=True)
@@ -69,8 +71,9 @@ def audit_victim(
     attack = build_attack(scenario.attack)
     threshold = scenario.report.ssim_threshold
     auditor = Auditor(attack, device=device, dtype=scenario.dtype, ssim_threshold=threshold, seed=scenario.seed)
+    init = untrained_victim(scenario, data) if attack.needs_initial else None  # regenerated from the seed
     with progress.task(f"[{job.name}] attack", attack.steps) as update:
-        result = auditor.audit(model, data, name=job.name, victim=victim, progress=update)
+        result = auditor.audit(model, data, name=job.name, victim=victim, init=init, progress=update)
     result.fingerprint = job.fingerprint
     return result
 
@@ -103,6 +106,9 @@ def obtain_victim(
     cache, key = cache or VictimCache(), victim_key(scenario, defense, device)
     model = untrained_victim(scenario, data)
     log = cache.load(key, model)
+    if log is not None and (problem := _disagrees_with_its_log(model, data, log, scenario.dtype)):
+        cache.rejected.append(f"cache entry {key}.pt {problem}; training the victim again")
+        model, log = untrained_victim(scenario, data), None
     for problem in cache.rejected:
         progress.note(f"[{defense.name}] {problem}")
     cache.rejected.clear()
@@ -118,3 +124,18 @@ def audit_fingerprint(scenario: Scenario, defense: DefenseConfig) -> str:
     """Hash of every setting that determines one victim's audit (its name, description and siblings aside)."""
     config = scenario.model_dump(exclude={"name", "description", "defenses", "grid"})
     return fingerprint({"scenario": config, "defense": defense.model_dump(exclude={"description"})})
+
+
+def _disagrees_with_its_log(model: torch.nn.Module, data: AuditData, log: TrainingLog, dtype: str) -> str:
+    """Why cached weights are not the ones their log describes ('' when they are): weights swapped under a
+    recomputed checksum still have to reproduce the logged training accuracy and loss."""
+    x, y = (torch.as_tensor(a, dtype=resolve_dtype(dtype)) for a in (data.train_x, data.train_y))
+    model_accuracy = accuracy(model, x, y)
+    with torch.no_grad():
+        loss = classification_loss(model(x), y).item()
+    if model_accuracy != log.train_accuracy or not math.isclose(loss, log.final_loss, rel_tol=1e-3, abs_tol=1e-6):
+        return (
+            f"does not reproduce its own log (train accuracy {model_accuracy:.3f} and loss {loss:.4g} against the "
+            f"logged {log.train_accuracy:.3f} and {log.final_loss:.4g})"
+        )
+    return ""

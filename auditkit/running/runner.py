@@ -11,15 +11,15 @@ from auditkit.attacks.registry import build_attack
 from auditkit.config.schema import Scenario
 from auditkit.environment import resolve_device
 from auditkit.progress import Progress
-from auditkit.report import write_report
+from auditkit.report import REPORT_FILES, write_report
 from auditkit.results.audit import RESULT_FILE, AuditResult
 from auditkit.results.facts import RunFacts
-from auditkit.results.run import RunResult, VictimFailure
+from auditkit.results.run import RUN_FILE, RunResult, VictimFailure
 from auditkit.results.storage import ResultError, read_json
 from auditkit.running.executor import EXECUTORS, Executor, ExecutorError, run_here, run_on_ray
 from auditkit.running.jobs import audit_victim, last_data_set, plan_victims
 from auditkit.storage.files import inside
-from auditkit.storage.outdir import exclusive_output
+from auditkit.storage.outdir import check_layout, exclusive_output
 from auditkit.victims.cache import VictimCache
 
 
@@ -56,6 +56,7 @@ def _run(
     device = resolve_device(scenario.device)
     data_for = last_data_set()
     jobs = plan_victims(scenario, data_for)
+    check_layout(out, [job.name for job in jobs], (RUN_FILE, *REPORT_FILES))
     VictimCache()  # checked writable here, before anything trains
     if warning := build_attack(scenario.attack).warning():
         progress.note(warning)

@@ -1,5 +1,6 @@
-"""A run's output folder: checked writable before any work, one run at a time (a lock that names its
-holder), cleared of the temporary files an interrupted run left behind."""
+"""A run's output folder: checked writable before any work, its layout checked against what the run will write
+there, one run at a time (a lock that names its holder), cleared of the temporary files an interrupted run
+left behind."""
 
 from __future__ import annotations
 
@@ -7,14 +8,14 @@ import json
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from filelock import FileLock, Timeout
 
 from auditkit.errors import AuditkitError
-from auditkit.storage.files import ensure_writable, remove_temporaries, write_json
+from auditkit.storage.files import ensure_writable, inside, remove_temporaries, write_json
 
 LOCK_FILE = ".auditkit.lock"
 OWNER_FILE = ".auditkit.lock.json"
@@ -41,6 +42,21 @@ def exclusive_output(out: str | Path) -> Iterator[Path]:
     finally:
         (out / OWNER_FILE).unlink(missing_ok=True)
         lock.release()
+
+
+def check_layout(out: Path, folders: Iterable[str], files: Iterable[str]) -> None:
+    """Before any work: each victim folder the run writes is inside ``out`` and a folder or not there yet,
+    and no file the run writes at the top of ``out`` is a folder (else the work would be lost at the end)."""
+    for name in folders:
+        path = inside(out, name)
+        if path.exists() and not path.is_dir():
+            raise AuditkitError(
+                f"{path}: exists and is not a folder, but victim {name}'s audit is written there: move it or "
+                "choose another --out"
+            )
+    for name in files:
+        if (out / name).is_dir():
+            raise AuditkitError(f"{out / name}: a folder where the run writes a file: move it or choose another --out")
 
 
 def _holder(out: Path) -> str:

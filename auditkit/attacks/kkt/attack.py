@@ -26,14 +26,16 @@ from auditkit.attacks.kkt.convergence import measure, short_attack_warning
 from auditkit.attacks.kkt.facts import KKTFacts
 from auditkit.attacks.kkt.kernel import (
     MLPLayers,
+    Objective,
+    as_objective,
     candidate_lambdas,
     extract_layers,
     forward,
-    kkt_residual,
     preactivation_scale,
     stationarity_loss,
 )
 from auditkit.attacks.kkt.optimizer import BatchedOptimizer, restart_mask, take_restarts
+from auditkit.attacks.kkt.residual import kkt_residual
 from auditkit.attacks.kkt.selection import Scorer, ground_truth_scorer, kkt_loss_score, residual_scorer
 from auditkit.attacks.registry import register_attack
 from auditkit.environment import DEFAULT_DTYPE, resolve_dtype
@@ -74,18 +76,22 @@ class KKTAttack(Attack):
         layers = extract_layers(model)
         return ModelShape(layers.input_dim, layers.outputs)
 
+    def objective(self, model: nn.Module | MLPLayers, knowledge: AttackerKnowledge) -> Objective:
+        """What the candidates' gradients must explain: the KKT condition, the victim's weights at themselves."""
+        return as_objective(model if isinstance(model, MLPLayers) else extract_layers(model))
+
     def assess(
         self, model: nn.Module, knowledge: AttackerKnowledge, output: AttackOutput, train: tuple
     ) -> AttackOutput:
         """The victim's KKT residual at its true training set (multipliers fitted: the ``kkt_lambda`` column)
         and how far the attack got (:func:`auditkit.attacks.kkt.convergence.measure`)."""
-        layers = extract_layers(model)
-        residual, fitted = kkt_residual(layers, *train)
+        objective = self.objective(model, knowledge)
+        residual, fitted = kkt_residual(objective, *train)
         found = output.candidates, output.labels, output.restart
         history = output.loss_history, output.history_steps
         bounds = (knowledge.lower, knowledge.upper)
         own = output.facts.relative_residual
-        convergence = measure(layers, found, own, history, bounds, residual, self.steps)
+        convergence = measure(objective, found, own, history, bounds, residual, self.steps)
         facts = dataclasses.replace(output.facts, victim_residual=residual, convergence=convergence)
         per_sample = {**output.per_sample, "kkt_lambda": fitted.numpy()}
         return dataclasses.replace(output, facts=facts, per_sample=per_sample)
@@ -110,41 +116,40 @@ class KKTAttack(Attack):
         cfg = self.config
         dtype = resolve_dtype(dtype)
         start = time.perf_counter()
-        layers = model if isinstance(model, MLPLayers) else extract_layers(model)
-        victim, requested = layers, dtype  # kept for the float64 refinement, which promotes the working dtype
+        victim, requested = self.objective(model, knowledge), dtype  # kept for the float64 refinement
         generator = torch.Generator(device="cpu").manual_seed(seed)
-        layers, lower, upper = self._placed(victim, knowledge, device, dtype)
+        objective, lower, upper = self._placed(victim, knowledge, device, dtype)
         reference = None if knowledge.reference_inputs is None else torch.as_tensor(knowledge.reference_inputs)
-        scale = self._alpha_scale(layers, lower, upper, reference, generator, device, dtype)
+        scale = self._alpha_scale(objective.at, lower, upper, reference, generator, device, dtype)
         settings = self._restart_settings(generator)
         hyper = self._per_restart(settings, device, dtype)
 
-        classes = max(2, layers.outputs)
+        classes = max(2, objective.outputs)
         m = max(classes, cfg.candidates_per_sample * knowledge.n_train)
         m += -m % classes  # the same number of candidates per class
-        d, restarts = layers.input_dim, cfg.restarts
-        if layers.outputs == 1:
+        d, restarts = objective.input_dim, cfg.restarts
+        if objective.outputs == 1:
             labels = torch.cat([torch.ones(m // 2), -torch.ones(m // 2)])
         else:
             labels = torch.arange(classes, dtype=torch.float64).repeat_interleave(m // classes)
         x = torch.randn(restarts, m, d, generator=generator, dtype=torch.float64)
         x *= torch.tensor(settings["init_scale"], dtype=torch.float64)[:, None, None]
         if cfg.init == "public":
-            x += self._public_start(layers, reference, labels, restarts, generator)
+            x += self._public_start(objective.target, reference, labels, restarts, generator)
         if cfg.lambda_sign == "free":
             lam = torch.randn(restarts, m, generator=generator, dtype=torch.float64)
         elif cfg.lambda_init == "uniform":
             lam = torch.rand(restarts, m, generator=generator, dtype=torch.float64)
         else:
             lam = torch.ones(restarts, m, dtype=torch.float64)
-        if cfg.multiclass_margins == "all" and layers.outputs > 1:  # one multiplier per other class
-            lam = lam.unsqueeze(-1).expand(restarts, m, layers.outputs) / (layers.outputs - 1)
+        if cfg.multiclass_margins == "all" and objective.outputs > 1:  # one multiplier per other class
+            lam = lam.unsqueeze(-1).expand(restarts, m, objective.outputs) / (objective.outputs - 1)
         if initial is not None:
             x, lam, labels = (t.detach().cpu().double() for t in initial)
             m = len(labels)
             x, lam = x.expand(restarts, m, d).clone(), lam.expand(restarts, m).clone()
         labels = labels.to(device=device, dtype=dtype)
-        scorer = self._scorer(layers, labels, lower, upper, knowledge, device, dtype)
+        scorer = self._scorer(objective, labels, lower, upper, knowledge, device, dtype)
         x = x.to(device=device, dtype=dtype).requires_grad_(True)
         lam = lam.to(device=device, dtype=dtype).requires_grad_(True)
         optimizer = BatchedOptimizer(cfg, [x, lam], [hyper["lr_x"], hyper["lr_lambda"]])
@@ -155,7 +160,7 @@ class KKTAttack(Attack):
         history, steps_logged = [], []
         final_loss = np.full(restarts, np.nan)
         residual = np.full(restarts, np.nan)
-        theta_norm = layers.norm().item()
+        target_norm = objective.norm().item()
         losses = torch.zeros(restarts, dtype=dtype, device=device)
         refine_at = max(0, cfg.steps - cfg.refine_steps) if cfg.refine_steps and dtype != torch.float64 else -1
 
@@ -174,13 +179,13 @@ class KKTAttack(Attack):
                 optimizer = optimizer.carry([x, lam], [hyper["lr_x"], hyper["lr_lambda"]], keep)
             if step == refine_at:  # from here on float64, placed afresh from the caller's weights and settings
                 dtype, every = torch.float64, torch.arange(len(alive), device=device)
-                layers, lower, upper = self._placed(victim, knowledge, device, dtype)
+                objective, lower, upper = self._placed(victim, knowledge, device, dtype)
                 hyper = {k: v[alive.to(device)] for k, v in self._per_restart(settings, device, dtype).items()}
                 labels, x, lam = labels.to(dtype), take_restarts(x, every, dtype), take_restarts(lam, every, dtype)
                 optimizer = optimizer.carry([x, lam], [hyper["lr_x"], hyper["lr_lambda"]], every)
-                scorer = self._scorer(layers, labels, lower, upper, knowledge, device, dtype)
+                scorer = self._scorer(objective, labels, lower, upper, knowledge, device, dtype)
             alpha = hyper["alpha"] / scale
-            stationarity = stationarity_loss(layers, x, lam, labels, alpha)
+            stationarity = stationarity_loss(objective, x, lam, labels, alpha)
             prior = (torch.relu(x - upper).pow(2) + torch.relu(lower - x).pow(2)).sum((1, 2))
             losses = stationarity + cfg.prior_weight * prior
             if cfg.lambda_sign == "positive":
@@ -201,7 +206,7 @@ class KKTAttack(Attack):
                 history.append(logged)
                 steps_logged.append(step)
                 final_loss[alive.numpy()] = logged[alive.numpy()]
-                residual[alive.numpy()] = (stationarity.detach().cpu().double().sqrt() / theta_norm).numpy()
+                residual[alive.numpy()] = (stationarity.detach().cpu().double().sqrt() / target_norm).numpy()
                 if progress is not None:
                     progress(step, float(np.nanmin(logged)) if np.isfinite(logged).any() else math.nan)
                 if not bool(active.any()):
@@ -222,7 +227,7 @@ class KKTAttack(Attack):
         chosen = chosen[active[chosen]]  # diverged restarts are never pooled
         kept = chosen.cpu()
         candidates = x.detach()[chosen].cpu().double().reshape(-1, d).numpy()
-        facts = KKTFacts(
+        facts = self.facts_type(
             name=self.name,
             selection_rule=cfg.select,
             selection=SELECTION_RULES[cfg.select],
@@ -251,8 +256,8 @@ class KKTAttack(Attack):
             facts=facts,
         )
 
-    def _placed(self, victim: MLPLayers, knowledge: AttackerKnowledge, device, dtype) -> tuple:
-        """The victim's layers and the prior's per-pixel bounds (lower, upper), on ``device`` in ``dtype``."""
+    def _placed(self, victim: Objective, knowledge: AttackerKnowledge, device, dtype) -> tuple:
+        """The objective and the prior's per-pixel bounds (lower, upper), on ``device`` in ``dtype``."""
         lower = torch.as_tensor(knowledge.lower).to(device=device, dtype=dtype).flatten()
         upper = torch.as_tensor(knowledge.upper).to(device=device, dtype=dtype).flatten()
         if self.config.prior == "box":
@@ -264,11 +269,13 @@ class KKTAttack(Attack):
         hyper = {k: torch.tensor(v, dtype=dtype, device=device) for k, v in settings.items()}
         return hyper | {"lr_lambda": torch.full_like(hyper["lr_x"], self.config.lr_lambda)}
 
-    def _scorer(self, layers, labels, lower, upper, knowledge: AttackerKnowledge, device, dtype) -> Scorer:
+    def _scorer(
+        self, objective: Objective, labels, lower, upper, knowledge: AttackerKnowledge, device, dtype
+    ) -> Scorer:
         """The configured selection rule as a scorer (higher is better)."""
         rule = self.config.select
         if rule == "kkt_residual":
-            return residual_scorer(layers, labels, lower, upper)
+            return residual_scorer(objective, labels, lower, upper)
         if rule == "kkt_loss":
             return kkt_loss_score
         if knowledge.ground_truth is None:

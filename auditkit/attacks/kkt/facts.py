@@ -57,6 +57,12 @@ class KKTFacts(AttackFacts):
         "attack_convergence",
         "attack_relative_residual",
     )
+    PREMISE: ClassVar[str] = "KKT residual"  # the glossary term of the victim's premise measure
+    KEY: ClassVar[str] = "kkt"  # what the headline's residual keys are named by
+    CONCLUSIVE: ClassVar[float] = CONCLUSIVE_RESIDUAL
+    WEAK: ClassVar[float] = WEAK_RESIDUAL
+    WHERE: ClassVar[str] = "a KKT point"  # what a low premise residual says the weights are near
+    NEEDS_FIT: ClassVar[bool] = True  # the premise needs zero training error
 
     @property
     def best_restart(self) -> int | None:
@@ -72,28 +78,28 @@ class KKTFacts(AttackFacts):
         return found
 
     def victim_concerns(self, train_accuracy: float, centred: bool) -> list[Concern]:
-        """The victim's premise alone: near a KKT point, fits its training set, centred inputs."""
+        """The victim's premise alone: near its point (a KKT point), fits its training set, centred inputs."""
         found, residual = [], self.victim_residual
-        if math.isnan(residual) or residual > WEAK_RESIDUAL:
-            reason = f"the weights are far from a KKT point (residual {residual:.2f} > {WEAK_RESIDUAL}): the attack's "
+        if math.isnan(residual) or residual > self.WEAK:
+            reason = f"the weights are far from {self.WHERE} (residual {residual:.2f} > {self.WEAK}): the attack's "
             found.append(Concern(reason + "premise fails", True))
-        elif residual > CONCLUSIVE_RESIDUAL:
-            reason = f"the weights are only near a KKT point (residual {residual:.2f} > {CONCLUSIVE_RESIDUAL}): "
+        elif residual > self.CONCLUSIVE:
+            reason = f"the weights are only near {self.WHERE} (residual {residual:.2f} > {self.CONCLUSIVE}): "
             found.append(Concern(reason + "counts under-state the leakage", False))
         if not centred:
             reason = "the inputs are not centred (raw pixels): the attack was measured weaker there, so counts "
             found.append(Concern(reason + "under-state the leakage", False))
-        if not train_accuracy == 1.0:
+        if self.NEEDS_FIT and not train_accuracy == 1.0:
             reason = f"the model does not fit its training set (accuracy {train_accuracy:.3f}; the premise needs 1)"
             found.append(Concern(reason, True))
         return found
 
     def headline(self) -> dict[str, Any]:
-        """The victim's and the attack's KKT residuals, the convergence level and the best restart's own residual."""
+        """The victim's and the attack's premise residuals, the convergence level, the best restart's own residual."""
         best = self.best_restart
         return {
-            "victim_kkt_residual": self.victim_residual,
-            "attack_kkt_residual": self.convergence.attack_residual,
+            f"victim_{self.KEY}_residual": self.victim_residual,
+            f"attack_{self.KEY}_residual": self.convergence.attack_residual,
             "attack_convergence": self.convergence.level,
             "attack_relative_residual": self.relative_residual[best] if best is not None else math.nan,
         }
@@ -108,15 +114,15 @@ class KKTFacts(AttackFacts):
         missing = "no candidates, or a result saved before it was measured"
         level = self.convergence.level.replace("_", " ")
         return [
-            ("KKT residual", self.victim_residual, "could not be computed", ""),
+            (self.PREMISE, self.victim_residual, "could not be computed", ""),
             ("attack residual", self.convergence.attack_residual, missing, level),
         ]
 
     def describe(self) -> list[str]:
         """Restarts, precision, time, the selection rule and divergences."""
         return [
-            f"Attack kkt: {self.restarts} restart(s), {self.dtype} on {self.device}, {self.seconds:.0f} s; selection "
-            f"rule {self.selection_rule}: {self.selection}; {len(self.diverged)} restart(s) diverged."
+            f"Attack {self.name}: {self.restarts} restart(s), {self.dtype} on {self.device}, {self.seconds:.0f} s; "
+            f"selection rule {self.selection_rule}: {self.selection}; {len(self.diverged)} restart(s) diverged."
         ]
 
     def table(self) -> pd.DataFrame:

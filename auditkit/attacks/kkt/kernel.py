@@ -4,15 +4,16 @@ For an MLP, ``sum_j c_j grad_theta Phi(x_j)`` is a few matrix products: per-laye
 propagated back from the coefficients ``c`` (for C outputs a C-vector per sample: the direction of
 that sample's margin, ``e_y - e_k`` with k the runner-up class, times its multiplier). The attack's
 loss is built on that closed form (autograd then supplies the gradient in x and lambda with one
-backward pass instead of a double-backward). ``auditkit.attacks.kkt.reference`` keeps the authors'
-formulation as a reference.
+backward pass instead of a double-backward). An :class:`Objective` says what the gradients must explain and
+where they are taken (the KKT condition, or the owner's linearisation of training).
+``auditkit.attacks.kkt.reference`` keeps the authors' formulation as a reference;
+``auditkit.attacks.kkt.residual`` the premise measure (multipliers fitted at given inputs).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -76,6 +77,57 @@ def extract_layers(model: nn.Module) -> MLPLayers:
     except ModelGraphError as error:
         raise UnsupportedModelError(str(error)) from None
     return MLPLayers(tuple(m.weight for m in linears), tuple(m.bias for m in linears))
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What the stationarity objective asks of candidates: the gradients of their margins, taken at each of
+    ``points`` and averaged, combine to ``target`` up to a free multiple of ``free``.
+
+    The KKT attack (Haim et al.): one point, the weights theta themselves, target theta, nothing free. The
+    owner's attack: points theta_0 (and theta_T: the trapezoid rule of the training path), target theta_T,
+    free theta_0 (``theta_T - c theta_0`` with c fitted: weight decay's shrinking of the init absorbed).
+    """
+
+    points: tuple[MLPLayers, ...]
+    target: MLPLayers
+    free: MLPLayers | None = None
+
+    @property
+    def at(self) -> MLPLayers:
+        """The point the candidates' margins (classes, runner-ups) and alpha's scale are read at."""
+        return self.points[0]
+
+    @property
+    def input_dim(self) -> int:
+        """The width of the first layer's input."""
+        return self.target.input_dim
+
+    @property
+    def outputs(self) -> int:
+        """The victim's outputs (1: binary)."""
+        return self.target.outputs
+
+    def to(self, device: torch.device | str, dtype: torch.dtype) -> Objective:
+        """Every part on ``device`` in ``dtype`` (see :meth:`MLPLayers.to`)."""
+        free = None if self.free is None else self.free.to(device, dtype)
+        return Objective(tuple(p.to(device, dtype) for p in self.points), self.target.to(device, dtype), free)
+
+    def norm(self) -> torch.Tensor:
+        """||target|| with the free direction projected out (float64): what a relative residual divides by."""
+        squared = self.target.norm() ** 2
+        if self.free is not None:
+            squared = squared - _dot(self.target.parameters, self.free.parameters) ** 2 / self.free.norm() ** 2
+        return squared.clamp_min(0).sqrt()
+
+
+def as_objective(problem: MLPLayers | Objective) -> Objective:
+    """``problem`` as an :class:`Objective`: a bare MLP is the KKT one (its own weights, explained at themselves)."""
+    return problem if isinstance(problem, Objective) else Objective((problem,), problem)
+
+
+def _dot(left: list[torch.Tensor], right: list[torch.Tensor]) -> torch.Tensor:
+    return sum((a.double() * b.double()).sum() for a, b in zip(left, right))
 
 
 SMOOTH_STEP_FLOOR = 30.0
@@ -229,98 +281,26 @@ def margin_coefficients(layers: MLPLayers, x: torch.Tensor, lambdas: torch.Tenso
 
 
 def stationarity_loss(
-    layers: MLPLayers,
+    problem: MLPLayers | Objective,
     x: torch.Tensor,
     lambdas: torch.Tensor,
     labels: torch.Tensor,
     alpha,
-    target: MLPLayers | None = None,
 ) -> torch.Tensor:
-    """Per-restart ``sum_p ||t_p - (1/m) sum_j lambda_j dmargin_j/dp||^2``, shape (R,); x (R, m, d),
-    lambdas (R, m), labels (m,) (see :func:`margin_directions`).
-
-    The gradients are taken at ``layers`` (the linearisation point); ``target`` is the parameter-shaped
-    vector they must explain, the layers themselves when None (the KKT condition). With the initial
-    weights known, target ``theta_T - theta_0`` and gradients at ``theta_0`` make the owner's version.
+    """Per-restart ``||t - (1/m) sum_j lambda_j dmargin_j/dtheta||^2`` with the free direction's share
+    projected out (see :class:`Objective`), shape (R,); x (R, m, d), lambdas (R, m), labels (m,) (see
+    :func:`margin_directions`). A bare MLP is the KKT objective: its own weights, explained at themselves.
     """
-    target = layers if target is None else target
-    coefficients = margin_coefficients(layers, x, lambdas, labels) / x.shape[1]
-    total = x.new_zeros(x.shape[0])
-    for (grad_w, grad_b), weight, bias in zip(
-        gradient_combination(layers, x, coefficients, alpha), target.weights, target.biases
-    ):
-        total = total + (weight - grad_w).pow(2).sum((1, 2))
-        if bias is not None:
-            total = total + (bias - grad_b).pow(2).sum(1)
+    objective = as_objective(problem)
+    coefficients = margin_coefficients(objective.at, x, lambdas, labels) / x.shape[1]
+    combined = None
+    for point in objective.points:
+        grads = [g for pair in gradient_combination(point, x, coefficients, alpha) for g in pair if g is not None]
+        combined = grads if combined is None else [a + b for a, b in zip(combined, grads)]
+    residuals = [t - g / len(objective.points) for t, g in zip(objective.target.parameters, combined)]
+    total = sum(r.flatten(1).pow(2).sum(1) for r in residuals)
+    if objective.free is not None:
+        free = objective.free.parameters
+        along = sum((r * f).flatten(1).sum(1) for r, f in zip(residuals, free))
+        total = (total - along.pow(2) / sum(f.pow(2).sum() for f in free)).clamp_min(0)  # rounding aside
     return total
-
-
-def per_sample_gram(
-    layers: MLPLayers, x: torch.Tensor, directions: torch.Tensor, target: MLPLayers | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gram matrix K_ij = <g_i, g_j> and b_i = <g_i, t> of the margin gradients g_i (the gradient of
-    ``directions[i] . Phi(x_i)``, taken at ``layers``; see :func:`margin_directions`), exact ReLU; the
-    target t is ``target``'s parameters, the layers' own when None.
-
-    Per-sample gradients factor as outer products (delta_l[i] h_{l-1}[i]^T), so neither the (n, P)
-    Jacobian nor per-sample grads are ever materialised.
-    """
-    inputs, zs, h = [], [], x
-    for weight, bias in zip(layers.weights[:-1], layers.biases[:-1]):
-        inputs.append(h)
-        z = linear(h, weight, bias)
-        zs.append(z)
-        h = torch.relu(z)
-    inputs.append(h)
-    n, target = x.shape[0], layers if target is None else target
-    gram = x.new_zeros(n, n)
-    theta_dot = x.new_zeros(n)
-    delta = directions
-    for index in range(len(layers.weights) - 1, -1, -1):
-        h_prev, weight, bias = inputs[index], layers.weights[index], layers.biases[index]
-        delta_gram = delta @ delta.T
-        gram += delta_gram * (h_prev @ h_prev.T)
-        theta_dot += ((delta @ target.weights[index]) * h_prev).sum(1)
-        if bias is not None:
-            gram += delta_gram
-            theta_dot += delta @ target.biases[index]
-        if index > 0:
-            delta = (delta @ weight) * (zs[index - 1] > 0).to(x.dtype)
-    return gram, theta_dot
-
-
-def kkt_residual(layers: MLPLayers, x: torch.Tensor, labels: torch.Tensor) -> tuple[float, torch.Tensor]:
-    """Relative residual ``||theta - sum_i,k lambda_ik grad margin_ik(x_i)|| / ||theta||`` with lambda >= 0
-    fitted: one output, margin y Phi(x); C outputs, one margin ``Phi_y - Phi_k`` per other class k (every
-    constraint of the multiclass max-margin problem, whose KKT point a network trained with
-    cross-entropy approaches; the attack's default, ``multiclass_margins: all``, fits the same margins).
-
-    How close the victim is to a KKT point of the max-margin problem on (x, labels): near 0 at a KKT
-    point, near 1 when the training gradients do not span theta. Returns (residual, fitted lambda per
-    sample: summed over its classes k).
-    """
-    from scipy.optimize import nnls
-
-    with torch.no_grad():
-        layers64, x64 = layers.to("cpu", torch.float64), x.detach().to("cpu", torch.float64)
-        labels64 = labels.detach().to("cpu", torch.float64)
-        if layers.outputs == 1:
-            rows, directions = x64, margin_directions(layers64, x64, labels64)
-        else:
-            eye = torch.eye(layers.outputs, dtype=torch.float64)
-            others = [(i, k) for i, y in enumerate(labels64.long().tolist()) for k in range(layers.outputs) if k != y]
-            owner = torch.tensor([i for i, _ in others])
-            rows = x64[owner]
-            directions = eye[labels64.long()[owner]] - eye[torch.tensor([k for _, k in others])]
-        gram, theta_dot = per_sample_gram(layers64, rows, directions)
-        theta_sq = (layers64.norm() ** 2).item()
-    gram_np, b_np = gram.numpy(), theta_dot.numpy()
-    jitter = 1e-12 * max(gram_np.trace(), 1e-300)
-    factor = np.linalg.cholesky(gram_np + jitter * np.eye(len(b_np)))
-    rhs = np.linalg.solve(factor, b_np)
-    fitted, _ = nnls(factor.T, rhs, maxiter=50 * len(b_np))
-    residual_sq = theta_sq - 2 * b_np @ fitted + fitted @ gram_np @ fitted
-    per_sample = torch.from_numpy(fitted)
-    if layers.outputs > 1:
-        per_sample = torch.zeros(len(x64), dtype=torch.float64).index_add_(0, owner, per_sample)
-    return float(np.sqrt(max(residual_sq, 0.0) / theta_sq)), per_sample

@@ -7,7 +7,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from auditkit.attacks.kkt.kernel import MLPLayers, kkt_residual
+from auditkit.attacks.kkt.kernel import MLPLayers, Objective
+from auditkit.attacks.kkt.residual import kkt_residual
 from auditkit.scoring.metrics import standardize
 
 Scorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (candidates (R, m, d), losses (R,)) -> (R,)
@@ -18,12 +19,14 @@ def kkt_loss_score(candidates: torch.Tensor, losses: torch.Tensor) -> torch.Tens
     return -losses
 
 
-def residual_scorer(layers: MLPLayers, labels: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> Scorer:
+def residual_scorer(
+    objective: MLPLayers | Objective, labels: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor
+) -> Scorer:
     """Minus the victim's KKT residual each restart's candidates leave (clamped to the valid range,
     multipliers refitted, exact ReLU): the ``kkt_residual`` rule."""
 
     def score(candidates: torch.Tensor, losses: torch.Tensor) -> torch.Tensor:
-        residuals = [kkt_residual(layers, c.clamp(lower, upper), labels)[0] for c in candidates]
+        residuals = [kkt_residual(objective, c.clamp(lower, upper), labels)[0] for c in candidates]
         return torch.tensor(residuals, dtype=losses.dtype, device=losses.device).nan_to_num(nan=torch.inf).neg()
 
     return score
