@@ -190,6 +190,14 @@ class Attack(ABC):
         """Optimisation steps per run (the length of the progress bar; 0 for an attack that does not iterate)."""
         return int(getattr(self.config, "steps", 0))
 
+    def missing_initial(self, argument: str, what: str) -> str:
+        """The one line for an attack that ``needs_initial`` when ``argument`` did not give the initial weights
+        (``what``: what to give there)."""
+        return (
+            f"{argument}: missing; the {self.name} attack explains the trained weights against the weights "
+            f"training started from: give {what}"
+        )
+
     def warning(self) -> str:
         """A warning about the settings themselves, printed before a run ('' for none)."""
         return ""

@@ -118,8 +118,7 @@ class Auditor:
         shape = self.attack.check(model)
         if init is None and self.attack.needs_initial:
             raise ConfigError(
-                f"init: missing; the {self.attack.name} attack explains the trained weights against the weights "
-                "training started from: give them (a module of the model's architecture, or its state_dict)"
+                self.attack.missing_initial("init", "a module of the model's architecture, or its state_dict")
             )
         initial = initial_model(model, init) if init is not None else None
         if data is not None and not isinstance(data, AuditData):

@@ -58,10 +58,7 @@ def audit_saved_model(
     preset = attack_preset(attack or ("owner" if initial is not None else None)) if attack or initial else {}
     attack_run = build_attack(deep_merge(preset, overrides.get("attack", {})))
     if attack_run.needs_initial and initial is None:
-        raise ConfigError(
-            f"--init: missing; the {attack_run.name} attack explains the trained weights against the weights "
-            "training started from: give their state_dict file (as MODEL's)"
-        )
+        raise ConfigError(attack_run.missing_initial("--init", "their state_dict file (as MODEL's)"))
     widths = [model[0].in_features, *(layer.out_features for layer in model if isinstance(layer, nn.Linear))]
     attack_memory = attack_run.memory_bytes(len(data.train_x), widths, resolve_dtype(DEFAULT_DTYPE).itemsize)
     check_memory({"attack": attack_memory}, f"the audit of {model_path.name}")

@@ -117,7 +117,7 @@ class Objective:
         """||target|| with the free direction projected out (float64): what a relative residual divides by."""
         squared = self.target.norm() ** 2
         if self.free is not None:
-            squared = squared - _dot(self.target.parameters, self.free.parameters) ** 2 / self.free.norm() ** 2
+            squared = squared - parameter_dot(self.target.parameters, self.free.parameters) ** 2 / self.free.norm() ** 2
         return squared.clamp_min(0).sqrt()
 
 
@@ -126,7 +126,8 @@ def as_objective(problem: MLPLayers | Objective) -> Objective:
     return problem if isinstance(problem, Objective) else Objective((problem,), problem)
 
 
-def _dot(left: list[torch.Tensor], right: list[torch.Tensor]) -> torch.Tensor:
+def parameter_dot(left: list[torch.Tensor], right: list[torch.Tensor]) -> torch.Tensor:
+    """<left, right> over every parameter tensor (float64)."""
     return sum((a.double() * b.double()).sum() for a, b in zip(left, right))
 
 

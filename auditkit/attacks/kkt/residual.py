@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from auditkit.attacks.kkt.kernel import MLPLayers, Objective, as_objective, linear, margin_directions
+from auditkit.attacks.kkt.kernel import MLPLayers, Objective, as_objective, linear, margin_directions, parameter_dot
 
 Factors = list[tuple[torch.Tensor, torch.Tensor, bool]]  # per layer, first first: (delta, layer input, has bias)
 
@@ -63,7 +63,7 @@ def per_sample_gram(
     if objective.free is not None:
         free_dot = sum(_dots(f, objective.free) for f in factors) / count
         free_sq = objective.free.norm() ** 2
-        target_along = sum((t * f).sum() for t, f in zip(objective.target.parameters, objective.free.parameters))
+        target_along = parameter_dot(objective.target.parameters, objective.free.parameters)
         gram = gram - torch.outer(free_dot, free_dot) / free_sq
         target_dot = target_dot - free_dot * target_along / free_sq
     return gram, target_dot

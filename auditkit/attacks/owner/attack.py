@@ -24,10 +24,6 @@ from auditkit.attacks.registry import register_attack
 from auditkit.errors import ConfigError
 
 RECORDED_STEPS = 1500  # every recorded run converged by then (recipes_seed*.md at 2,000; tests/test_owner.py at 1,500)
-MISSING_INIT = (
-    "the owner attack reconstructs from what training added to the initial weights: give them (init= in "
-    "Auditor.audit, --init INIT for auditkit audit; a scenario's victims have theirs)"
-)
 
 
 @register_attack
@@ -49,7 +45,9 @@ class OwnerAttack(KKTAttack):
     def objective(self, model: nn.Module | MLPLayers, knowledge: AttackerKnowledge) -> Objective:
         """Target theta_T with theta_0's multiple free, gradients where ``gradients_at`` says."""
         if knowledge.initial is None:
-            raise ConfigError(MISSING_INIT)
+            raise ConfigError(
+                self.missing_initial("knowledge.initial", "AttackerKnowledge(initial=...), the Auditor's init=")
+            )
         final = model if isinstance(model, MLPLayers) else extract_layers(model)
         initial = extract_layers(knowledge.initial)
         points = {"init": (initial,), "average": (initial, final), "final": (final,)}[self.config.gradients_at]
