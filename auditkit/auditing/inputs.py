@@ -13,7 +13,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, IterableDataset,
 
 from auditkit.errors import DataError, UnsupportedModelError
 from auditkit.victims.models import unwrap
-from auditkit.victims.user_model import WRAPPER_PREFIXES
+from auditkit.victims.user_model import unwrapped_state_dict
 
 
 def sample_pairs(train) -> tuple:
@@ -56,7 +56,7 @@ def initial_model(model: nn.Module, init, source: str = "init") -> nn.Module:
     Args:
         model: the trained model (left unchanged).
         init: a module of the same architecture at its initial weights, or its state_dict (wrapper prefixes
-            such as Opacus's ``_module.`` are dropped).
+            such as Opacus's ``_module.`` are dropped, as for a saved model: ``unwrapped_state_dict``).
         source: how errors name it (the argument, or the file it was read from).
 
     Returns:
@@ -69,24 +69,18 @@ def initial_model(model: nn.Module, init, source: str = "init") -> nn.Module:
         raise DataError(
             f"{source}: expected the initial weights as a module or a state_dict, got {type(init).__name__}"
         )
-    state = {}
-    for key, tensor in init.items():
-        name = str(key)
-        for prefix in WRAPPER_PREFIXES:
-            name = name.removeprefix(prefix)
-        state[name] = tensor
+    state = unwrapped_state_dict(init, source)
     initial = copy.deepcopy(unwrap(model))
     trained = initial.state_dict()
     for name in sorted(set(trained) ^ set(state)):
         where = "the model has no tensor" if name in state else "the initial weights lack the model's tensor"
         raise UnsupportedModelError(f"{source}: {where} {name!r} (initial weights of another architecture?)")
     for name, tensor in state.items():
-        if not isinstance(tensor, torch.Tensor) or tensor.shape != trained[name].shape:
-            shape = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
+        if tensor.shape != trained[name].shape:
             raise UnsupportedModelError(
-                f"{source}: tensor {name!r} is {shape} but the model's is {tuple(trained[name].shape)}"
+                f"{source}: tensor {name!r} is {tuple(tensor.shape)} but the model's is {tuple(trained[name].shape)}"
             )
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+        if not torch.isfinite(tensor).all():
             raise DataError(f"{source}: tensor {name!r} holds NaN or infinite values")
     if all(torch.equal(state[name].to(trained[name]), trained[name]) for name in trained):
         raise DataError(f"{source}: equals the trained weights, so training added nothing for the attack to explain")

@@ -55,7 +55,8 @@ def audit_saved_model(
     if init_path is not None:
         initial = initial_model(model, load_state_dict(init_path), str(init_path))
     data = load_audit_data(data_path, outputs=model[-1].out_features, inputs=model[0].in_features)
-    preset = attack_preset(attack or ("owner" if initial is not None else None)) if attack or initial else {}
+    preset_name = attack or ("owner" if initial is not None else None)
+    preset = attack_preset(preset_name) if preset_name else {}
     attack_run = build_attack(deep_merge(preset, overrides.get("attack", {})))
     if attack_run.needs_initial and initial is None:
         raise ConfigError(attack_run.missing_initial("--init", "their state_dict file (as MODEL's)"))

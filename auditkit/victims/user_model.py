@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -24,14 +25,9 @@ def _check_tensor(tensor: torch.Tensor, what: str) -> None:
         raise UnsupportedModelError(f"{what}: an expanded (stride 0) tensor; save the weights themselves")
 
 
-def mlp_from_state_dict(state: dict[str, torch.Tensor], source: str = "state_dict") -> nn.Sequential:
-    """The ``Linear, ReLU, ..., Linear`` network a state_dict describes (layout from names and shapes).
-
-    Activations cannot be read from weights: ReLU is assumed (the attack needs it). Anything else than a
-    chain of 2-D weights with optional 1-D biases gets an error naming the tensor.
-    """
-    if not isinstance(state, dict) or not state:
-        raise UnsupportedModelError(f"{source}: expected a non-empty state_dict (names -> tensors)")
+def unwrapped_state_dict(state: Mapping, source: str = "state_dict") -> dict[str, torch.Tensor]:
+    """``state`` with wrapper prefixes dropped from its names (``WRAPPER_PREFIXES``), every entry a tensor the
+    attack can use as it is; two entries that are one name once unwrapped are refused, not one dropped."""
     cleaned: dict[str, torch.Tensor] = {}
     for original, tensor in state.items():
         name = str(original)
@@ -43,6 +39,18 @@ def mlp_from_state_dict(state: dict[str, torch.Tensor], source: str = "state_dic
             raise UnsupportedModelError(f"{source}: {original!r} and another entry are both {name!r} once unwrapped")
         _check_tensor(tensor, f"{source}: {original!r}")
         cleaned[name] = tensor
+    return cleaned
+
+
+def mlp_from_state_dict(state: dict[str, torch.Tensor], source: str = "state_dict") -> nn.Sequential:
+    """The ``Linear, ReLU, ..., Linear`` network a state_dict describes (layout from names and shapes).
+
+    Activations cannot be read from weights: ReLU is assumed (the attack needs it). Anything else than a
+    chain of 2-D weights with optional 1-D biases gets an error naming the tensor.
+    """
+    if not isinstance(state, dict) or not state:
+        raise UnsupportedModelError(f"{source}: expected a non-empty state_dict (names -> tensors)")
+    cleaned = unwrapped_state_dict(state, source)
     parameters = sum(t.numel() for t in cleaned.values())
     if parameters > MAX_PARAMETERS:
         raise UnsupportedModelError(f"{source}: {parameters:,} parameters, more than the {MAX_PARAMETERS:,} audited")
