@@ -11,7 +11,7 @@ import click
 
 from auditkit.config.loading import load_scenario
 from auditkit.config.presets import BUILTIN_PRESETS, available, preset_dirs
-from auditkit.errors import AuditkitError
+from auditkit.errors import AuditkitError, first_error
 
 if TYPE_CHECKING:
     from auditkit.results.run import RunResult
@@ -266,18 +266,35 @@ def list_presets(presets: Path | None) -> None:
     click.echo(f"built-in presets: {BUILTIN_PRESETS}" + (f"; yours first: {presets}" if presets else ""))
 
 
+def _grid_size(config: dict, run_dir: Path) -> int:
+    """The PNG grid's size a run recorded (``report.grid_size``), checked as the scenario schema checks it."""
+    from pydantic import ValidationError
+
+    from auditkit.config.schema import ReportConfig
+    from auditkit.results.storage import ResultError
+
+    section = config.get("report", {}) if isinstance(config, dict) else None
+    try:
+        return ReportConfig.model_validate(section).grid_size
+    except ValidationError as error:
+        raise ResultError(f"{run_dir}: its recorded report settings are damaged ({first_error(error)})") from None
+
+
 @main.command()
 @click.argument("run_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
 def report(run_dir: Path) -> None:
     """Re-render the figures and report.html of a finished run from its saved results (no attack);
     RUN_DIR may also be one audit saved from Python (``result.save(RUN_DIR)``)."""
-    from auditkit.report import write_report
+    from auditkit.report import REPORT_FILES, write_report
     from auditkit.results.run import RUN_FILE, RunResult
+    from auditkit.storage.outdir import check_layout
 
+    one_audit = not (run_dir / RUN_FILE).is_file()
     try:
         result = RunResult.load(run_dir)
+        check_layout(run_dir, [], REPORT_FILES)
+        grid_size = _grid_size(result.facts.config, run_dir)
+        written = write_report(result, run_dir, grid_size, victim_folders=not one_audit)
     except AuditkitError as error:
         _fail(error)
-    grid_size = result.facts.config.get("report", {}).get("grid_size", 24)
-    one_audit = not (run_dir / RUN_FILE).is_file()
-    click.echo(f"re-rendered {write_report(result, run_dir, grid_size, victim_folders=not one_audit)}")
+    click.echo(f"re-rendered {written}")

@@ -31,7 +31,7 @@ def test_attack_started_at_the_training_set_stays_there(small_victim):
 
 def test_divergence_is_reported_not_raised(small_victim):
     model, data = small_victim
-    attack = KKTAttack(steps=20, restarts=2, search="off", lr_x=1e30, alpha=40.0, log_every=5)
+    attack = KKTAttack(steps=20, restarts=2, search="off", lr_x=100.0, alpha=40.0, log_every=5)
     result = Auditor(attack, device="cpu", dtype="float32").audit(model, data)
     assert {d["restart"] for d in result.attack.diverged} == {0, 1}
     summary = result.summary()
@@ -152,7 +152,7 @@ def test_python_api_validates_like_the_yaml(settings, field):
 def test_a_loss_grown_a_millionfold_counts_as_diverged(small_victim):
     """float64 keeps the blown-up loss finite; it is flagged all the same, and nothing is pooled."""
     model, data = small_victim
-    attack = KKTAttack(steps=3, restarts=1, search="off", lr_x=1e4, log_every=1)
+    attack = KKTAttack(steps=3, restarts=1, search="off", lr_x=100.0, log_every=1)
     output = attack.run(extract_layers(model), knowledge(data), dtype=torch.float64)
     assert output.facts.diverged and np.isfinite(output.loss_history[:, 0][: output.facts.diverged[0]["step"]]).all()
     assert len(output.candidates) == 0

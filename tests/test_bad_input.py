@@ -445,6 +445,27 @@ def _csv_edit(column: str, value) -> bytes:
     return change
 
 
+def _npz_edit(change) -> bytes:
+    def edit(path: Path) -> bytes:
+        arrays = dict(np.load(path))
+        change(arrays)
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        return buffer.getvalue()
+
+    return edit
+
+
+NPZ_DAMAGE = [
+    (lambda a: a.update(candidate_labels=a["candidate_labels"][:3]), "array 'candidate_labels' has shape (3,)"),
+    (lambda a: a.update(candidate_restart=a["candidate_restart"][:, None]), "array 'candidate_restart' has shape"),
+    (lambda a: a.update(mean=a["mean"][:5]), "do not share one image shape"),
+    (lambda a: a.update(candidates=a["candidates"][:, :, :2]), "do not share one image shape"),
+    (lambda a: a.update(train_images=np.full_like(a["train_images"], np.nan)), "hold NaN or infinite values"),
+    (lambda a: a.update(nonmember_identified=a["nonmember_identified"][:, None]), "not one flag per non-member"),
+    (lambda a: a.update(train_images=a["train_images"][:-1]), "rows, but reconstructions.npz holds"),
+]
+
 CSV_DAMAGE = [
     ("ssim", None, "column 'ssim' is missing"),
     ("identified", "maybe", "column 'identified' has "),
@@ -457,6 +478,7 @@ CSV_DAMAGE = [
 def _damage_cases():
     cases = [(name, content, expected) for name, content, expected in DAMAGE]
     cases += [("a/per_sample.csv", _csv_edit(column, value), expected) for column, value, expected in CSV_DAMAGE]
+    cases += [("a/reconstructions.npz", _npz_edit(change), expected) for change, expected in NPZ_DAMAGE]
     return cases
 
 
@@ -468,7 +490,7 @@ def test_report_on_a_damaged_run_names_the_file(finished_run, tmp_path, name, co
     if content is None:
         target.unlink()
     elif callable(content):
-        target.write_bytes(content(target) if name.endswith(".csv") else _edit_json(target, content))
+        target.write_bytes(content(target) if name.endswith((".csv", ".npz")) else _edit_json(target, content))
     else:
         target.write_bytes(content)
     before = {path: path.read_bytes() for path in _files(out)}
@@ -482,6 +504,25 @@ def test_report_of_the_intact_run_works(finished_run, tmp_path):
     shutil.copytree(finished_run, out)
     result = CliRunner().invoke(main, ["report", str(out)])
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize(
+    "damage, expected",
+    [
+        (lambda out: ((out / "report.html").unlink(), (out / "report.html").mkdir()), "report.html: a folder"),
+        (
+            lambda out: (out / "summary.json").write_bytes(
+                _edit_json(out / "summary.json", lambda v: v["run"]["config"]["report"].update(grid_size="big"))
+            ),
+            "recorded report settings are damaged (grid_size:",
+        ),
+    ],
+)
+def test_report_over_a_run_folder_it_cannot_render_into_is_one_line(finished_run, tmp_path, damage, expected):
+    out = tmp_path / "out"
+    shutil.copytree(finished_run, out)
+    damage(out)
+    _one_line_error(CliRunner().invoke(main, ["report", str(out)]), expected)
 
 
 class _Payload:

@@ -214,3 +214,79 @@ def test_the_memory_budget_is_configurable(tmp_path, monkeypatch):
     monkeypatch.setenv("AUDITKIT_MEMORY_GB", "lots")
     bad = CliRunner().invoke(main, ["validate", str(tmp_path / "tiny.yaml")])
     assert bad.exit_code == 2 and "AUDITKIT_MEMORY_GB: expected a positive number" in bad.output
+
+
+def test_the_python_api_checks_the_attack_against_the_memory_budget_before_it_runs(monkeypatch):
+    monkeypatch.setenv("AUDITKIT_MEMORY_GB", "1")
+    pair = (np.full((4, 16), 0.5), np.array([0, 1, 0, 1]))
+    huge = KKTAttack(steps=1, restarts=1024, candidates_per_sample=1000)
+    with pytest.raises(ConfigError, match=r"the audit of victim: needs about .* GiB budget"):
+        Auditor(huge, device="cpu").audit(build_mlp(16, [16]), pair)
+    wide = build_mlp(16, [4096])  # 64 x 400 candidates x 4,113 units x 8 copies x 4 bytes: 3.1 GiB
+    with pytest.raises(ConfigError, match="GiB budget"):
+        Auditor(KKTAttack(steps=1, restarts=64, candidates_per_sample=100), device="cpu").audit(wide, pair)
+    Auditor(KKTAttack(steps=1, restarts=1), device="cpu").audit(wide, pair)  # the same model, a small attack
+
+
+def test_meta_and_sparse_tensors_are_refused_by_the_python_api():
+    auditor, model = Auditor(KKTAttack(steps=1), device="cpu"), build_mlp(4, [3])
+    x, y = torch.full((4, 4), 0.5), torch.tensor([0, 1, 0, 1])
+    with pytest.raises(UnsupportedModelError, match="meta device"):
+        auditor.audit(build_mlp(4, [3]).to("meta"), (x, y))
+    with pytest.raises(DataError, match="train inputs: a tensor on the meta device"):
+        auditor.audit(model, (x.to("meta"), y))
+    with pytest.raises(DataError, match=r"train inputs: a torch.sparse_coo tensor; give a dense one"):
+        auditor.audit(model, (x.to_sparse(), y))
+
+
+def test_non_members_that_are_training_inputs_are_removed_and_the_removal_stated():
+    x = np.random.default_rng(0).uniform(size=(6, 16))
+    y = np.array([0, 1] * 3)
+    pool = np.concatenate([x[:2], np.random.default_rng(1).uniform(size=(5, 16))])
+    data = audit_data(x, y, nonmembers=pool)
+    assert len(data.pool_x) == 5 and not {r.tobytes() for r in data.pool_x} & {r.tobytes() for r in x}
+    assert "2 of 7 non-members equal a training input and were removed" in " ".join(data.notes)
+    only_members = audit_data(x, y, nonmembers=x)
+    assert len(only_members.pool_x) == 0 and "6 of 6 non-members" in " ".join(only_members.notes)
+    assert not any("removed" in note for note in audit_data(x, y, nonmembers=pool[2:]).notes)
+
+
+@pytest.mark.parametrize(
+    "shape, expected",
+    [((2, 2, 4), "has 2 channels"), ((16, 1), "a side under 3 pixels"), ((1, 16), "a side under 3 pixels")],
+)
+def test_image_shapes_that_are_not_images_are_refused(shape, expected):
+    with pytest.raises(DataError, match=expected):
+        audit_data(np.full((2, 16), 0.5), np.array([0, 1]), image_shape=shape)
+
+
+def test_a_data_file_that_is_not_an_npz_archive_is_named(tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros((3, 16)))
+    with pytest.raises(DataError, match=r"x.npy: not a readable .* not a zip of .npy arrays"):
+        load_audit_data(tmp_path / "x.npy")
+
+
+@pytest.mark.parametrize(
+    "setting", [{"lr_x": 1e300}, {"lr_lambda": 1e300}, {"init_scale": 1e300}, {"alpha": 1e300}, {"lambda_min": 1e9}]
+)
+def test_attack_settings_that_would_overflow_are_refused(setting):
+    with pytest.raises(ConfigError, match=f"attack.{next(iter(setting))}: Input should be less than or equal to"):
+        KKTAttack(**setting)
+    with pytest.raises(ConfigError, match="search_ranges"):
+        KKTAttack(search_ranges={"lr_x": [0.01, 1e300]})
+
+
+def test_a_file_is_never_written_over_a_folder(tmp_path):
+    from auditkit.errors import AuditkitError
+    from auditkit.storage.files import write_text
+
+    (tmp_path / "report.html").mkdir()
+    with pytest.raises(AuditkitError, match="report.html: a folder where a file is to be written"):
+        write_text(tmp_path / "report.html", "x")
+    assert (tmp_path / "report.html").is_dir() and [p.name for p in tmp_path.iterdir()] == ["report.html"]
+
+
+def test_held_out_labels_without_their_inputs_are_refused_not_ignored(tmp_path):
+    np.savez(tmp_path / "d.npz", train_x=np.full((2, 16), 0.5), train_y=np.array([0, 1]), test_y=np.array([0, 1]))
+    with pytest.raises(DataError, match="d.npz: test_y without test_x"):
+        load_audit_data(tmp_path / "d.npz")

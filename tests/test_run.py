@@ -117,12 +117,20 @@ def test_resume_reuses_finished_audits_of_the_same_settings_only(toy_run, tmp_pa
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("damage", [b'{"name": "none", "fin', b'{"name": "../x", "fingerprint": 1}'])
-def test_resume_over_a_damaged_or_foreign_result_audits_the_victim_again(toy_run, tmp_path, damage):
+@pytest.mark.parametrize(
+    "name, damage",
+    [
+        ("result.json", b'{"name": "none", "fin'),
+        ("result.json", b'{"name": "../x", "fingerprint": 1}'),
+        ("reconstructions.npz", b"garbage"),
+        ("per_sample.csv", b"sample\n0\n"),
+    ],
+)
+def test_resume_over_a_damaged_or_foreign_result_audits_the_victim_again(toy_run, tmp_path, name, damage):
     scenario, out, run = toy_run
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
-    (copy / "none" / "result.json").write_bytes(damage)
+    (copy / "none" / name).write_bytes(damage)
     again = run_scenario(scenario, copy, resume=True, progress=QUIET)
     assert again.facts.reused == 0 and again.summary() == run.summary()
     assert [p.name for p in tmp_path.iterdir()] == ["copy"]

@@ -23,6 +23,7 @@ import torch
 from pydantic import BaseModel, ValidationError
 from torch import nn
 
+from auditkit.budget import check_memory
 from auditkit.errors import STRICT, ConfigError, UnsupportedModelError, first_error
 from auditkit.storage.files import to_jsonable
 
@@ -35,6 +36,13 @@ class AttackConfig(BaseModel):
     model_config = STRICT | {"frozen": True}
 
     name: str
+
+    def __init__(self, **values) -> None:
+        """``KKTConfig(steps=...)`` from Python: a bad setting is one :class:`ConfigError` line, as from a file."""
+        try:
+            super().__init__(**values)
+        except ValidationError as error:
+            raise ConfigError(first_error(error, "attack")) from None
 
     @classmethod
     def validated(cls, values: dict, field: str = "attack") -> AttackConfig:
@@ -156,10 +164,12 @@ class AttackOutput:
 
 @dataclass(frozen=True)
 class ModelShape:
-    """What the Auditor checks the data against: the model's input width and output count."""
+    """What the Auditor checks the data against: the model's input width and output count; and every
+    layer's width, input first (what the attack's memory is estimated from)."""
 
     inputs: int
     outputs: int
+    widths: tuple[int, ...] = ()
 
 
 class Attack(ABC):
@@ -213,7 +223,13 @@ class Attack(ABC):
         linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
         if not linears:
             raise UnsupportedModelError(f"the {self.name} attack needs a model with Linear layers")
-        return ModelShape(linears[0].in_features, linears[-1].out_features)
+        widths = (linears[0].in_features, *(linear.out_features for linear in linears))
+        return ModelShape(linears[0].in_features, linears[-1].out_features, widths)
+
+    def check_memory(self, shape: ModelShape, n_train: int, itemsize: int, what: str) -> None:
+        """Refuse, before anything is allocated, an attack on ``n_train`` samples of a model of ``shape``
+        that would need more than the memory budget (:mod:`auditkit.budget`); ``what`` names the audit."""
+        check_memory({"attack": self.memory_bytes(n_train, list(shape.widths), itemsize)}, what)
 
     @abstractmethod
     def run(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import math
 from pathlib import Path
 
@@ -115,6 +116,8 @@ class Auditor:
             raise ConfigError(f"progress: expected True/False or a callback (step, loss), got {progress!r}")
         if isinstance(data, str | Path):
             raise DataError(f"data: {str(data)!r} is a path; load it first (auditkit.data.user_data.load_audit_data)")
+        if any(tensor.is_meta for tensor in itertools.chain(model.parameters(), model.buffers())):
+            raise UnsupportedModelError("model: its weights are on the meta device (no values): load them first")
         shape = self.attack.check(model)
         if init is None and self.attack.needs_initial:
             raise ConfigError(
@@ -142,6 +145,7 @@ class Auditor:
             raise UnsupportedModelError(
                 f"the model takes {shape.inputs} inputs but the data has {data.train_x.shape[1]} features"
             )
+        self.attack.check_memory(shape, len(data.train_x), self.dtype.itemsize, f"the audit of {name}")
         train = tuple(torch.as_tensor(a, dtype=torch.float64) for a in (data.train_x, data.train_y))
         margins = model_margins(model, *train)
         if privacy is not None and victim is not None:

@@ -6,12 +6,9 @@ import re
 import time
 from pathlib import Path
 
-from torch import nn
-
 from auditkit.attacks.registry import build_attack
 from auditkit.auditing.auditor import Auditor
 from auditkit.auditing.inputs import initial_model
-from auditkit.budget import check_memory
 from auditkit.config.overrides import deep_merge
 from auditkit.config.presets import attack_preset
 from auditkit.data.user_data import load_audit_data
@@ -60,9 +57,8 @@ def audit_saved_model(
     attack_run = build_attack(deep_merge(preset, overrides.get("attack", {})))
     if attack_run.needs_initial and initial is None:
         raise ConfigError(attack_run.missing_initial("--init", "their state_dict file (as MODEL's)"))
-    widths = [model[0].in_features, *(layer.out_features for layer in model if isinstance(layer, nn.Linear))]
-    attack_memory = attack_run.memory_bytes(len(data.train_x), widths, resolve_dtype(DEFAULT_DTYPE).itemsize)
-    check_memory({"attack": attack_memory}, f"the audit of {model_path.name}")
+    itemsize = resolve_dtype(DEFAULT_DTYPE).itemsize
+    attack_run.check_memory(attack_run.check(model), len(data.train_x), itemsize, f"the audit of {model_path.name}")
     resolved = resolve_device(device)
     name = victim_name(model_path)
     with exclusive_output(out) as out:

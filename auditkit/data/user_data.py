@@ -12,6 +12,7 @@ import torch
 
 from auditkit.data.audit_data import AuditData
 from auditkit.errors import DataError
+from auditkit.scoring.metrics import SSIM_WINDOW
 from auditkit.storage.safe_load import read_npz
 
 
@@ -22,7 +23,7 @@ def class_labels(labels: Iterable, outputs: int = 1) -> tuple[np.ndarray, str]:
     C outputs: integer labels in 0..C-1 as they are (the model's output order); any other C or fewer
     distinct labels as 0..k-1 in sorted order, which the note states (check it matches the output order).
     """
-    values = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(list(labels))
+    values = as_numpy(labels, "labels") if isinstance(labels, torch.Tensor) else np.asarray(list(labels))
     values = values.reshape(-1)
     if values.dtype.kind not in "biuUS" and not (values.dtype.kind == "f" and (values == np.round(values)).all()):
         raise DataError(f"labels: expected classes (integers, booleans or strings), got {values.dtype} values")
@@ -87,6 +88,14 @@ def audit_data(
     shape = _image_shape(image_shape) if image_shape is not None else _square(x.shape[1])
     if int(np.prod(shape)) != x.shape[1] or len(shape) not in (2, 3):
         raise DataError(f"image_shape: {shape} is not (H, W) or (C, H, W) for {x.shape[1]} features; give it")
+    if len(shape) == 3 and shape[0] not in (1, 3):
+        raise DataError(f"image_shape: {shape} has {shape[0]} channels; (C, H, W) images are grayscale (1) or RGB (3)")
+    if min(shape[-2:]) < SSIM_WINDOW:
+        raise DataError(
+            f"image_shape: {shape} has a side under {SSIM_WINDOW} pixels, the SSIM window: the inputs must be images "
+            "of the shape they were taken as"
+        )
+    pool, pool_note = _without_members(pool, x)
     return AuditData(
         name=name,
         train_x=x,
@@ -98,7 +107,7 @@ def audit_data(
         mean=mean,
         image_shape=shape,
         train_index=np.arange(len(x)),
-        notes=(labels_note, input_note),
+        notes=(labels_note, input_note, *pool_note),
     )
 
 
@@ -117,12 +126,15 @@ def load_audit_data(path: str | Path, outputs: int = 1, inputs: int | None = Non
     unknown = set(arrays) - {"train_x", "train_y", "nonmember_x", "test_x", "test_y", "mean", "image_shape"}
     if unknown:
         raise DataError(f"{path}: unknown array(s) {', '.join(sorted(unknown))}")
+    if ("test_x" in arrays) != ("test_y" in arrays):
+        given, lacking = ("test_x", "test_y") if "test_x" in arrays else ("test_y", "test_x")
+        raise DataError(f"{path}: {given} without {lacking} (the held-out data needs both)")
     shape = arrays.get("image_shape")
     return audit_data(
         arrays["train_x"],
         arrays["train_y"],
         nonmembers=arrays.get("nonmember_x"),
-        test=(arrays["test_x"], arrays["test_y"]) if "test_x" in arrays and "test_y" in arrays else None,
+        test=(arrays["test_x"], arrays["test_y"]) if "test_x" in arrays else None,
         mean=arrays.get("mean"),
         image_shape=shape,
         name=re.sub(r"[^A-Za-z0-9_.-]", "_", path.stem),
@@ -144,6 +156,18 @@ def _held_out(test: tuple | None, features: int, labels_note: str, outputs: int)
     if note != labels_note:
         raise DataError(f"test_y: its labels map as '{note}', the training labels as '{labels_note}'")
     return test_x, test_y
+
+
+def _without_members(pool: np.ndarray, train_x: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
+    """The non-members less any that equal a training input (a copy of a member would be counted as a
+    non-member the attack identifies, and a pool of the members themselves would force the test to find
+    nothing), with a note saying how many were removed."""
+    members = {row.tobytes() for row in train_x}
+    copies = np.array([row.tobytes() in members for row in pool], dtype=bool)
+    if not copies.any():
+        return pool, ()
+    note = f"{int(copies.sum())} of {len(pool)} non-members equal a training input and were removed from them"
+    return pool[~copies], (note,)
 
 
 PIXEL_TOLERANCE = 1e-4  # float32 inputs round-tripped through a subtraction
@@ -168,8 +192,19 @@ def _check_centred(rows: np.ndarray, mean: np.ndarray, what: str) -> None:
     raise DataError(f"{what} + mean lie in [{low:.3g}, {high:.3g}], not [0, 1]: {hint}")
 
 
+def as_numpy(values, what: str) -> np.ndarray:
+    """A tensor (any device) or array-like as a numpy array; meta (no values) and sparse tensors are refused."""
+    if isinstance(values, torch.Tensor):
+        if values.is_meta:
+            raise DataError(f"{what}: a tensor on the meta device (a shape without values)")
+        if values.layout != torch.strided:
+            raise DataError(f"{what}: a {values.layout} tensor; give a dense one (.to_dense())")
+        return values.detach().cpu().numpy()
+    return np.asarray(values)
+
+
 def _rows(values, what: str) -> np.ndarray:
-    array = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
+    array = as_numpy(values, what)
     if array.dtype.kind not in "iuf" or array.ndim < 2 or len(array) == 0:
         raise DataError(
             f"{what}: expected a non-empty numeric array of shape (N, ...), got {array.dtype} {array.shape}"
@@ -189,7 +224,11 @@ def _image_shape(values) -> tuple[int, ...]:
     if isinstance(values, tuple | list) and any(isinstance(v, bool) for v in values):
         array = np.zeros(0)  # True is not a size
     if array.dtype.kind not in "iu" or array.ndim != 1 or not len(array) or (array <= 0).any():
-        raise DataError(f"image_shape: expected positive integers, e.g. (28, 28) or (3, 32, 32), got {values!r}")
+        shown = " ".join(repr(values.tolist() if isinstance(values, np.ndarray) else values).split())
+        raise DataError(
+            f"image_shape: expected positive integers, e.g. (28, 28) or (3, 32, 32), got {shown[:80]}"
+            + ("..." if len(shown) > 80 else "")
+        )
     return tuple(int(v) for v in array)
 
 

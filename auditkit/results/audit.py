@@ -247,7 +247,7 @@ class AuditResult:
         directory = Path(directory)
         values = read_json(directory / RESULT_FILE)
         arrays = read_arrays(directory / "reconstructions.npz")
-        frame = read_frame(directory / "per_sample.csv", len(arrays["candidates"]))
+        frame = read_frame(directory / "per_sample.csv", len(arrays["candidates"]), len(arrays["train_images"]))
         try:
             return cls.from_dict(values, frame, arrays)
         except (KeyError, TypeError, ValueError, AttributeError) as error:

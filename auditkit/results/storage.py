@@ -26,11 +26,13 @@ FRAME_COLUMNS = {
     "ssim": "iuf",
     "identified": "b",
 }
+PER_CANDIDATE = ("candidate_lambdas", "candidate_labels", "candidate_restart")
 ARRAYS = {"candidates": "f", "train_images": "f", "nonmember_identified": "b", "mean": "f"}  # name: numpy kinds allowed
 
 
-def read_frame(path: Path, candidates: int) -> pd.DataFrame:
-    """per_sample.csv, checked for the columns a result needs and for candidates it points to."""
+def read_frame(path: Path, candidates: int, samples: int) -> pd.DataFrame:
+    """per_sample.csv, checked for the columns a result needs, a row per one of the ``samples`` training
+    images, and the candidates it points to."""
     try:
         frame = pd.read_csv(path)
     except FileNotFoundError:
@@ -42,17 +44,34 @@ def read_frame(path: Path, candidates: int) -> pd.DataFrame:
             raise ResultError(f"{path}: column '{column}' is missing")
         if frame[column].dtype.kind not in kinds:
             raise ResultError(f"{path}: column '{column}' has {frame[column].dtype} values")
+    if len(frame) != samples:
+        raise ResultError(f"{path}: {len(frame)} rows, but reconstructions.npz holds {samples} training images")
     if "candidate" in frame and not frame["candidate"].between(0, candidates - 1).all():
         raise ResultError(f"{path}: column 'candidate' points outside the {candidates} saved candidates")
     return frame
 
 
 def read_arrays(path: Path) -> dict[str, np.ndarray]:
-    """The arrays of reconstructions.npz, checked for the ones a result needs."""
+    """The arrays of reconstructions.npz, checked for the ones a result needs and for agreeing with each
+    other: candidates and training images of one image shape, the mean of that size, one multiplier, label
+    and restart per candidate, the training images and the mean finite."""
     arrays = read_npz(path, ResultError)
     for key, kinds in ARRAYS.items():
         if key not in arrays or arrays[key].dtype.kind not in kinds:
             raise ResultError(f"{path}: array '{key}' is missing or of the wrong type")
+    candidates, images, mean = arrays["candidates"], arrays["train_images"], arrays["mean"]
+    if images.ndim < 3 or candidates.shape[1:] != images.shape[1:] or mean.size != np.prod(images.shape[1:]):
+        raise ResultError(
+            f"{path}: candidates {candidates.shape}, train_images {images.shape} and mean {mean.shape} do not "
+            "share one image shape"
+        )
+    for key in PER_CANDIDATE:
+        if key in arrays and arrays[key].shape != (len(candidates),):
+            raise ResultError(f"{path}: array '{key}' has shape {arrays[key].shape}, not one per candidate")
+    if arrays["nonmember_identified"].ndim != 1:
+        raise ResultError(f"{path}: array 'nonmember_identified' is not one flag per non-member")
+    if not (np.isfinite(images).all() and np.isfinite(mean).all()):
+        raise ResultError(f"{path}: train_images or mean hold NaN or infinite values")
     return arrays
 
 

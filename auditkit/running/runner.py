@@ -64,9 +64,10 @@ def _run(
     pending = []
     for job in jobs:
         audit_dir = inside(out, job.name)
-        if resume and _finished(audit_dir, job.name, job.fingerprint):
+        saved = _finished(audit_dir, job.name, job.fingerprint, progress) if resume else None
+        if saved is not None:
             progress.note(f"[{job.name}] audit found in {audit_dir}: reused (--resume)")
-            outcomes[job.name] = AuditResult.load(audit_dir)
+            outcomes[job.name] = saved
         else:
             pending.append(job)
     if executor == "ray":  # each task loads its data set itself
@@ -96,14 +97,18 @@ def _run(
     return run
 
 
-def _finished(audit_dir: Path, name: str, fingerprint: str) -> bool:
-    """Whether ``audit_dir`` holds this victim's finished audit of the same settings (a damaged or foreign
-    result.json is not one: the victim is audited again and the file replaced)."""
+def _finished(audit_dir: Path, name: str, fingerprint: str, progress: Progress) -> AuditResult | None:
+    """This victim's finished audit of the same settings in ``audit_dir``, or None: absent, of other settings,
+    or damaged (any of its files; the note names it), and then the victim is audited again and its files
+    replaced."""
     path = audit_dir / RESULT_FILE
     if not path.is_file():
-        return False
+        return None
     try:
         saved = read_json(path)
-    except ResultError:
-        return False
-    return saved.get("name") == name and saved.get("fingerprint") == fingerprint
+        if saved.get("name") != name or saved.get("fingerprint") != fingerprint:
+            return None
+        return AuditResult.load(audit_dir)
+    except ResultError as error:
+        progress.note(f"[{name}] saved audit not reusable ({error}): audited again")
+        return None

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+SSIM_WINDOW = 3  # the Gaussian window's side, in pixels
+
 C1, C2 = 0.01**2, 0.03**2
 
 
@@ -43,7 +45,9 @@ def gaussian_window(size: int, sigma: float) -> np.ndarray:
     return np.outer(g, g)
 
 
-def ssim(a: np.ndarray, b: np.ndarray, window: int = 3, sigma: float = 1.5, padding: str = "same") -> np.ndarray:
+def ssim(
+    a: np.ndarray, b: np.ndarray, window: int = SSIM_WINDOW, sigma: float = 1.5, padding: str = "same"
+) -> np.ndarray:
     """Mean SSIM of image pairs (data range 1), shape (k,).
 
     a, b: (k, H, W) or (k, C, H, W), values in [0, 1]. padding "same": zero padding and the mean over
@@ -75,7 +79,7 @@ def match(
     train_images: np.ndarray,
     candidate_images: np.ndarray,
     pool_images: np.ndarray,
-    ssim_window: int = 3,
+    ssim_window: int = SSIM_WINDOW,
 ) -> dict[str, np.ndarray]:
     """Score every training image against its NCC-nearest candidate (all in pixel space).
 

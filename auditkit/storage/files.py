@@ -77,8 +77,11 @@ def _alive(pid: str) -> bool:
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; it replaces ``path`` only if the block succeeds."""
+    """Yield a temporary path beside ``path``; it replaces ``path`` only if the block succeeds (a folder at
+    ``path`` is refused before the block runs: the work would be lost at the rename)."""
     path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        raise AuditkitError(f"{path}: a folder where a file is to be written: move it")
     path.parent.mkdir(parents=True, exist_ok=True)
     prefix = f".{path.name}.{os.getpid()}."  # the writer's pid: a killed writer's leftovers can be told apart
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=TEMPORARY_SUFFIX)

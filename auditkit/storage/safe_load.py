@@ -11,6 +11,7 @@ import pickle
 import re
 import warnings
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,8 @@ def read_npz(
     Returns:
         Array name -> array.
     """
+    if path.is_file() and not zipfile.is_zipfile(path):
+        raise error(f"{path}: not a readable {what}: not a zip of .npy arrays (what numpy.savez writes)")
     try:
         with np.load(path, allow_pickle=False) as stored:
             sizes = {key: _npy_bytes(stored.zip, key) for key in stored.files}
@@ -75,7 +78,7 @@ def read_npz(
                 return {key: stored[key] for key in stored.files}
     except FileNotFoundError:
         raise error(f"{path}: not found") from None
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as problem:
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as problem:
         raise error(f"{path}: not a readable {what} ({problem})") from None
     declared = sizes[too_large][0] if too_large else sum(size for size, _ in sizes.values())
     raise error(

@@ -74,7 +74,7 @@ class KKTAttack(Attack):
     def check(self, model: nn.Module) -> ModelShape:
         """The MLP's input width and outputs; anything but a Linear/ReLU chain raises UnsupportedModelError."""
         layers = extract_layers(model)
-        return ModelShape(layers.input_dim, layers.outputs)
+        return ModelShape(layers.input_dim, layers.outputs, (layers.input_dim, *(w.shape[0] for w in layers.weights)))
 
     def objective(self, model: nn.Module | MLPLayers, knowledge: AttackerKnowledge) -> Objective:
         """What the candidates' gradients must explain: the KKT condition, the victim's weights at themselves."""

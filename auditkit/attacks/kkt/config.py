@@ -16,6 +16,11 @@ SEARCH_RANGES = {
 }
 Range = Annotated[list[float], Field(min_length=2, max_length=2)]
 LOG_UNIFORM = ("init_scale", "lr_x")
+# upper bounds far past any useful value, so that no setting overflows float32 (1e300 would: a traceback)
+MAX_RATE = 100.0  # lr_x, lr_lambda
+MAX_INIT_SCALE = 100.0  # the candidates' starting spread, in pixels
+MAX_WEIGHT = 1e6  # alpha, lambda_min and the loss terms' weights
+SEARCH_LIMITS = {"init_scale": MAX_INIT_SCALE, "lr_x": MAX_RATE, "lambda_min": MAX_WEIGHT, "alpha": MAX_WEIGHT}
 DIVERGED = 1e6  # a restart whose loss grows past this multiple of its starting loss has diverged
 SELECTION_RULES = {
     "kkt_residual": "restarts ranked by how much of the weights their candidates explain (KKT residual, "
@@ -45,8 +50,8 @@ class KKTConfig(AttackConfig):
     )
     restarts: int = Field(4, gt=0, le=1024, description="restarts advanced together as one batched program")
     optimizer: Literal["adam", "sgd"] = "adam"
-    lr_x: float = Field(0.01, gt=0)
-    lr_lambda: float = Field(0.01, gt=0)
+    lr_x: float = Field(0.01, gt=0, le=MAX_RATE)
+    lr_lambda: float = Field(0.01, gt=0, le=MAX_RATE)
     lr_schedule: Literal["constant", "cosine"] = Field(
         "constant",
         description="constant; or cosine: both learning rates decay from their value to lr_final of it over the steps",
@@ -60,7 +65,9 @@ class KKTConfig(AttackConfig):
         "optimiser state promoted); 0 = none; nothing changes when the attack already runs in float64",
     )
     momentum: float = Field(0.9, ge=0, lt=1, description="sgd only")
-    init_scale: float = Field(0.01, gt=0, description="x0 ~ N(0, init_scale^2) (init public: added to the image)")
+    init_scale: float = Field(
+        0.01, gt=0, le=MAX_INIT_SCALE, description="x0 ~ N(0, init_scale^2) (init public: added to the image)"
+    )
     init: Literal["random", "public"] = Field(
         "random",
         description="random: candidates start near 0; public: each starts at a public (non-member) image the victim "
@@ -79,12 +86,14 @@ class KKTConfig(AttackConfig):
         description="positive: lambda >= 0 kept by the lambda_min hinge (a max-margin KKT point); free: signed "
         "multipliers, no hinge, initialised N(0, 1) (Buzaglo et al. 2023's general-loss variant)",
     )
-    lambda_min: float = Field(0.1, ge=0, description="multipliers below it are pushed up by the hinge")
-    lambda_weight: float = Field(5.0, ge=0)
-    alpha: float = Field(40.0, gt=0, description="sharpness of the smoothed ReLU derivative sigmoid(alpha z)")
+    lambda_min: float = Field(0.1, ge=0, le=MAX_WEIGHT, description="multipliers below it are pushed up by the hinge")
+    lambda_weight: float = Field(5.0, ge=0, le=MAX_WEIGHT)
+    alpha: float = Field(
+        40.0, gt=0, le=MAX_WEIGHT, description="sharpness of the smoothed ReLU derivative sigmoid(alpha z)"
+    )
     alpha_relative: bool = Field(True, description="alpha / median |pre-activation| of the victim")
     prior: Literal["tight", "box"] = Field("tight", description="tight: valid pixel range per pixel; box: [-1, 1]")
-    prior_weight: float = Field(1.0, ge=0)
+    prior_weight: float = Field(1.0, ge=0, le=MAX_WEIGHT)
     log_every: int = Field(50, gt=0)
     search: Literal["off", "random"] = "random"
     search_ranges: dict[Literal["init_scale", "lr_x", "lambda_min", "alpha"], Range] = Field(
@@ -99,6 +108,6 @@ class KKTConfig(AttackConfig):
     @classmethod
     def _ordered_positive(cls, ranges: dict) -> dict:
         for key, (low, high) in ranges.items():
-            if not 0 < low <= high:
-                raise ValueError(f"{key}: expected 0 < low <= high, got [{low}, {high}]")
+            if not 0 < low <= high <= SEARCH_LIMITS[key]:
+                raise ValueError(f"{key}: expected 0 < low <= high <= {SEARCH_LIMITS[key]:g}, got [{low}, {high}]")
         return {**SEARCH_RANGES, **ranges}
