@@ -15,7 +15,7 @@ from auditkit.attacks.kkt.kernel import (
     smooth_step,
     stationarity_loss,
 )
-from auditkit.attacks.kkt.reference import stationarity_loss_autograd
+from auditkit.attacks.kkt.network import stationarity_loss_autograd
 from auditkit.attacks.kkt.residual import kkt_residual, per_sample_gram
 from auditkit.errors import UnsupportedModelError
 from auditkit.victims.models import build_mlp

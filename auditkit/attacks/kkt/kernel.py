@@ -6,13 +6,14 @@ that sample's margin, ``e_y - e_k`` with k the runner-up class, times its multip
 loss is built on that closed form (autograd then supplies the gradient in x and lambda with one
 backward pass instead of a double-backward). An :class:`Objective` says what the gradients must explain and
 where they are taken (the KKT condition, or the owner's linearisation of training).
-``auditkit.attacks.kkt.reference`` keeps the authors' formulation as a reference;
+``auditkit.attacks.kkt.network`` is the generic path (any ReLU network, through autograd: the reference);
 ``auditkit.attacks.kkt.residual`` the premise measure (multipliers fitted at given inputs).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -121,6 +122,15 @@ class Objective:
         return squared.clamp_min(0).sqrt()
 
 
+class Network(Protocol):
+    """Any network the objective reads through autograd (:class:`auditkit.attacks.kkt.network.ReLUNetwork`):
+    its output count, and its exact outputs at flat inputs (m, d)."""
+
+    outputs: int
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
 def as_objective(problem: MLPLayers | Objective) -> Objective:
     """``problem`` as an :class:`Objective`: a bare MLP is the KKT one (its own weights, explained at themselves)."""
     return problem if isinstance(problem, Objective) else Objective((problem,), problem)
@@ -163,8 +173,9 @@ def forward(layers: MLPLayers, x: torch.Tensor) -> torch.Tensor:
     return out.squeeze(-1) if layers.outputs == 1 else out
 
 
-def margin_directions(layers: MLPLayers, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Per sample, the output-space direction whose gradient is the margin's, shape ``(*x.shape[:-1], C)``.
+def margin_directions(layers: MLPLayers | Network, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per sample, the output-space direction whose gradient is the margin's, shape ``(*x.shape[:-1], C)``
+    (``layers``: an MLP, or any :class:`Network`).
 
     One output: the label y in {-1, +1} (margin y Phi(x)). C outputs: ``e_y - e_k`` with k the runner-up
     class ``argmax_{k != y} Phi_k(x)`` at the current x (exact ReLU; margin ``Phi_y - Phi_k``). A tie
@@ -174,7 +185,7 @@ def margin_directions(layers: MLPLayers, x: torch.Tensor, labels: torch.Tensor) 
     if layers.outputs == 1:
         return labels.to(x.dtype).expand(x.shape[:-1]).unsqueeze(-1)
     with torch.no_grad():
-        logits = forward(layers, x.detach())
+        logits = forward(layers, x.detach()) if isinstance(layers, MLPLayers) else layers(x.detach())
         classes = labels.long().expand(x.shape[:-1])
         runner_up = logits.scatter(-1, classes.unsqueeze(-1), -torch.inf).argmax(-1)
     eye = torch.eye(layers.outputs, dtype=x.dtype, device=x.device)
@@ -270,7 +281,7 @@ def candidate_lambdas(lambdas: torch.Tensor, labels: torch.Tensor) -> torch.Tens
     return lambdas
 
 
-def margin_coefficients(layers: MLPLayers, x: torch.Tensor, lambdas: torch.Tensor, labels: torch.Tensor):
+def margin_coefficients(layers: MLPLayers | Network, x: torch.Tensor, lambdas: torch.Tensor, labels: torch.Tensor):
     """Per candidate, the output-space vector its gradient term is taken along: ``lambda_j`` times its
     margin direction (lambdas (..., m)), or ``sum_k lambda_jk (e_y - e_k)`` (lambdas (..., m, C): one
     multiplier per other class)."""

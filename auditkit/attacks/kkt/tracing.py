@@ -43,15 +43,7 @@ def linear_chain(model: nn.Module) -> list[nn.Linear]:
     """
     if isinstance(model, nn.Linear):
         return [model]
-    try:
-        graph = fx.symbolic_trace(model).graph
-    except Exception as error:  # fx raises many kinds (TraceError, TypeError, NotImplementedError, ...)
-        reason = f"{type(error).__name__}: {str(error).splitlines()[0][:160] if str(error) else ''}"
-        raise ModelGraphError(
-            f"the model could not be traced with torch.fx ({reason}); "
-            "auditkit reads a model by tracing its forward: write it without data-dependent control flow, or "
-            "pass an nn.Sequential of Linear and ReLU"
-        ) from None
+    graph = traced(model).graph
     modules = dict(model.named_modules())
     steps: list[nn.Linear | str] = []
     current: fx.Node | None = None
@@ -79,6 +71,20 @@ def linear_chain(model: nn.Module) -> list[nn.Linear]:
         elif kind == "relu" and steps and steps[-1] != "relu":
             steps.append("relu")
     return _checked(steps)
+
+
+def traced(model: nn.Module) -> fx.GraphModule:
+    """``model``'s forward as a torch.fx graph; a forward that cannot be traced (control flow on the data,
+    say) raises :class:`ModelGraphError` saying why, rather than being audited wrong."""
+    try:
+        return fx.symbolic_trace(model)
+    except Exception as error:  # fx raises many kinds (TraceError, TypeError, NotImplementedError, ...)
+        reason = f"{type(error).__name__}: {str(error).splitlines()[0][:160] if str(error) else ''}"
+        raise ModelGraphError(
+            f"the model could not be traced with torch.fx ({reason}); "
+            "auditkit reads a model by tracing its forward: write it without data-dependent control flow, or "
+            "pass an nn.Sequential of Linear and ReLU"
+        ) from None
 
 
 def _kind(node: fx.Node, modules: dict[str, nn.Module]) -> str:
