@@ -354,7 +354,9 @@ def test_broken_idx_files_are_named(project, images, expected):
 def test_bad_command_line_arguments(project, tmp_path):
     base = str(project / "scenarios" / "base.yaml")
     _one_line_error(CliRunner().invoke(main, ["run", str(project / "nope.yaml")]), "nope.yaml: file not found")
-    _one_line_error(CliRunner().invoke(main, ["run", str(project / "scenarios")]), "scenarios: file not found")
+    _one_line_error(
+        CliRunner().invoke(main, ["run", str(project / "scenarios")]), "scenarios: a folder, not a YAML file"
+    )
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
     _one_line_error(CliRunner().invoke(main, ["run", base, "--out", str(blocker / "out")]), "output folder", "a_file")
@@ -420,6 +422,10 @@ DAMAGE = [
     ("a/result.json", lambda v: v["attack"].update(restart_scores="high"), "a/result.json: missing or wrong field"),
     ("a/result.json", lambda v: v["attack"].pop("final_loss"), "a/result.json: missing or wrong field"),
     ("a/result.json", lambda v: v.update(ssim_threshold="high"), "a/result.json: missing or wrong field"),
+    ("a/result.json", lambda v: v.update(ssim_threshold=5), "ssim_threshold: expected a number between 0 and 1"),
+    ("a/result.json", lambda v: v["attack"].update(restarts="many"), "restarts: expected int, got str"),
+    ("a/result.json", lambda v: v["attack"].update(seconds=True), "seconds: expected float, got bool"),
+    ("summary.json", lambda v: v["run"].update(seed="abc"), "seed: expected int, got str"),
     ("a/result.json", lambda v: v["victim"].update(training=None), "a/result.json: missing or wrong field"),
     ("b/per_sample.csv", None, "b/per_sample.csv: not found"),
     ("b/per_sample.csv", b"", "b/per_sample.csv: not a readable CSV"),
@@ -464,6 +470,8 @@ NPZ_DAMAGE = [
     (lambda a: a.update(train_images=np.full_like(a["train_images"], np.nan)), "hold NaN or infinite values"),
     (lambda a: a.update(nonmember_identified=a["nonmember_identified"][:, None]), "not one flag per non-member"),
     (lambda a: a.update(train_images=a["train_images"][:-1]), "rows, but reconstructions.npz holds"),
+    (lambda a: a.update(loss_history=a["loss_history"][:1]), "is not a row per step of history_steps"),
+    (lambda a: a.update(history_steps=a["history_steps"][:, None]), "is not a row per step of history_steps"),
 ]
 
 CSV_DAMAGE = [

@@ -174,6 +174,7 @@ def test_a_set_mistake_is_blamed_on_the_setting_not_the_preset_file():
         ("{dataset: toy_colors, path: /data/mnist}", "'path' is not read by dataset 'toy_colors'"),
         ("{dataset: mnist, image_size: 16}", "'image_size' only apply to dataset 'toy_colors', not 'mnist'"),
         ("{dataset: mnist, noise: 0.5}", "'noise' only apply to dataset 'toy_colors'"),
+        ("{dataset: mnist, negative: [1], positive: [2]}", "'negative' and 'positive': for task 'digits', not"),
     ],
 )
 def test_settings_the_dataset_would_ignore_are_refused(tmp_path, data, expected):
@@ -290,3 +291,17 @@ def test_held_out_labels_without_their_inputs_are_refused_not_ignored(tmp_path):
     np.savez(tmp_path / "d.npz", train_x=np.full((2, 16), 0.5), train_y=np.array([0, 1]), test_y=np.array([0, 1]))
     with pytest.raises(DataError, match="d.npz: test_y without test_x"):
         load_audit_data(tmp_path / "d.npz")
+
+
+def test_a_set_by_list_index_and_a_folder_for_a_scenario_are_named(tmp_path):
+    (tmp_path / "case.yaml").write_text(TINY)
+    indexed = CliRunner().invoke(main, ["validate", str(tmp_path / "case.yaml"), "--set", "defenses.0.name=x"])
+    assert indexed.exit_code == 2 and "a list item cannot be set by its index" in indexed.output, indexed.output
+    folder = CliRunner().invoke(main, ["validate", str(tmp_path)])
+    assert folder.exit_code == 2 and "a folder, not a YAML file" in folder.output, folder.output
+
+
+def test_one_channel_images_given_as_c_h_w_are_drawn():
+    from auditkit.report.plots import thumbnail
+
+    assert thumbnail(np.full((1, 4, 4), 0.5)).startswith(b"\x89PNG") and thumbnail(np.zeros((3, 4, 4)))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -26,6 +26,7 @@ from torch import nn
 from auditkit.budget import check_memory
 from auditkit.errors import STRICT, ConfigError, UnsupportedModelError, first_error
 from auditkit.storage.files import to_jsonable
+from auditkit.storage.safe_load import from_json_fields
 
 ProgressCallback = Callable[[int, float], None]  # (step, current loss)
 
@@ -133,9 +134,8 @@ class AttackFacts:
 
     @classmethod
     def from_dict(cls, values: dict) -> AttackFacts:
-        """Read back :meth:`to_dict` (keys the class does not have are ignored)."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in names})
+        """Read back :meth:`to_dict` (keys the class does not have are ignored, the simple types checked)."""
+        return from_json_fields(cls, values)
 
 
 @dataclass

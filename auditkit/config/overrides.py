@@ -47,6 +47,11 @@ def parse_settings(items: list[str] | tuple[str, ...]) -> dict:
     for item in items:
         key, sep, text = item.partition("=")
         parts = key.strip().split(".")
+        if sep and any(part.isdigit() for part in parts):
+            raise ScenarioError(
+                f"--set {item!r}: a list item cannot be set by its index; set the whole list, e.g. "
+                "defenses=[none, dp_eps8]"
+            )
         if not sep or not all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", part) for part in parts):
             raise ScenarioError(f"--set {item!r}: expected key.path=value, e.g. data.n_per_class=10")
         value = read_value(text, f"--set {item!r}")

@@ -89,6 +89,9 @@ class DataConfig(_Strict):
 
     @model_validator(mode="after")
     def _digits_given(self) -> DataConfig:
+        given = [k for k in ("negative", "positive") if getattr(self, k) is not None]
+        if given and self.task != "digits":
+            raise ValueError(f"{' and '.join(map(repr, given))}: for task 'digits', not '{self.task}' (ignored there)")
         if self.task == "digits":
             if not self.negative or not self.positive:
                 raise ValueError("task 'digits' needs both 'negative' and 'positive' digit lists")

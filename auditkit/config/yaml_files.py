@@ -44,7 +44,7 @@ SafeYAMLLoader.add_implicit_resolver(
 def read_yaml(path: Path, allow_empty: bool = False) -> dict:
     """A YAML mapping; an empty file is an error unless ``allow_empty`` (a preset that changes no default)."""
     if not path.is_file():
-        raise ScenarioError(f"{path}: file not found")
+        raise ScenarioError(f"{path}: {'a folder, not a YAML file' if path.is_dir() else 'file not found'}")
     if path.stat().st_size > MAX_FILE_BYTES:
         raise ScenarioError(f"{path}: {path.stat().st_size} bytes, more than the {MAX_FILE_BYTES} a scenario may have")
     try:

@@ -13,7 +13,7 @@ import torch
 from auditkit.data.audit_data import AuditData
 from auditkit.errors import DataError
 from auditkit.scoring.metrics import SSIM_WINDOW
-from auditkit.storage.safe_load import read_npz
+from auditkit.storage.safe_load import not_a_file, read_npz
 
 
 def class_labels(labels: Iterable, outputs: int = 1) -> tuple[np.ndarray, str]:
@@ -118,7 +118,7 @@ def load_audit_data(path: str | Path, outputs: int = 1, inputs: int | None = Non
     ``outputs`` outputs and ``inputs`` inputs."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: file not found")
+        raise DataError(f"{path}: {not_a_file(path)}")
     arrays = read_npz(path, DataError, ".npz without pickled objects")
     missing = [key for key in ("train_x", "train_y") if key not in arrays]
     if missing:

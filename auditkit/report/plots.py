@@ -24,6 +24,9 @@ def _png(figure: plt.Figure) -> bytes:
 
 
 def _displayable(image: np.ndarray) -> np.ndarray:
+    """(H, W) or (C, H, W) as matplotlib shows it: (H, W) for one channel, (H, W, 3) for RGB."""
+    if image.ndim == 3 and len(image) == 1:
+        return image[0]
     return np.transpose(image, (1, 2, 0)) if image.ndim == 3 else image
 
 
@@ -50,7 +53,7 @@ def reconstruction_grid(result: AuditResult, count: int = 24) -> bytes:
         row, column = 2 * (position // columns), position % columns
         row_data = frame.loc[frame["sample"] == sample].iloc[0]
         candidate = minmax(result.candidates[int(row_data["candidate"])][None])[0]
-        cmap = "gray" if result.train_images[sample].ndim == 2 else None
+        cmap = "gray" if _displayable(result.train_images[sample]).ndim == 2 else None
         axes[row, column].imshow(_displayable(result.train_images[sample]), cmap=cmap, vmin=0, vmax=1)
         axes[row + 1, column].imshow(_displayable(candidate), cmap=cmap, vmin=0, vmax=1)
         mark = "id" if row_data["identified"] else ""

@@ -221,7 +221,7 @@ class AuditResult:
             train_images=arrays.pop("train_images"),
             evidence=arrays,
             attack=facts_from_dict(attack),
-            ssim_threshold=float(values["ssim_threshold"]),
+            ssim_threshold=_threshold(values["ssim_threshold"]),
             victim=VictimFacts.from_dict(values["victim"]) if values.get("victim") else None,
             bounds=ReconstructionBounds.from_dict(values["bounds"]) if values.get("bounds") else None,
             fingerprint=values.get("fingerprint", ""),
@@ -252,6 +252,13 @@ class AuditResult:
             return cls.from_dict(values, frame, arrays)
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise ResultError(f"{directory / RESULT_FILE}: missing or wrong field ({error!r})") from None
+
+
+def _threshold(value) -> float:
+    """A saved SSIM threshold, checked as the Auditor checks a given one (between 0 and 1)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+        raise ValueError(f"ssim_threshold: expected a number between 0 and 1, got {value!r}")
+    return float(value)
 
 
 def _median(scores: pd.Series | None) -> float:

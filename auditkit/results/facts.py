@@ -4,21 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 import torch
 
 from auditkit.environment import DTYPE_NOTES, describe_device, versions
 from auditkit.storage.files import to_jsonable
+from auditkit.storage.safe_load import from_json_fields
 
 Accountant = Literal["rdp", "prv", "gdp"]  # the Opacus accountants an epsilon can come from
-
-
-def from_fields(cls, values: dict):
-    """Build a dataclass from a dict, ignoring keys it does not have (derived values written for readers)."""
-    names = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in values.items() if k in names})
 
 
 @dataclass(frozen=True)
@@ -59,7 +54,7 @@ class TrainingLog:
     def from_dict(cls, values: dict) -> TrainingLog:
         """Read back :meth:`to_dict` (unknown keys ignored)."""
         privacy = values.get("privacy")
-        return from_fields(cls, {**values, "privacy": PrivacyFacts(**privacy) if privacy else None})
+        return from_json_fields(cls, {**values, "privacy": PrivacyFacts(**privacy) if privacy else None})
 
 
 @dataclass(frozen=True)
@@ -141,4 +136,4 @@ class RunFacts:
     def from_dict(cls, values: dict) -> RunFacts:
         """Read back :meth:`to_dict` (unknown keys ignored; a missing time reads NaN)."""
         seconds = values.get("seconds")
-        return from_fields(cls, {**values, "seconds": math.nan if seconds is None else seconds})
+        return from_json_fields(cls, {**values, "seconds": math.nan if seconds is None else seconds})

@@ -42,6 +42,8 @@ def inside(root: str | Path, name: str) -> Path:
 def ensure_writable(folder: str | Path, what: str) -> Path:
     """Create ``folder`` and check a file can be written in it, before any work is done."""
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise AuditkitError(f"{what} {folder}: exists and is not a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):

@@ -6,6 +6,7 @@ Each reader raises the caller's error type (``error``) with one line naming the 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pickle
 import re
@@ -51,6 +52,25 @@ def read_json_object(path: Path, error: type[Exception], missing: str = "not fou
     if not isinstance(values, dict):
         raise error(f"{path}: expected a JSON object, got {type(values).__name__}")
     return values
+
+
+# a dataclass field's annotation -> the JSON values it takes (float: null is NaN written out)
+JSON_TYPES = {"int": (int,), "float": (int, float, type(None)), "str": (str,), "bool": (bool,)}
+
+
+def from_json_fields(cls, values: dict):
+    """The dataclass ``cls`` from a JSON object read back: keys it does not have ignored (derived values
+    written for readers), each field annotated int, float, str or bool checked to hold such a value, so a
+    damaged file fails here (a TypeError naming the field), not later where the value is used."""
+    chosen = {}
+    for item in dataclasses.fields(cls):
+        if item.name not in values:
+            continue
+        value, allowed = values[item.name], JSON_TYPES.get(str(item.type), (object,))
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+            raise TypeError(f"{item.name}: expected {item.type}, got {type(value).__name__} {value!r:.40}")
+        chosen[item.name] = value
+    return cls(**chosen)
 
 
 def read_npz(
@@ -108,7 +128,7 @@ def load_weights(path: Path, error: type[Exception]) -> dict[str, torch.Tensor]:
         Parameter name -> tensor, on the CPU.
     """
     if not path.is_file():
-        raise error(f"{path}: file not found")
+        raise error(f"{path}: {not_a_file(path)}")
     if _is_safetensors(path):
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -140,6 +160,11 @@ def _is_safetensors(path: Path) -> bool:
     with path.open("rb") as handle:
         head = handle.read(9)
     return len(head) == 9 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") < path.stat().st_size
+
+
+def not_a_file(path: Path) -> str:
+    """Why ``path`` cannot be read as a file: absent, or something else (a folder, a device, a pipe)."""
+    return "not a regular file (a folder, device or pipe)" if path.exists() else "file not found"
 
 
 def first_line(error: Exception) -> str:
