@@ -69,9 +69,11 @@ def read_arrays(path: Path) -> dict[str, np.ndarray]:
         if key in arrays and arrays[key].shape != (len(candidates),):
             raise ResultError(f"{path}: array '{key}' has shape {arrays[key].shape}, not one per candidate")
     history, steps = arrays.get("loss_history"), arrays.get("history_steps")
-    misshapen = history is not None and steps is not None and (history.ndim != 2 or steps.ndim != 1)
-    if misshapen or (history is not None and steps is not None and len(history) != len(steps)):
-        raise ResultError(f"{path}: loss_history {history.shape} is not a row per step of history_steps {steps.shape}")
+    if history is not None and steps is not None:
+        if not (history.ndim == 2 and steps.ndim == 1 and len(history) == len(steps)):
+            raise ResultError(
+                f"{path}: loss_history {history.shape} is not a row per step of history_steps {steps.shape}"
+            )
     if arrays["nonmember_identified"].ndim != 1:
         raise ResultError(f"{path}: array 'nonmember_identified' is not one flag per non-member")
     if not (np.isfinite(images).all() and np.isfinite(mean).all()):
