@@ -37,6 +37,7 @@ from auditkit.attacks.kkt.tracing import (
     traced,
 )
 from auditkit.victims.models import unwrap
+from auditkit.victims.user_model import mlp_from_state_dict
 
 LINEAR_MODULES = (
     nn.Linear,
@@ -127,14 +128,12 @@ class ReLUNetwork:
 
 def mlp_network(layers: MLPLayers) -> ReLUNetwork:
     """The :class:`ReLUNetwork` of an MLP's layers (``Linear, ReLU, ..., Linear``) with their weights."""
-    modules: list[nn.Module] = []
-    for weight, bias in zip(layers.weights, layers.biases):
-        linear = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, dtype=weight.dtype)
-        linear.weight = nn.Parameter(weight.detach().clone())
+    state = {}
+    for index, (weight, bias) in enumerate(zip(layers.weights, layers.biases)):
+        state[f"{2 * index}.weight"] = weight.detach()
         if bias is not None:
-            linear.bias = nn.Parameter(bias.detach().clone())
-        modules += [linear, nn.ReLU()]
-    return ReLUNetwork(nn.Sequential(*modules[:-1]).to(layers.weights[0].device))
+            state[f"{2 * index}.bias"] = bias.detach()
+    return ReLUNetwork(mlp_from_state_dict(state).to(layers.weights[0].device))
 
 
 def stationarity_loss_autograd(
