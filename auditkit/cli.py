@@ -24,6 +24,26 @@ def _folder(context: click.Context, parameter: click.Parameter, value: str | Non
     return None if value is None else Path(value)
 
 
+def _arch_arguments(arch: str | None, texts: tuple[str, ...]) -> dict:
+    """``--arch-arg KEY=VALUE`` as keyword arguments (values read as YAML scalars or lists)."""
+    import yaml
+
+    from auditkit.errors import ConfigError
+
+    if texts and arch is None:
+        raise ConfigError("--arch-arg: give --arch module:Class for the arguments to go to")
+    arguments = {}
+    for text in texts:
+        key, separator, value = text.partition("=")
+        if not separator or not key.isidentifier():
+            raise ConfigError(f"--arch-arg {text!r}: expected KEY=VALUE with KEY a Python name")
+        try:
+            arguments[key] = yaml.safe_load(value) if value else ""
+        except yaml.YAMLError:
+            raise ConfigError(f"--arch-arg {key}: {value!r} is not a YAML value") from None
+    return arguments
+
+
 def _fail(error: AuditkitError) -> None:
     click.echo(f"error: {error}", err=True)
     sys.exit(2)
@@ -192,6 +212,18 @@ def run(
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0)
 @click.option("--steps", type=click.IntRange(0, 100_000_000), help="attack steps per restart (overrides the preset)")
+@click.option(
+    "--arch",
+    help="module:Class, your network class (a module importable from here, or nets.py:Class) that MODEL's "
+    "state_dict loads into: needed for a CNN, whose state_dict does not say how it is wired",
+)
+@click.option(
+    "--arch-arg",
+    "arch_args",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="a keyword argument for --arch's class (repeatable; VALUE read as YAML: 8, 0.5, true, [1, 2])",
+)
 @SET_OPTION
 @_common
 def audit(
@@ -200,6 +232,8 @@ def audit(
     out: Path | None,
     attack: str | None,
     init_path: Path | None,
+    arch: str | None,
+    arch_args: tuple[str, ...],
     device: str,
     seed: int,
     steps: int | None,
@@ -214,7 +248,9 @@ def audit(
     (loaded with weights_only=True); DATA an .npz with train_x (the model's inputs), train_y and optionally
     nonmember_x, mean, image_shape. ``--set attack.KEY=VALUE`` and ``--steps`` override the attack preset.
     ``--init INIT``: the weights training started from (same formats): the owner's attack, for models trained
-    the usual way (minibatch SGD, no weight decay), where the KKT attack's premise fails."""
+    the usual way (minibatch SGD, no weight decay), where the KKT attack's premise fails. ``--arch module:Class``
+    (with ``--arch-arg KEY=VALUE``): your network class, for a CNN or any ReLU network whose state_dict does not
+    say how it is wired; a network that takes images reads train_x as flat rows of image_shape."""
     from auditkit.auditing.saved_model import audit_saved_model
     from auditkit.config.overrides import parse_settings
     from auditkit.progress import Progress
@@ -226,7 +262,10 @@ def audit(
         if steps is not None:
             overrides.setdefault("attack", {})["steps"] = steps
         _threads(threads)
-        return folder, audit_saved_model(model, data_path, folder, attack, device, seed, progress, overrides, init_path)
+        arguments = _arch_arguments(arch, arch_args)
+        return folder, audit_saved_model(
+            model, data_path, folder, attack, device, seed, progress, overrides, init_path, arch, arguments
+        )
 
     _report_run(start, "nothing was saved; run it again", fail_if, allow_inconclusive)
 

@@ -22,7 +22,8 @@ from scenario_seeds import by_margin_fifth
 from victim import fresh_victim_cache, scenario_victim
 
 from auditkit import Auditor, KKTAttack
-from auditkit.attacks.kkt.kernel import extract_layers, margins
+from auditkit.attacks.kkt.kernel import margins
+from auditkit.attacks.kkt.network import victim_network
 from auditkit.attacks.kkt.residual import kkt_residual
 from auditkit.scoring.metrics import match
 
@@ -40,12 +41,12 @@ def main() -> None:
     with fresh_victim_cache():
         for seed in args.seeds:
             scenario, data, model, _ = scenario_victim(args.scenario, {"seed": seed, "device": "cpu"})
-            layers = extract_layers(model)
+            layers = victim_network(model)  # an MLP's layers (closed form) or any ReLU network (generic path)
             x, y = torch.as_tensor(data.train_x), torch.as_tensor(data.train_y)
             residual, fitted = kkt_residual(layers, x, y)
             attack = KKTAttack(scenario.attack, steps=args.steps, restarts=1, search="off")
             start = time.perf_counter()
-            output = attack.run(layers, Auditor().knowledge(data), seed=seed, dtype=scenario.dtype,
+            output = attack.run(model, Auditor().knowledge(data), seed=seed, dtype=scenario.dtype,
                                 initial=(x, fitted * len(x), y))  # fmt: skip
             seconds = time.perf_counter() - start
             scores = match(data.to_pixels(data.train_x), data.to_pixels(output.candidates), data.to_pixels(data.pool_x))

@@ -625,7 +625,9 @@ def test_python_api_rejects_models_it_cannot_attack(small_victim):
         "Tanh": torch.nn.Sequential(torch.nn.Linear(784, 3), torch.nn.Tanh(), torch.nn.Linear(3, 1)),
         "has 2 output": torch.nn.Sequential(torch.nn.Linear(784, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2)),
         "takes 10 inputs": torch.nn.Sequential(torch.nn.Linear(10, 3), torch.nn.ReLU(), torch.nn.Linear(3, 1)),
-        "Conv2d": torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU(), torch.nn.Linear(3, 1)),
+        r"does not run on inputs of shape \(784,\)": torch.nn.Sequential(
+            torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU(), torch.nn.Linear(3, 1)
+        ),
     }
     for expected, model in models.items():
         with pytest.raises(AuditkitError, match=expected):

@@ -15,7 +15,7 @@ from torch import nn
 
 from auditkit.attacks.base import Attack, AttackerKnowledge, AttackOutput, ProgressCallback
 from auditkit.attacks.registry import build_attack
-from auditkit.auditing.inputs import initial_model, sample_pairs
+from auditkit.auditing.inputs import flat_input, initial_model, input_shape, sample_pairs
 from auditkit.data.audit_data import AuditData
 from auditkit.data.user_data import audit_data
 from auditkit.environment import DEFAULT_DTYPE, resolve_device, resolve_dtype
@@ -118,7 +118,6 @@ class Auditor:
             raise DataError(f"data: {str(data)!r} is a path; load it first (auditkit.data.user_data.load_audit_data)")
         if any(tensor.is_meta for tensor in itertools.chain(model.parameters(), model.buffers())):
             raise UnsupportedModelError("model: its weights are on the meta device (no values): load them first")
-        shape = self.attack.check(model)
         if init is None and self.attack.needs_initial:
             raise ConfigError(
                 self.attack.missing_initial("init", "a module of the model's architecture, or its state_dict")
@@ -126,10 +125,17 @@ class Auditor:
         initial = initial_model(model, init) if init is not None else None
         if data is not None and not isinstance(data, AuditData):
             data, train = None, data  # (inputs, labels), a Dataset or a DataLoader given in data's place
+        if data is None and train is None:
+            raise DataError("audit: give data (AuditData) or train=(inputs, labels), a Dataset or a DataLoader")
+        pairs = sample_pairs(train) if data is None else None
+        sample_shape = input_shape(
+            model, pairs[0] if pairs else None, image_shape or getattr(data, "image_shape", None)
+        )
+        model, initial = (flat_input(m, sample_shape) if m is not None else None for m in (model, initial))
+        shape = self.attack.check(model)
         if data is None:
-            if train is None:
-                raise DataError("audit: give data (AuditData) or train=(inputs, labels), a Dataset or a DataLoader")
-            x, y, note = sample_pairs(train)
+            x, y, note = pairs
+            image_shape = image_shape or (sample_shape if sample_shape and len(sample_shape) in (2, 3) else None)
             if nonmembers is not None and not isinstance(nonmembers, torch.Tensor | np.ndarray):
                 nonmembers = sample_pairs(nonmembers)[0]  # a Dataset/DataLoader of (input, label) pairs: the inputs
             widths = {"image_shape": image_shape, "outputs": shape.outputs, "inputs": shape.inputs}

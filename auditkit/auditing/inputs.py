@@ -1,6 +1,7 @@
 """What a pipeline hands the Auditor: training pairs as arrays in the user's own index order (a pair of tensors
-or arrays, a Dataset read item by item, a DataLoader's dataset read the same way whatever its sampler), and
-the initial weights as a copy of the model holding them."""
+or arrays, a Dataset read item by item, a DataLoader's dataset read the same way whatever its sampler), the
+initial weights as a copy of the model holding them, and a network that takes images as one that takes the
+flat rows every attack works on."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import torch
 from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, IterableDataset, RandomSampler, SequentialSampler
 
+from auditkit.attacks.kkt.network import takes_flat_rows
 from auditkit.errors import DataError, UnsupportedModelError
 from auditkit.victims.models import unwrap
 from auditkit.victims.user_model import unwrapped_state_dict
@@ -86,3 +88,38 @@ def initial_model(model: nn.Module, init, source: str = "init") -> nn.Module:
         raise DataError(f"{source}: equals the trained weights, so training added nothing for the attack to explain")
     initial.load_state_dict({name: tensor.to(trained[name]) for name, tensor in state.items()})
     return initial
+
+
+def input_shape(model: nn.Module, inputs, image_shape) -> tuple[int, ...] | None:
+    """One sample's shape as ``model`` takes it, for a network that takes images (a convolution first); None
+    for one that takes flat rows. Read from the training inputs when they are images (n, C, H, W) or (n, H, W),
+    else from ``image_shape`` ((H, W) read as one channel)."""
+    if takes_flat_rows(model):
+        return None
+    if inputs is not None and torch.as_tensor(inputs).ndim > 2:
+        return tuple(int(side) for side in torch.as_tensor(inputs).shape[1:])
+    if image_shape is None:
+        raise UnsupportedModelError(
+            "model: it takes images (a convolution first) but the inputs are flat rows: give them as (n, C, H, W) "
+            "or give image_shape"
+        )
+    shape = tuple(int(side) for side in image_shape)
+    return (1, *shape) if len(shape) == 2 else shape
+
+
+def flat_input(model: nn.Module, shape: tuple[int, ...] | None) -> nn.Module:
+    """``model`` fed flat rows, reshaped to ``shape`` before its own ``forward`` (the model itself when
+    ``shape`` is None): a shallow copy of the same class with that one step added, so its layers keep their
+    names and its weights are the model's own (not copied)."""
+    if shape is None:
+        return model
+    inner = unwrap(model)
+
+    class FlatInput(type(inner)):
+        def forward(self, x):
+            return super().forward(x.reshape(-1, *shape))
+
+    FlatInput.__name__ = FlatInput.__qualname__ = type(inner).__name__
+    wrapped = copy.copy(inner)
+    wrapped.__class__ = FlatInput
+    return wrapped

@@ -6,9 +6,12 @@ import re
 import time
 from pathlib import Path
 
+from torch import nn
+
+from auditkit.attacks.kkt.network import takes_flat_rows
 from auditkit.attacks.registry import build_attack
 from auditkit.auditing.auditor import Auditor
-from auditkit.auditing.inputs import initial_model
+from auditkit.auditing.inputs import flat_input, initial_model, input_shape
 from auditkit.config.overrides import deep_merge
 from auditkit.config.presets import attack_preset
 from auditkit.data.user_data import load_audit_data
@@ -20,7 +23,7 @@ from auditkit.results.facts import RunFacts
 from auditkit.results.run import RUN_FILE, RunResult
 from auditkit.storage.files import inside
 from auditkit.storage.outdir import check_layout, exclusive_output
-from auditkit.victims.user_model import load_state_dict, mlp_from_state_dict
+from auditkit.victims.user_model import load_state_dict, mlp_from_state_dict, model_from_class
 
 
 def audit_saved_model(
@@ -33,6 +36,8 @@ def audit_saved_model(
     progress: Progress | None = None,
     overrides: dict | None = None,
     init_path: Path | None = None,
+    arch: str | None = None,
+    arch_arguments: dict | None = None,
 ) -> RunResult:
     """Load (safely) and check the model, its initial weights and the data before anything runs, then
     attack, save and report.
@@ -40,6 +45,8 @@ def audit_saved_model(
     overrides: settings over the attack preset's (``{"attack": {"steps": 300}}``, what ``--set`` gives).
     init_path: the weights training started from (the owner's attack's knowledge); with it the attack
     preset defaults to ``owner``.
+    arch: ``module:Class``, the user's own network class the state_dict loads into (with ``arch_arguments``);
+    without it the state_dict must describe a ReLU MLP (Linear layers only).
     """
     progress = progress or Progress()
     overrides = overrides or {}
@@ -47,16 +54,25 @@ def audit_saved_model(
     if unknown or not isinstance(overrides.get("attack", {}), dict):
         key = unknown[0] if unknown else "attack"
         raise ConfigError(f"--set {key}: auditkit audit takes attack settings only (attack.KEY=VALUE)")
-    model = mlp_from_state_dict(load_state_dict(model_path), str(model_path))
+    state = load_state_dict(model_path)
+    if arch is not None:
+        model = model_from_class(arch, arch_arguments or {}, state, str(model_path))
+    else:
+        model = mlp_from_state_dict(state, str(model_path))
     initial = None
     if init_path is not None:
         initial = initial_model(model, load_state_dict(init_path), str(init_path))
-    data = load_audit_data(data_path, outputs=model[-1].out_features, inputs=model[0].in_features)
     preset_name = attack or ("owner" if initial is not None else None)
     preset = attack_preset(preset_name) if preset_name else {}
     attack_run = build_attack(deep_merge(preset, overrides.get("attack", {})))
     if attack_run.needs_initial and initial is None:
         raise ConfigError(attack_run.missing_initial("--init", "their state_dict file (as MODEL's)"))
+    flat = takes_flat_rows(model)
+    linears = [module for module in model.modules() if isinstance(module, nn.Linear)]
+    outputs = linears[-1].out_features if linears and not flat else attack_run.check(model).outputs
+    data = load_audit_data(data_path, outputs=outputs, inputs=attack_run.check(model).inputs if flat else None)
+    shape = input_shape(model, None, data.image_shape)
+    model, initial = (flat_input(m, shape) if m is not None else None for m in (model, initial))
     itemsize = resolve_dtype(DEFAULT_DTYPE).itemsize
     attack_run.check_memory(attack_run.check(model), len(data.train_x), itemsize, f"the audit of {model_path.name}")
     resolved = resolve_device(device)
@@ -74,6 +90,8 @@ def audit_saved_model(
         settings = {"model": str(model_path), "data": str(data_path), "attack": attack_run.config.model_dump()}
         if init_path is not None:
             settings["init"] = str(init_path)
+        if arch is not None:
+            settings["arch"] = {"class": arch, "arguments": arch_arguments or {}}
         seconds = time.perf_counter() - started
         facts = RunFacts.collect(f"audit of {model_path.name}", seed, resolved, DEFAULT_DTYPE, settings, seconds)
         run = RunResult(facts, [result])

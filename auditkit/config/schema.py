@@ -23,7 +23,7 @@ from auditkit.data.datasets import DATASETS
 from auditkit.errors import STRICT, ScenarioError, first_error
 from auditkit.results.facts import Accountant
 from auditkit.storage.files import SAFE_NAME, Name
-from auditkit.victims.models import BiasMode
+from auditkit.victims.models import BiasMode, ConvLayer, PoolMode
 from auditkit.victims.training import OptimizerName, Schedule
 
 MAX_GRID_POINTS = 1000
@@ -137,15 +137,39 @@ class TrainingConfig(_Strict):
         return self.compile is True or (self.compile == "auto" and device.type == "cuda" and full_batch_constant)
 
 
-class VictimConfig(_Strict):
-    """The victim's architecture (hidden widths, biases, first-layer init scale) and training recipe."""
+class ConvLayerConfig(_Strict):
+    """One convolution of a CNN victim: ReLU after it, then optionally 2x2 pooling."""
 
+    channels: int = Field(gt=0, le=1024)
+    kernel: int = Field(5, gt=0, le=15, description="square kernel side")
+    stride: int = Field(1, gt=0, le=8)
+    pool: PoolMode = Field("none", description="max or avg: 2x2 pooling (stride 2) after the ReLU")
+
+
+class VictimConfig(_Strict):
+    """The victim's architecture (an MLP, or a CNN: convolutions then the hidden widths; biases, first-layer
+    init scale) and training recipe."""
+
+    arch: Literal["mlp", "cnn"] = Field("mlp", description="cnn: the conv layers, then Linear layers of hidden")
+    conv: list[ConvLayerConfig] = Field(default_factory=list, max_length=8, description="cnn only")
     hidden: list[Annotated[int, Field(gt=0, le=65_536)]] = Field(
         default_factory=lambda: [500, 500], min_length=1, max_length=16
     )
     bias: BiasMode = "none"
     init_scale: float | None = Field(None, gt=0, le=10)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+
+    @model_validator(mode="after")
+    def _conv_for_cnn(self) -> VictimConfig:
+        if self.arch == "cnn" and not self.conv:
+            raise ValueError("victim.arch 'cnn' needs at least one layer in victim.conv")
+        if self.arch == "mlp" and self.conv:
+            raise ValueError("victim.conv: set victim.arch to 'cnn' for convolution layers")
+        return self
+
+    def conv_layers(self) -> list[ConvLayer]:
+        """The convolutions as :func:`auditkit.victims.models.build_cnn` takes them."""
+        return [ConvLayer(**layer.model_dump()) for layer in self.conv]
 
 
 class DPConfig(_Strict):

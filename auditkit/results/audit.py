@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from auditkit.attacks.base import AttackFacts
+from auditkit.attacks.base import AttackFacts, Concern
 from auditkit.attacks.registry import facts_from_dict
 from auditkit.results.facts import PrivacyFacts, VictimFacts
 from auditkit.results.storage import ResultError, read_arrays, read_frame, read_json
@@ -120,13 +120,27 @@ class AuditResult:
         inputs = self.train_images.reshape(len(self.train_images), -1) - self.evidence["mean"].reshape(1, -1)
         return bool(np.abs(inputs.mean(0)).mean() < CENTRED_TOLERANCE)
 
+    def _settled_elsewhere(self, test: MembershipTest) -> list[Concern]:
+        """A fatal concern when no leak was found but a quarter or more of the candidates are nearest to a
+        non-member: the attack explained the weights with other images (its public starts, say), which says
+        nothing about whether the training set is also a solution (measured: a CNN whose weights keep all 50
+        training images when the attack starts on them: ``benchmarks/results/cnn_starts_seed0.md``)."""
+        count = len(self.candidates)
+        if test.significant or not count or 4 * test.nonmembers_identified < count:
+            return []
+        reason = (
+            f"{test.nonmembers_identified} of its {count} candidates settled on non-member images: the attack "
+            "explained the weights with other inputs than the training set"
+        )
+        return [Concern(reason, True)]
+
     def verdict(self, test: MembershipTest | None = None) -> Verdict:
         """The attack's premise check for this victim and the finding (``test``: this result's membership
         test, when the caller has it already)."""
-        privacy = self.privacy
+        privacy, test = self.privacy, test or self.membership()
         return judge(
-            self.attack.concerns(self.train_accuracy, self.centred),
-            test or self.membership(),
+            self.attack.concerns(self.train_accuracy, self.centred) + self._settled_elsewhere(test),
+            test,
             privacy.epsilon if privacy else None,
             self.bounds.identified.bound if self.bounds is not None else None,
             self._recognisable(),

@@ -22,7 +22,14 @@ from auditkit.results.facts import PrivacyFacts, TrainingLog, VictimFacts
 from auditkit.results.run import VictimFailure
 from auditkit.storage.fingerprint import fingerprint
 from auditkit.victims.cache import VictimCache, victim_key
-from auditkit.victims.defenses import TrainingDiverged, plan_defenses, train_victim, training_bytes, untrained_victim
+from auditkit.victims.defenses import (
+    TrainingDiverged,
+    plan_defenses,
+    train_victim,
+    training_bytes,
+    untrained_victim,
+    victim_size,
+)
 from auditkit.victims.training import accuracy, classification_loss
 
 
@@ -45,12 +52,12 @@ def plan_victims(scenario: Scenario, data_for: Callable[[Scenario], AuditData] |
     jobs = []
     for point in scenario.grid_points():
         data = data_for(point.scenario)
-        n, widths = len(data.train_x), [data.train_x.shape[1], *point.scenario.victim.hidden, data.outputs]
+        n, (widths, parameters) = len(data.train_x), victim_size(point.scenario, data)
         plans = plan_defenses(point.scenario, n)
         attack, itemsize = build_attack(point.scenario.attack), resolve_dtype(point.scenario.dtype).itemsize
         for defense in point.scenario.defenses:
             name, fingerprint = point.victim_name(defense), audit_fingerprint(point.scenario, defense)
-            victim = training_bytes(point.scenario, defense, n, widths)
+            victim = training_bytes(point.scenario, defense, n, widths, parameters)
             check_memory({"victim": victim, "attack": attack.memory_bytes(n, widths, itemsize)}, f"victim {name}")
             jobs.append(VictimJob(name, point.scenario, defense, plans.get(defense.name), fingerprint))
     return jobs

@@ -13,11 +13,11 @@ from torch import nn
 from auditkit.config.schema import DefenseConfig, DefenseKindName, Scenario
 from auditkit.data.audit_data import AuditData
 from auditkit.environment import resolve_dtype, seed_everything
-from auditkit.errors import AuditkitError
+from auditkit.errors import AuditkitError, ConfigError
 from auditkit.progress import Progress
 from auditkit.results.facts import PrivacyFacts, TrainingLog
 from auditkit.victims.dp import plan_dp, train_dp_sgd
-from auditkit.victims.models import build_mlp, unwrap
+from auditkit.victims.models import build_cnn, build_mlp, cnn_widths, unwrap
 from auditkit.victims.training import train_mlp
 
 
@@ -99,7 +99,7 @@ def plan_defenses(scenario: Scenario, n: int) -> dict[str, PrivacyFacts]:
     return plans
 
 
-def training_bytes(scenario: Scenario, defense: DefenseConfig, n: int, widths: list[int]) -> int:
+def training_bytes(scenario: Scenario, defense: DefenseConfig, n: int, widths: list[int], parameters: int) -> int:
     """What training one victim allocates at most: parameters with their gradients and two optimiser states,
     a batch's activations (kept for the backward pass), and for DP-SGD the per-sample gradients of a batch
     (Poisson batches: twice the expected size).
@@ -108,13 +108,13 @@ def training_bytes(scenario: Scenario, defense: DefenseConfig, n: int, widths: l
         scenario: the scenario (its dtype and recipe).
         defense: the defense (its batch size).
         n: training samples.
-        widths: the network's widths, input first.
+        widths: every layer's (flattened) output width, input first.
+        parameters: the network's parameter count.
 
     Returns:
         Bytes.
     """
     itemsize = resolve_dtype(scenario.dtype).itemsize
-    parameters = sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
     training = scenario.training_for(defense)
     batch = min(n, training.batch_size or n)
     per_sample = 0
@@ -124,11 +124,32 @@ def training_bytes(scenario: Scenario, defense: DefenseConfig, n: int, widths: l
     return itemsize * (4 * parameters + 3 * batch * sum(widths) + per_sample)
 
 
-def untrained_victim(scenario: Scenario, data: AuditData) -> nn.Sequential:
-    """The scenario's MLP at its seeded initialisation (what training starts from, what the cache fills)."""
+def victim_size(scenario: Scenario, data: AuditData) -> tuple[list[int], int]:
+    """The scenario's network on ``data``: every layer's output width (input first) and its parameter count,
+    by arithmetic (nothing allocated); a CNN whose layers do not fit the images raises ConfigError naming the
+    layer."""
     cfg = scenario.victim
-    input_dim, seed, dtype = data.train_x.shape[1], scenario.seed, scenario.dtype
-    return build_mlp(input_dim, cfg.hidden, cfg.bias, cfg.init_scale, seed, dtype, outputs=data.outputs)
+    if cfg.arch == "mlp":
+        widths = [data.train_x.shape[1], *cfg.hidden, data.outputs]
+        return widths, sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
+    try:
+        return cnn_widths(_channels_first(data.image_shape), cfg.conv_layers(), cfg.hidden, data.outputs)
+    except ValueError as error:
+        raise ConfigError(f"victim.{error}") from None
+
+
+def untrained_victim(scenario: Scenario, data: AuditData) -> nn.Sequential:
+    """The scenario's network at its seeded initialisation (what training starts from, what the cache fills)."""
+    cfg = scenario.victim
+    seed, dtype, outputs = scenario.seed, scenario.dtype, data.outputs
+    if cfg.arch == "cnn":
+        shape = _channels_first(data.image_shape)
+        return build_cnn(shape, cfg.conv_layers(), cfg.hidden, cfg.bias, cfg.init_scale, seed, dtype, outputs)
+    return build_mlp(data.train_x.shape[1], cfg.hidden, cfg.bias, cfg.init_scale, seed, dtype, outputs=outputs)
+
+
+def _channels_first(image_shape: tuple[int, ...]) -> tuple[int, int, int]:
+    return tuple(image_shape) if len(image_shape) == 3 else (1, *image_shape)
 
 
 def train_victim(

@@ -1,8 +1,10 @@
-"""Victim models: the ReLU MLPs scenarios build, the wrappers training leaves around them, and their margins."""
+"""Victim models: the ReLU networks scenarios build (MLPs and CNNs), the wrappers training leaves around them, and
+their margins."""
 
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -12,6 +14,18 @@ from torch import nn
 from auditkit.environment import DEFAULT_DTYPE, resolve_dtype
 
 BiasMode = Literal["none", "first", "all"]
+PoolMode = Literal["none", "max", "avg"]
+
+
+@dataclass(frozen=True)
+class ConvLayer:
+    """One convolution of a CNN victim: ``channels`` out, a square ``kernel`` at ``stride``, then ReLU, then
+    optionally a 2x2 pooling (``pool``, stride 2)."""
+
+    channels: int
+    kernel: int = 5
+    stride: int = 1
+    pool: PoolMode = "none"
 
 
 def build_mlp(
@@ -29,20 +43,93 @@ def build_mlp(
     (non-homogeneous), "first" only in the first layer (the authors' released nets).
     init_scale: first-layer weights (and bias) drawn N(0, init_scale^2); other layers PyTorch's default.
     """
+    widths = [input_dim, *hidden, outputs]
+    return _seeded(lambda: _dense(widths, bias, first=True, dtype=resolve_dtype(dtype)), init_scale, seed)
+
+
+def build_cnn(
+    image_shape: tuple[int, ...],
+    conv: list[ConvLayer],
+    hidden: list[int],
+    bias: BiasMode = "none",
+    init_scale: float | None = None,
+    seed: int = 0,
+    dtype: torch.dtype | str = DEFAULT_DTYPE,
+    outputs: int = 1,
+) -> nn.Sequential:
+    """``Unflatten, (Conv2d, ReLU[, pool]) x len(conv), Flatten, Linear, ReLU, ..., Linear(., outputs)``: a ReLU
+    CNN that takes flat rows (the Unflatten restores ``image_shape``, (H, W) read as one channel), as every
+    victim does. bias, init_scale and seed as :func:`build_mlp` (the first layer is the first convolution)."""
+    shape = image_shape if len(image_shape) == 3 else (1, *image_shape)
+    widths, _ = cnn_widths(shape, conv, hidden, outputs)
     dtype = resolve_dtype(dtype)
+
+    def layers() -> nn.Sequential:
+        modules: list[nn.Module] = [nn.Unflatten(1, tuple(shape))]
+        channels = shape[0]
+        for index, layer in enumerate(conv):
+            has_bias = bias == "all" or (bias == "first" and index == 0)
+            modules += [nn.Conv2d(channels, layer.channels, layer.kernel, layer.stride, bias=has_bias, dtype=dtype)]
+            modules += [nn.ReLU()] + ([POOLS[layer.pool](2)] if layer.pool != "none" else [])
+            channels = layer.channels
+        dense = _dense([widths[len(conv)], *hidden, outputs], bias, first=False, dtype=dtype)
+        return nn.Sequential(*modules, nn.Flatten(), *dense)
+
+    return _seeded(layers, init_scale, seed)
+
+
+POOLS = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
+
+
+def cnn_widths(
+    image_shape: tuple[int, int, int], conv: list[ConvLayer], hidden: list[int], outputs: int
+) -> tuple[list[int], int]:
+    """Every layer's output width (flattened), input first, and the parameter count of a :func:`build_cnn`
+    network (biases counted as if present: an upper estimate), by arithmetic alone (nothing allocated).
+
+    Raises:
+        ValueError: naming the layer whose kernel or pooling no longer fits the image it receives.
+    """
+    channels, height, width = image_shape
+    widths, parameters = [channels * height * width], 0
+    for index, layer in enumerate(conv):
+        if layer.kernel > min(height, width):
+            raise ValueError(f"conv.{index}.kernel: {layer.kernel} exceeds the {height}x{width} image it receives")
+        height, width = (height - layer.kernel) // layer.stride + 1, (width - layer.kernel) // layer.stride + 1
+        parameters += channels * layer.channels * layer.kernel**2 + layer.channels
+        channels = layer.channels
+        if layer.pool != "none":
+            if min(height, width) < 2:
+                raise ValueError(f"conv.{index}.pool: the {height}x{width} image it receives is too small to pool")
+            height, width = height // 2, width // 2
+        widths.append(channels * height * width)
+    dense = [widths[-1], *hidden, outputs]
+    parameters += sum(a * b + b for a, b in zip(dense[:-1], dense[1:]))
+    return widths + dense[1:], parameters
+
+
+def _dense(widths: list[int], bias: BiasMode, *, first: bool, dtype: torch.dtype) -> list[nn.Module]:
+    """``Linear, ReLU, ..., Linear`` through ``widths``; ``first``: these are the network's first layers (for
+    ``bias: first``)."""
+    layers: list[nn.Module] = []
+    for index, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:])):
+        has_bias = bias == "all" or (bias == "first" and first and index == 0)
+        layers.append(nn.Linear(fan_in, fan_out, bias=has_bias, dtype=dtype))
+        if index < len(widths) - 2:
+            layers.append(nn.ReLU())
+    return layers
+
+
+def _seeded(build, init_scale: float | None, seed: int) -> nn.Sequential:
+    """``build()`` with the global RNG seeded by ``seed`` (and restored after); the first layer with weights
+    redrawn N(0, init_scale^2) when given."""
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
-        widths = [input_dim, *hidden, outputs]
-        layers: list[nn.Module] = []
-        for index, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:])):
-            has_bias = bias == "all" or (bias == "first" and index == 0)
-            layers.append(nn.Linear(fan_in, fan_out, bias=has_bias, dtype=dtype))
-            if index < len(widths) - 2:
-                layers.append(nn.ReLU())
-        model = nn.Sequential(*layers)
+        built = build()
+        model = built if isinstance(built, nn.Module) else nn.Sequential(*built)
         if init_scale is not None:
-            first = model[0]
+            first = next(m for m in model.modules() if isinstance(m, nn.Linear | nn.Conv2d))
             with torch.no_grad():
                 first.weight.normal_(0.0, init_scale)
                 if first.bias is not None:

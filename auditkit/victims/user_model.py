@@ -1,4 +1,5 @@
-"""A model the user trained and saved: a state_dict (safetensors or weights-only torch) becomes a ReLU MLP."""
+"""A model the user trained and saved: a state_dict (safetensors or weights-only torch) becomes a ReLU MLP, or
+loads into the user's own class (a CNN: its state_dict does not say how it is wired)."""
 
 from __future__ import annotations
 
@@ -90,3 +91,74 @@ def mlp_from_state_dict(state: dict[str, torch.Tensor], source: str = "state_dic
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """A state_dict read safely (:func:`auditkit.storage.safe_load.load_weights`): never unpickles objects."""
     return load_weights(Path(path), UnsupportedModelError)
+
+
+def model_from_class(spec: str, arguments: Mapping, state: Mapping, source: str = "state_dict") -> nn.Module:
+    """The user's own network class, built and loaded with a saved state_dict: how a state_dict that does not
+    say how it is wired (a CNN) is audited.
+
+    Args:
+        spec: ``module:Class``: a dotted module importable from the current folder, or a ``.py`` file's path.
+        arguments: keyword arguments for the class.
+        state: its state_dict (wrapper prefixes dropped, every tensor checked: :func:`unwrapped_state_dict`).
+        source: how errors name the state_dict (its file).
+
+    Returns:
+        The model in eval mode with the saved weights; a class that cannot be imported or built, or that does not
+        take the state_dict exactly (a missing, extra or differently shaped tensor), raises
+        :class:`UnsupportedModelError` in one line.
+    """
+    module_name, _, class_name = spec.rpartition(":")
+    if not module_name or not class_name:
+        raise UnsupportedModelError(f"--arch: {spec!r} is not module:Class (e.g. mynets:SmallCNN or nets.py:SmallCNN)")
+    try:
+        module = _import(module_name)
+    except Exception as error:  # the user's module: any error in it is theirs, said in one line
+        raise UnsupportedModelError(
+            f"--arch: cannot import {module_name!r} ({type(error).__name__}: {error})"
+        ) from None
+    cls = getattr(module, class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise UnsupportedModelError(f"--arch: {module_name!r} has no torch.nn.Module class {class_name!r}")
+    try:
+        model = cls(**dict(arguments))
+    except Exception as error:
+        raise UnsupportedModelError(
+            f"--arch: {class_name}(**{dict(arguments)}) failed ({type(error).__name__}: {error})"
+        ) from None
+    if not isinstance(state, Mapping) or not state:
+        raise UnsupportedModelError(f"{source}: expected a non-empty state_dict (names -> tensors)")
+    cleaned = unwrapped_state_dict(state, source)
+    expected = model.state_dict()
+    for name in sorted(set(expected) ^ set(cleaned)):
+        where = f"{class_name} has no tensor" if name in cleaned else f"it lacks {class_name}'s tensor"
+        raise UnsupportedModelError(f"{source}: {where} {name!r} (--arch {spec} is another architecture?)")
+    for name, tensor in cleaned.items():
+        if tensor.shape != expected[name].shape:
+            raise UnsupportedModelError(
+                f"{source}: {name!r} is {tuple(tensor.shape)} but {class_name}'s is {tuple(expected[name].shape)}"
+            )
+        if not torch.isfinite(tensor).all():
+            raise UnsupportedModelError(f"{source}: {name!r} holds NaN or infinite values")
+    model = model.to(next(iter(cleaned.values())).dtype)
+    model.load_state_dict(cleaned)
+    return model.eval()
+
+
+def _import(name: str):
+    """A module by dotted name (the current folder first on the path) or from a ``.py`` file."""
+    import importlib
+    import importlib.util
+    import sys
+
+    if name.endswith(".py"):
+        path = Path(name)
+        if not path.is_file():
+            raise FileNotFoundError(f"no file {name}")
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    if str(Path.cwd()) not in sys.path and "" not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
+    return importlib.import_module(name)

@@ -7,7 +7,8 @@ with a pixel-range prior and a lambda_min hinge. A C-output victim gets the mult
 on the gradient of its margin Phi_{y_j} - Phi_k at x_j (or, ``multiclass_margins: runner_up``, one
 multiplier on the margin against max_{k != y_j} Phi_k; see :func:`auditkit.attacks.kkt.kernel.margin_coefficients`).
 R restarts advance together as one batched program. The closed-form MLP kernel is its fast path: a model
-it runs on is traced to its Linear/ReLU chain (:mod:`auditkit.attacks.kkt.tracing`).
+it runs on is traced to its Linear/ReLU chain (:mod:`auditkit.attacks.kkt.tracing`); any other ReLU network
+(convolutions, pooling) takes the generic autograd path (:mod:`auditkit.attacks.kkt.network`).
 """
 
 from __future__ import annotations
@@ -29,11 +30,11 @@ from auditkit.attacks.kkt.kernel import (
     Objective,
     as_objective,
     candidate_lambdas,
-    extract_layers,
     forward,
     preactivation_scale,
     stationarity_loss,
 )
+from auditkit.attacks.kkt.network import victim_network
 from auditkit.attacks.kkt.optimizer import BatchedOptimizer, restart_mask, take_restarts
 from auditkit.attacks.kkt.residual import kkt_residual
 from auditkit.attacks.kkt.selection import Scorer, ground_truth_scorer, kkt_loss_score, residual_scorer
@@ -46,7 +47,7 @@ ACTIVATION_COPIES = 8  # per candidate and unit, what a step keeps alive at once
 
 @register_attack
 class KKTAttack(Attack):
-    """Reconstruct training inputs of a ReLU MLP from its weights via the KKT conditions.
+    """Reconstruct training inputs of a ReLU network from its weights via the KKT conditions.
 
     Example:
         >>> attack = KKTAttack(steps=2000, restarts=2)
@@ -72,13 +73,19 @@ class KKTAttack(Attack):
         return cfg.restarts * m * (ACTIVATION_COPIES * sum(widths) + widths[-1]) * itemsize
 
     def check(self, model: nn.Module) -> ModelShape:
-        """The MLP's input width and outputs; anything but a Linear/ReLU chain raises UnsupportedModelError."""
-        layers = extract_layers(model)
-        return ModelShape(layers.input_dim, layers.outputs, (layers.input_dim, *(w.shape[0] for w in layers.weights)))
+        """The network's input width, outputs and every ReLU's width; anything but a ReLU network of the
+        supported layers (:mod:`auditkit.attacks.kkt.network`) raises UnsupportedModelError."""
+        network = victim_network(model)
+        if isinstance(network, MLPLayers):
+            widths = tuple(w.shape[0] for w in network.weights)
+        else:
+            zeros = torch.zeros(1, network.input_dim, dtype=network.parameters[0].dtype)
+            widths = (*(z[0].numel() for z in network.preactivations(zeros)), network.outputs)
+        return ModelShape(network.input_dim, network.outputs, (network.input_dim, *widths))
 
     def objective(self, model: nn.Module | MLPLayers, knowledge: AttackerKnowledge) -> Objective:
         """What the candidates' gradients must explain: the KKT condition, the victim's weights at themselves."""
-        return as_objective(model if isinstance(model, MLPLayers) else extract_layers(model))
+        return as_objective(model if isinstance(model, MLPLayers) else victim_network(model))
 
     def assess(
         self, model: nn.Module, knowledge: AttackerKnowledge, output: AttackOutput, train: tuple

@@ -52,9 +52,8 @@ class MLPLayers:
 
     def to(self, device: torch.device | str, dtype: torch.dtype) -> MLPLayers:
         """The layers on ``device`` in ``dtype``, with subnormal weights set to 0: weight decay leaves the
-        weights of dead units at 1e-39 and below, and subnormal numbers slow CPU matrix products by 100x
-        or more (measured: a victim with 127,000 of them attacked 7x slower, 63 s against 8.9 s for 400
-        steps); as weights they are 0 in all but name."""
+        weights of dead units at 1e-39 and below, subnormal numbers slow CPU matrix products many times over
+        (README, "The attack"), and as weights they are 0 in all but name."""
         tiny = torch.finfo(dtype).tiny
 
         def move(t: torch.Tensor | None) -> torch.Tensor | None:
@@ -90,12 +89,12 @@ class Objective:
     free theta_0 (``theta_T - c theta_0`` with c fitted: weight decay's shrinking of the init absorbed).
     """
 
-    points: tuple[MLPLayers, ...]
-    target: MLPLayers
-    free: MLPLayers | None = None
+    points: tuple[MLPLayers | Network, ...]
+    target: MLPLayers | Network
+    free: MLPLayers | Network | None = None
 
     @property
-    def at(self) -> MLPLayers:
+    def at(self) -> MLPLayers | Network:
         """The point the candidates' margins (classes, runner-ups) and alpha's scale are read at."""
         return self.points[0]
 
@@ -123,15 +122,34 @@ class Objective:
 
 
 class Network(Protocol):
-    """Any network the objective reads through autograd (:class:`auditkit.attacks.kkt.network.ReLUNetwork`):
-    its output count, and its exact outputs at flat inputs (m, d)."""
+    """Any ReLU network the objective reads through autograd, the generic path
+    (:class:`auditkit.attacks.kkt.network.ReLUNetwork`): what the MLP's closed form computes, as methods."""
 
     outputs: int
+    input_dim: int
+    parameters: list[torch.Tensor]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
 
+    def to(self, device: torch.device | str, dtype: torch.dtype) -> Network:
+        """A copy on ``device`` in ``dtype``."""
 
-def as_objective(problem: MLPLayers | Objective) -> Objective:
+    def norm(self) -> torch.Tensor:
+        """||theta|| (float64)."""
+
+    def preactivations(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """What each ReLU receives at flat inputs ``x``."""
+
+    def per_sample_gradients(self, x: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+        """(n, P): the gradient in theta of ``directions[i] . Phi(x_i)`` per row (exact ReLU)."""
+
+    def gradient_combination(
+        self, x: torch.Tensor, coefficients: torch.Tensor, alpha, params: list[torch.Tensor]
+    ) -> list[torch.Tensor]:
+        """``sum_j c_j grad_theta Phi(x_j)`` at ``params`` with the smooth-step ReLU, differentiable in x and c."""
+
+
+def as_objective(problem: MLPLayers | Network | Objective) -> Objective:
     """``problem`` as an :class:`Objective`: a bare MLP is the KKT one (its own weights, explained at themselves)."""
     return problem if isinstance(problem, Objective) else Objective((problem,), problem)
 
@@ -164,8 +182,10 @@ def smooth_relu(z: torch.Tensor, alpha: torch.Tensor | float) -> torch.Tensor:
     return _SmoothReLU.apply(z, alpha)
 
 
-def forward(layers: MLPLayers, x: torch.Tensor) -> torch.Tensor:
+def forward(layers: MLPLayers | Network, x: torch.Tensor) -> torch.Tensor:
     """Exact network output Phi(x): shape ``x.shape[:-1]`` for one output, ``(*x.shape[:-1], C)`` for C."""
+    if not isinstance(layers, MLPLayers):
+        return layers(x)
     h = x
     for weight, bias in zip(layers.weights[:-1], layers.biases[:-1]):
         h = torch.relu(linear(h, weight, bias))
@@ -185,14 +205,14 @@ def margin_directions(layers: MLPLayers | Network, x: torch.Tensor, labels: torc
     if layers.outputs == 1:
         return labels.to(x.dtype).expand(x.shape[:-1]).unsqueeze(-1)
     with torch.no_grad():
-        logits = forward(layers, x.detach()) if isinstance(layers, MLPLayers) else layers(x.detach())
+        logits = forward(layers, x.detach())
         classes = labels.long().expand(x.shape[:-1])
         runner_up = logits.scatter(-1, classes.unsqueeze(-1), -torch.inf).argmax(-1)
     eye = torch.eye(layers.outputs, dtype=x.dtype, device=x.device)
     return eye[classes] - eye[runner_up]
 
 
-def margins(layers: MLPLayers, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def margins(layers: MLPLayers | Network, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """``y Phi(x)`` (one output) or ``Phi_y(x) - max_{k != y} Phi_k(x)`` (C outputs): positive = correct."""
     with torch.no_grad():
         out = forward(layers, x)
@@ -211,10 +231,10 @@ def hidden_preactivations(layers: MLPLayers, x: torch.Tensor) -> list[torch.Tens
     return zs
 
 
-def preactivation_scale(layers: MLPLayers, x: torch.Tensor) -> float:
+def preactivation_scale(layers: MLPLayers | Network, x: torch.Tensor) -> float:
     """Median |z| over all hidden pre-activations at inputs x: the scale alpha must match."""
     with torch.no_grad():
-        zs = hidden_preactivations(layers, x)
+        zs = hidden_preactivations(layers, x) if isinstance(layers, MLPLayers) else layers.preactivations(x)
         return torch.cat([z.abs().flatten() for z in zs]).median().item()
 
 
@@ -260,12 +280,9 @@ def _relu_derivative(z: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
 
 
 def smooth_step(z: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    """sigmoid(alpha z), the smoothed ReLU derivative, floored at sigmoid(-SMOOTH_STEP_FLOOR) = 9e-14.
-
-    Unfloored, the units far below 0 get 1e-38 and smaller: subnormal floats, and every matrix product
-    they enter runs 5-8x slower on a CPU (measured: the attack's (4, 500, 200) x (4, 200, 784) product took
-    19 ms instead of 2.6). A slope of 9e-14 instead of less changes nothing the attack can see.
-    """
+    """sigmoid(alpha z), the smoothed ReLU derivative, floored at sigmoid(-SMOOTH_STEP_FLOOR) = 9e-14: unfloored,
+    units far below 0 get subnormal slopes that slow every CPU matrix product they enter several times over,
+    and a slope of 9e-14 instead of less changes nothing the attack can see."""
     return torch.sigmoid((alpha * z).clamp_min(-SMOOTH_STEP_FLOOR))
 
 
@@ -304,15 +321,30 @@ def stationarity_loss(
     :func:`margin_directions`). A bare MLP is the KKT objective: its own weights, explained at themselves.
     """
     objective = as_objective(problem)
+    if not isinstance(objective.at, MLPLayers):
+        alphas = torch.as_tensor(alpha, dtype=x.dtype, device=x.device).expand(len(x))
+        return torch.stack([_network_loss(objective, x[r], lambdas[r], labels, alphas[r]) for r in range(len(x))])
     coefficients = margin_coefficients(objective.at, x, lambdas, labels) / x.shape[1]
     combined = None
     for point in objective.points:
         grads = [g for pair in gradient_combination(point, x, coefficients, alpha) for g in pair if g is not None]
         combined = grads if combined is None else [a + b for a, b in zip(combined, grads)]
-    residuals = [t - g / len(objective.points) for t, g in zip(objective.target.parameters, combined)]
-    total = sum(r.flatten(1).pow(2).sum(1) for r in residuals)
+    return _residual_norm(objective, [g / len(objective.points) for g in combined], 1)
+
+
+def _network_loss(objective: Objective, x: torch.Tensor, lambdas: torch.Tensor, labels: torch.Tensor, alpha):
+    """One restart's loss on a generic network (x (m, d)), each point's gradient combination through autograd."""
+    coefficients = margin_coefficients(objective.at, x, lambdas, labels) / x.shape[0]
+    per_point = [point.gradient_combination(x, coefficients, alpha, point.parameters) for point in objective.points]
+    return _residual_norm(objective, [sum(parts) / len(per_point) for parts in zip(*per_point)], 0)
+
+
+def _residual_norm(objective: Objective, grads: list[torch.Tensor], batch_dims: int) -> torch.Tensor:
+    """``||t - g||^2`` less the free direction's share, summed over all but the first ``batch_dims`` dims."""
+    residuals = [t - g for t, g in zip(objective.target.parameters, grads)]
+    total = sum(r.flatten(batch_dims).pow(2).sum(-1) for r in residuals)
     if objective.free is not None:
         free = objective.free.parameters
-        along = sum((r * f).flatten(1).sum(1) for r, f in zip(residuals, free))
+        along = sum((r * f).flatten(batch_dims).sum(-1) for r, f in zip(residuals, free))
         total = (total - along.pow(2) / sum(f.pow(2).sum() for f in free)).clamp_min(0)  # rounding aside
     return total

@@ -23,9 +23,9 @@ from auditkit.attacks.kkt.kernel import (
     MLPLayers,
     Objective,
     as_objective,
-    margin_coefficients,
-    parameter_dot,
+    extract_layers,
     smooth_relu,
+    stationarity_loss,
 )
 from auditkit.attacks.kkt.tracing import (
     RELU_FUNCTIONS,
@@ -36,6 +36,7 @@ from auditkit.attacks.kkt.tracing import (
     ModelGraphError,
     traced,
 )
+from auditkit.errors import UnsupportedModelError
 from auditkit.victims.models import unwrap
 from auditkit.victims.user_model import mlp_from_state_dict
 
@@ -69,19 +70,29 @@ class ReLUNetwork:
     """
 
     def __init__(self, model: nn.Module, input_shape: tuple[int, ...] | None = None) -> None:
-        model = copy.deepcopy(unwrap(model)).eval()
+        model = _without_hooks(copy.deepcopy(unwrap(model)).eval())
         graph = traced(model)
         modules = dict(model.named_modules())
         for position, node in enumerate(graph.graph.nodes):
             _check(node, modules, position)
-        self.exact = model
+        self.exact = graph.eval()
         self.smooth = _with_smooth_relu(graph, modules)
-        self.names = [name for name, _ in model.named_parameters()]
-        linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-        if input_shape is None and not linears:
-            raise ModelGraphError("input_shape: needed for a network without a Linear layer to read it from")
-        self.input_shape = tuple(input_shape) if input_shape is not None else (linears[0].in_features,)
-        self.outputs = int(self(torch.zeros(1, self.input_dim, dtype=self.parameters[0].dtype)).reshape(1, -1).shape[1])
+        self.relus = [node.name for node in graph.graph.nodes if _is_relu(node, modules)]
+        self.names = [name for name, _ in self.exact.named_parameters()]
+        if input_shape is None:
+            width = flat_width(graph, modules)
+            if width is None:
+                raise ModelGraphError(
+                    "the network takes images, not flat rows: give the inputs as (n, C, H, W) or give image_shape"
+                )
+            input_shape = (width,)
+        self.input_shape = tuple(int(side) for side in input_shape)
+        try:
+            probe = self(torch.zeros(1, self.input_dim, dtype=self.parameters[0].dtype))
+        except RuntimeError as error:  # the layers do not fit each other or the input shape
+            first = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
+            raise ModelGraphError(f"the network does not run on inputs of shape {self.input_shape} ({first})") from None
+        self.outputs = int(probe.reshape(1, -1).shape[1])
 
     @property
     def parameters(self) -> list[torch.Tensor]:
@@ -96,24 +107,53 @@ class ReLUNetwork:
     def __call__(
         self, x: torch.Tensor, params: list[torch.Tensor] | None = None, alpha: float | torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Outputs at flat inputs ``x`` (m, d): (m,) for one output, (m, C) for C; at ``params`` (default the
-        network's own); ``alpha``: None, the exact ReLU; a number, the smooth-step derivative."""
+        """Outputs at flat inputs ``x`` (..., d): (...) for one output, (..., C) for C; at ``params`` (default
+        the network's own); ``alpha``: None, the exact ReLU; a number, the smooth-step derivative."""
         values = dict(zip(self.names, params if params is not None else self.parameters))
-        inputs = x.reshape(len(x), *self.input_shape)
+        inputs = x.reshape(-1, *self.input_shape)
         if alpha is None:
             out = functional_call(self.exact, values, (inputs,))
         else:
             alpha = torch.as_tensor(alpha, dtype=x.dtype, device=x.device)
             out = functional_call(self.smooth, values, (inputs, alpha))
-        out = out.reshape(len(x), -1)
-        return out.squeeze(-1) if out.shape[1] == 1 else out
+        out = out.reshape(*x.shape[:-1], -1)
+        return out.squeeze(-1) if out.shape[-1] == 1 else out
 
     def to(self, device: torch.device | str, dtype: torch.dtype) -> ReLUNetwork:
-        """A copy whose parameters are on ``device`` in ``dtype``."""
+        """A copy whose parameters are on ``device`` in ``dtype``, subnormal weights set to 0 (as
+        :meth:`auditkit.attacks.kkt.kernel.MLPLayers.to` does, for the same reason: speed)."""
         moved = copy.copy(self)
         moved.exact = copy.deepcopy(self.exact).to(device=device, dtype=dtype)
         moved.smooth = copy.deepcopy(self.smooth).to(device=device, dtype=dtype)
+        tiny = torch.finfo(dtype).tiny
+        with torch.no_grad():
+            for module in (moved.exact, moved.smooth):
+                for parameter in module.parameters():
+                    parameter.masked_fill_(parameter.abs() < tiny, 0.0)
         return moved
+
+    def norm(self) -> torch.Tensor:
+        """||theta||: the Euclidean norm of all parameters together (float64)."""
+        return torch.sqrt(sum((p.double() ** 2).sum() for p in self.parameters))
+
+    def preactivations(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """What every ReLU receives at flat inputs ``x`` (m, d), in the order ``forward`` applies them."""
+        recorder = _ReLUInputs(self.exact, set(self.relus))
+        with torch.no_grad():
+            recorder.run(x.reshape(-1, *self.input_shape))
+        return recorder.seen
+
+    def per_sample_gradients(self, x: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+        """(n, P): row i the gradient in theta of ``directions[i] . Phi(x_i)`` (exact ReLU), parameters in
+        ``names`` order, flattened."""
+        values = {name: p.detach() for name, p in zip(self.names, self.parameters)}
+
+        def margin(values: dict, one: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
+            out = functional_call(self.exact, values, (one.reshape(1, *self.input_shape),))
+            return (out.reshape(-1) * direction).sum()
+
+        rows = torch.func.vmap(torch.func.grad(margin), in_dims=(None, 0, 0))(values, x, directions)
+        return torch.cat([rows[name].reshape(len(x), -1) for name in self.names], 1)
 
     def gradient_combination(
         self, x: torch.Tensor, coefficients: torch.Tensor, alpha: float | torch.Tensor, params: list[torch.Tensor]
@@ -136,6 +176,51 @@ def mlp_network(layers: MLPLayers) -> ReLUNetwork:
     return ReLUNetwork(mlp_from_state_dict(state).to(layers.weights[0].device))
 
 
+def victim_network(model: nn.Module) -> MLPLayers | ReLUNetwork:
+    """What the attack computes on: an MLP's layers (the closed form, the fast path) when ``model`` is a chain
+    of Linear layers and ReLUs, else the generic :class:`ReLUNetwork`; anything else raises
+    :class:`UnsupportedModelError` naming the layer or operation and its step."""
+    try:
+        return extract_layers(model)
+    except UnsupportedModelError:
+        try:
+            return ReLUNetwork(model)
+        except ModelGraphError as error:
+            raise UnsupportedModelError(str(error)) from None
+
+
+def takes_flat_rows(model: nn.Module) -> bool:
+    """Whether ``model`` reads flat rows (its first layer a Linear, or an Unflatten in front) rather than images
+    (a convolution first); a model that cannot be traced counts as flat (the attack's check names why)."""
+    try:
+        graph = traced(unwrap(model))
+    except ModelGraphError:
+        return True
+    return flat_width(graph, dict(graph.named_modules())) is not None
+
+
+def flat_width(graph: fx.GraphModule, modules: dict[str, nn.Module]) -> int | None:
+    """The flat input width a traced network reads: an ``Unflatten`` or a reshape to a fixed sample shape
+    (``x.reshape(-1, C, H, W)``) first gives it, else the first layer with weights when it is a Linear; None
+    when the first such layer is a convolution (it takes images)."""
+    for node in graph.graph.nodes:
+        reshaped = node.op == "call_method" and node.target in ("reshape", "view") or node.target is torch.reshape
+        if reshaped and node.args and getattr(node.args[0], "op", None) == "placeholder":
+            sizes = node.args[1] if len(node.args) == 2 and isinstance(node.args[1], tuple | list) else node.args[1:]
+            if sizes and sizes[0] == -1 and all(isinstance(side, int) and side > 0 for side in sizes[1:]):
+                return int(torch.Size(sizes[1:]).numel())
+        if node.op != "call_module":
+            continue
+        module = modules[node.target]
+        if isinstance(module, nn.Unflatten):
+            return int(torch.Size(module.unflattened_size).numel())
+        if isinstance(module, nn.Linear):
+            return module.in_features
+        if isinstance(module, nn.Conv1d | nn.Conv2d):
+            return None
+    return None
+
+
 def stationarity_loss_autograd(
     problem: MLPLayers | Objective | ReLUNetwork | nn.Module,
     x: torch.Tensor,
@@ -143,8 +228,9 @@ def stationarity_loss_autograd(
     labels: torch.Tensor,
     alpha: float,
 ) -> torch.Tensor:
-    """The stationarity loss of one restart through autograd, for any network: the generic path, and the
-    reference the closed form (:func:`kernel.stationarity_loss`) is tested and benchmarked against.
+    """The stationarity loss of one restart through autograd, for any network: the generic path of
+    :func:`kernel.stationarity_loss` on a network, here also for an MLP (what the closed form is tested and
+    benchmarked against).
 
     Args:
         problem: a network (module or :class:`ReLUNetwork`: the KKT objective, its weights explained at
@@ -155,22 +241,43 @@ def stationarity_loss_autograd(
         ``||t - (1/m) sum_j lambda_j dmargin_j/dtheta||^2`` less the free direction's share, a scalar.
     """
     if isinstance(problem, MLPLayers | Objective):
-        objective = as_objective(problem)
-        network = mlp_network(objective.at)
-        points = [point.parameters for point in objective.points]
-        target = objective.target.parameters
-        free = objective.free.parameters if objective.free is not None else None
+        mlp = as_objective(problem)
+        free = mlp_network(mlp.free) if mlp.free is not None else None
+        objective = Objective(tuple(mlp_network(p) for p in mlp.points), mlp_network(mlp.target), free)
     else:
         network = problem if isinstance(problem, ReLUNetwork) else ReLUNetwork(problem)
-        points, target, free = [network.parameters], network.parameters, None
-    coefficients = margin_coefficients(network, x, lambdas, labels) / x.shape[0]
-    per_point = [network.gradient_combination(x, coefficients, alpha, point) for point in points]
-    grads = [sum(parts) / len(per_point) for parts in zip(*per_point)]
-    residuals = [t.detach() - g for t, g in zip(target, grads)]
-    total = sum(r.pow(2).sum() for r in residuals)
-    if free is not None:
-        total = total - parameter_dot(residuals, free) ** 2 / parameter_dot(free, free)
-    return total
+        objective = as_objective(network)
+    return stationarity_loss(objective, x[None], lambdas[None], labels, alpha)[0]
+
+
+def _without_hooks(model: nn.Module) -> nn.Module:
+    """``model`` (a copy) with every module's hooks removed: a model trained with Opacus keeps its per-sample
+    gradient hooks on the layers, which would fire (and fail) inside the attack's own backward passes."""
+    for module in model.modules():
+        for hooks in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"):
+            getattr(module, hooks).clear()
+    return model
+
+
+def _is_relu(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
+    return (
+        (node.op == "call_module" and isinstance(modules[node.target], nn.ReLU))
+        or (node.op == "call_function" and node.target in RELU_FUNCTIONS)
+        or (node.op == "call_method" and node.target in ("relu", "relu_"))
+    )
+
+
+class _ReLUInputs(fx.Interpreter):
+    """Runs a traced network and keeps what each ReLU node (by name) receives."""
+
+    def __init__(self, module: fx.GraphModule, relus: set[str]) -> None:
+        super().__init__(module)
+        self.relus, self.seen = relus, []
+
+    def run_node(self, node: fx.Node):
+        if node.name in self.relus:
+            self.seen.append(self.fetch_args_kwargs_from_env(node)[0][0])
+        return super().run_node(node)
 
 
 def _check(node: fx.Node, modules: dict[str, nn.Module], position: int) -> None:
@@ -209,10 +316,7 @@ def _with_smooth_relu(graph: fx.GraphModule, modules: dict[str, nn.Module]) -> f
     with smooth.graph.inserting_after(first):
         alpha = smooth.graph.placeholder("alpha")
     for node in nodes:
-        is_relu = (node.op == "call_module" and isinstance(modules[node.target], nn.ReLU)) or (
-            (node.op == "call_function" and node.target in RELU_FUNCTIONS)
-            or (node.op == "call_method" and node.target in ("relu", "relu_"))
-        )
+        is_relu = _is_relu(node, modules)
         if is_relu:
             with smooth.graph.inserting_after(node):
                 replacement = smooth.graph.call_function(smooth_relu, (node.args[0], alpha))

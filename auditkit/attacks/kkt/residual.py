@@ -56,6 +56,8 @@ def per_sample_gram(
     exact ReLU, with the objective's free direction projected out of both; t is its target (a bare MLP's
     own weights)."""
     objective = as_objective(problem)
+    if not isinstance(objective.at, MLPLayers):
+        return _network_gram(objective, x, directions)
     factors = [_factors(point, x, directions) for point in objective.points]
     count = len(factors)
     gram = sum(_cross_gram(a, b) for a in factors for b in factors) / count**2
@@ -67,6 +69,24 @@ def per_sample_gram(
         gram = gram - torch.outer(free_dot, free_dot) / free_sq
         target_dot = target_dot - free_dot * target_along / free_sq
     return gram, target_dot
+
+
+def _network_gram(objective: Objective, x: torch.Tensor, directions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`per_sample_gram` on a generic network: the per-sample gradients as rows (n, P), averaged over
+    the objective's points."""
+    rows = sum(point.per_sample_gradients(x, directions) for point in objective.points) / len(objective.points)
+    target = _flat(objective.target.parameters)
+    gram, target_dot = rows @ rows.T, rows @ target
+    if objective.free is not None:
+        free = _flat(objective.free.parameters)
+        free_dot, free_sq = rows @ free, free @ free
+        gram = gram - torch.outer(free_dot, free_dot) / free_sq
+        target_dot = target_dot - free_dot * (target @ free) / free_sq
+    return gram, target_dot
+
+
+def _flat(parameters: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([p.reshape(-1) for p in parameters])
 
 
 def kkt_residual(problem: MLPLayers | Objective, x: torch.Tensor, labels: torch.Tensor) -> tuple[float, torch.Tensor]:

@@ -17,7 +17,8 @@ from torch import nn
 from auditkit.attacks.base import AttackerKnowledge
 from auditkit.attacks.kkt.attack import KKTAttack
 from auditkit.attacks.kkt.convergence import short_attack_warning
-from auditkit.attacks.kkt.kernel import MLPLayers, Objective, extract_layers
+from auditkit.attacks.kkt.kernel import MLPLayers, Objective
+from auditkit.attacks.kkt.network import victim_network
 from auditkit.attacks.owner.config import OwnerConfig
 from auditkit.attacks.owner.facts import OwnerFacts
 from auditkit.attacks.registry import register_attack
@@ -48,8 +49,8 @@ class OwnerAttack(KKTAttack):
             raise ConfigError(
                 self.missing_initial("knowledge.initial", "AttackerKnowledge(initial=...), the Auditor's init=")
             )
-        final = model if isinstance(model, MLPLayers) else extract_layers(model)
-        initial = extract_layers(knowledge.initial)
+        final = model if isinstance(model, MLPLayers) else victim_network(model)
+        initial = victim_network(knowledge.initial)
         points = {"init": (initial,), "average": (initial, final), "final": (final,)}[self.config.gradients_at]
         return Objective(points, final, initial)
 
