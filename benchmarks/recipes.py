@@ -1,6 +1,7 @@
 """Which of your models this audit can speak about: the same data trained by the recipes people use.
 
     python benchmarks/recipes.py --seed 0 --attacks kkt owner
+    python benchmarks/recipes.py --seed 0 --attacks kkt owner --arch cnn --kkt-steps 0 --owner-steps 0
 
 
 50 MNIST parity digits, 784-500-500-1 bias-free, trained by a plain PyTorch loop (as a user would:
@@ -9,7 +10,10 @@ Adam and AdamW, at a practitioner's length and a long one, on centred inputs and
 each audited through the Python API with 2,000 held-out non-members by each attack named: the KKT
 attack's measured recipe (one restart, 8,000 steps: the default sweep without its three random restarts, to
 fit a CPU budget) and the owner's attack (given the initial weights; one restart, --owner-steps steps).
-The practitioner's recipes by default, every one with --all. Writes benchmarks/results/recipes_seedS.{json,md}.
+The practitioner's recipes by default, every one with --all. ``--arch cnn``: mnist_cnn's network instead
+(conv 16 x 5x5 stride 2, then 500 units, bias-free); ``--kkt-steps 0 --owner-steps 0`` measures the premise
+alone (the victims' residuals at their training set, no search). Writes
+benchmarks/results/recipes_seedS[_cnn].{json,md}.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from auditkit import Auditor
 from auditkit.attacks.registry import build_attack
 from auditkit.data.mnist import load_mnist_images
 from auditkit.data.tasks import PARITY, binary_task
-from auditkit.victims.models import build_mlp
+from auditkit.victims.models import ConvLayer, build_cnn, build_mlp
 
 # name, optimizer, lr, weight decay, batch size (0: full batch), epochs, centred inputs
 RECIPES = [
@@ -83,6 +87,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--attacks", nargs="+", choices=["kkt", "owner"], default=["kkt"])
     parser.add_argument("--owner-steps", type=int, default=2000)
+    parser.add_argument("--kkt-steps", type=int, default=8000)
+    parser.add_argument("--arch", choices=["mlp", "cnn"], default="mlp", help="cnn: mnist_cnn's network")
     parser.add_argument("--all", action="store_true", help="every recipe, not only the practitioner's")
     args = parser.parse_args()
     images, digits = load_mnist_images()
@@ -97,7 +103,10 @@ def main() -> None:
         shift = 0.0 if centred else data.mean
         x, test_x, pool = (torch.as_tensor(a + shift, dtype=torch.float32) for a in (data.train_x, data.test_x,
                                                                                       data.pool_x[:2000]))  # fmt: skip
-        model = build_mlp(784, [500, 500], "none", seed=args.seed)
+        if args.arch == "cnn":
+            model = build_cnn((1, 28, 28), [ConvLayer(16, 5, 2)], [500], "none", seed=args.seed)
+        else:
+            model = build_mlp(784, [500, 500], "none", seed=args.seed)
         initial = copy.deepcopy(model)
         steps = train(model, x, y01, kind, lr, weight_decay, batch, epochs, args.seed)
         trained = time.perf_counter() - trained
@@ -105,7 +114,7 @@ def main() -> None:
             test_accuracy = float((torch.sign(model(test_x).squeeze(-1)).numpy() == data.test_y).mean())
         for attack in args.attacks:
             start = time.perf_counter()
-            steps_run = {"steps": args.owner_steps} if attack == "owner" else {}
+            steps_run = {"steps": args.owner_steps if attack == "owner" else args.kkt_steps}
             auditor = Auditor(
                 build_attack({"name": attack, "restarts": 1, "search": "off", **steps_run}), seed=args.seed
             )
@@ -122,9 +131,10 @@ def main() -> None:
                      "seconds": time.perf_counter() - start + trained}  # fmt: skip
             records.append(found)
             print(record.row(found, COLUMNS), flush=True)
-    note = (f"(2-core CPU, float32; n = 50, 2000 non-members; kkt: 8000 steps, owner: {args.owner_steps} steps, "
-            "one restart each; seconds: training and that attack)")  # fmt: skip
-    record.write(f"recipes_seed{args.seed}", record.command_line(), records, COLUMNS, note)
+    note = (f"(2-core CPU, float32; {args.arch}; n = 50, 2000 non-members; kkt: {args.kkt_steps} steps, owner: "
+            f"{args.owner_steps} steps, one restart each; seconds: training and that attack)")  # fmt: skip
+    suffix = "_cnn" if args.arch == "cnn" else ""
+    record.write(f"recipes_seed{args.seed}{suffix}", record.command_line(), records, COLUMNS, note)
 
 
 if __name__ == "__main__":

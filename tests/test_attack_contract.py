@@ -109,6 +109,8 @@ def test_non_member_candidates_identify_no_training_sample_and_vouch_for_nothing
     assert summary.identified == 0 and summary.identified_fraction == 0.0
     assert summary.nonmembers_identified >= 25  # each copy identifies its own non-member (exact copies)
     assert summary.verdict == "inconclusive" and "states no premise" in summary.finding
+    # candidates that settled on other images say nothing about the training set, whatever the premise says
+    assert f"{summary.nonmembers_identified} of its 30 candidates settled on non-member images" in summary.finding
 
 
 @pytest.mark.slow

@@ -46,19 +46,9 @@ class SmallCNN(nn.Module):
 '''
 
 
-class SmallCNN(nn.Module):
-    """The same network, defined here for the Python API."""
-
-    def __init__(self, channels: int = 4, outputs: int = 1) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(1, channels, 5, stride=2, bias=False)
-        self.pool = nn.MaxPool2d(2)
-        self.fc = nn.Linear(channels * 36, 32, bias=False)
-        self.head = nn.Linear(32, outputs, bias=False)
-
-    def forward(self, x):
-        x = self.pool(F.relu(self.conv(x)))
-        return self.head(F.relu(self.fc(x.flatten(1))))
+SmallCNN = {}
+exec(NETS, SmallCNN)  # the class the CLI tests import from nets.py, for the Python API
+SmallCNN = SmallCNN["SmallCNN"]
 
 
 @pytest.fixture(scope="module")

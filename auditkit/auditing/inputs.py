@@ -15,7 +15,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, IterableDataset,
 from auditkit.attacks.kkt.network import takes_flat_rows
 from auditkit.errors import DataError, UnsupportedModelError
 from auditkit.victims.models import unwrap
-from auditkit.victims.user_model import unwrapped_state_dict
+from auditkit.victims.user_model import fitting_state
 
 
 def sample_pairs(train) -> tuple:
@@ -71,19 +71,10 @@ def initial_model(model: nn.Module, init, source: str = "init") -> nn.Module:
         raise DataError(
             f"{source}: expected the initial weights as a module or a state_dict, got {type(init).__name__}"
         )
-    state = unwrapped_state_dict(init, source)
     initial = copy.deepcopy(unwrap(model))
     trained = initial.state_dict()
-    for name in sorted(set(trained) ^ set(state)):
-        where = "the model has no tensor" if name in state else "the initial weights lack the model's tensor"
-        raise UnsupportedModelError(f"{source}: {where} {name!r} (initial weights of another architecture?)")
-    for name, tensor in state.items():
-        if tensor.shape != trained[name].shape:
-            raise UnsupportedModelError(
-                f"{source}: tensor {name!r} is {tuple(tensor.shape)} but the model's is {tuple(trained[name].shape)}"
-            )
-        if not torch.isfinite(tensor).all():
-            raise DataError(f"{source}: tensor {name!r} holds NaN or infinite values")
+    hint = " (initial weights of another architecture?)"
+    state = fitting_state(init, initial, source, "the model", ("the initial weights lack", hint))
     if all(torch.equal(state[name].to(trained[name]), trained[name]) for name in trained):
         raise DataError(f"{source}: equals the trained weights, so training added nothing for the attack to explain")
     initial.load_state_dict({name: tensor.to(trained[name]) for name, tensor in state.items()})

@@ -123,8 +123,8 @@ class AuditResult:
     def _settled_elsewhere(self, test: MembershipTest) -> list[Concern]:
         """A fatal concern when no leak was found but a quarter or more of the candidates are nearest to a
         non-member: the attack explained the weights with other images (its public starts, say), which says
-        nothing about whether the training set is also a solution (measured: a CNN whose weights keep all 50
-        training images when the attack starts on them: ``benchmarks/results/cnn_starts_seed0.md``)."""
+        nothing about whether the training set is also a solution (measured on ``mnist_cnn``: public starts
+        settle near themselves, yet started at the training set the attack keeps it: README, "Measured")."""
         count = len(self.candidates)
         if test.significant or not count or 4 * test.nonmembers_identified < count:
             return []

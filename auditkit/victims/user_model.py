@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from auditkit.errors import UnsupportedModelError
+from auditkit.errors import DataError, UnsupportedModelError
 from auditkit.storage.safe_load import load_weights
 
 WRAPPER_PREFIXES = ("_module.", "_orig_mod.", "module.")  # Opacus, torch.compile, DataParallel
@@ -128,21 +128,39 @@ def model_from_class(spec: str, arguments: Mapping, state: Mapping, source: str 
         ) from None
     if not isinstance(state, Mapping) or not state:
         raise UnsupportedModelError(f"{source}: expected a non-empty state_dict (names -> tensors)")
-    cleaned = unwrapped_state_dict(state, source)
-    expected = model.state_dict()
-    for name in sorted(set(expected) ^ set(cleaned)):
-        where = f"{class_name} has no tensor" if name in cleaned else f"it lacks {class_name}'s tensor"
-        raise UnsupportedModelError(f"{source}: {where} {name!r} (--arch {spec} is another architecture?)")
-    for name, tensor in cleaned.items():
-        if tensor.shape != expected[name].shape:
-            raise UnsupportedModelError(
-                f"{source}: {name!r} is {tuple(tensor.shape)} but {class_name}'s is {tuple(expected[name].shape)}"
-            )
-        if not torch.isfinite(tensor).all():
-            raise UnsupportedModelError(f"{source}: {name!r} holds NaN or infinite values")
+    cleaned = fitting_state(
+        state, model, source, class_name, ("it lacks", f" (--arch {spec} is another architecture?)")
+    )
     model = model.to(next(iter(cleaned.values())).dtype)
     model.load_state_dict(cleaned)
     return model.eval()
+
+
+def fitting_state(
+    state: Mapping, model: nn.Module, source: str, owner: str, missing: tuple[str, str]
+) -> dict[str, torch.Tensor]:
+    """``state`` unwrapped (:func:`unwrapped_state_dict`) and checked against ``model``'s own: the same names and
+    shapes, finite values; the first mismatch is one line naming the tensor.
+
+    Args:
+        state: the tensors to load.
+        model: what they must fit.
+        source: how errors name ``state`` (a file, an argument).
+        owner: how errors name ``model``.
+        missing: (what lacks a tensor, e.g. "the initial weights lack"; a hint after a name mismatch).
+    """
+    cleaned = unwrapped_state_dict(state, source)
+    expected = model.state_dict()
+    for name in sorted(set(expected) ^ set(cleaned)):
+        where = f"{owner} has no tensor" if name in cleaned else f"{missing[0]} {owner}'s tensor"
+        raise UnsupportedModelError(f"{source}: {where} {name!r}{missing[1]}")
+    for name, tensor in cleaned.items():
+        if tensor.shape != expected[name].shape:
+            shapes = f"{tuple(tensor.shape)} but {owner}'s is {tuple(expected[name].shape)}"
+            raise UnsupportedModelError(f"{source}: tensor {name!r} is {shapes}")
+        if not torch.isfinite(tensor).all():
+            raise DataError(f"{source}: tensor {name!r} holds NaN or infinite values")
+    return cleaned
 
 
 def _import(name: str):
