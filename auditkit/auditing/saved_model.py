@@ -67,10 +67,13 @@ def audit_saved_model(
     attack_run = build_attack(deep_merge(preset, overrides.get("attack", {})))
     if attack_run.needs_initial and initial is None:
         raise ConfigError(attack_run.missing_initial("--init", "their state_dict file (as MODEL's)"))
-    flat = takes_flat_rows(model)
-    linears = [module for module in model.modules() if isinstance(module, nn.Linear)]
-    outputs = linears[-1].out_features if linears and not flat else attack_run.check(model).outputs
-    data = load_audit_data(data_path, outputs=outputs, inputs=attack_run.check(model).inputs if flat else None)
+    if takes_flat_rows(model):
+        flat_shape = attack_run.check(model)
+        outputs, inputs = flat_shape.outputs, flat_shape.inputs
+    else:  # its input shape comes with the data: the outputs from its last Linear layer
+        linears = [module for module in model.modules() if isinstance(module, nn.Linear)]
+        outputs, inputs = (linears[-1].out_features if linears else attack_run.check(model).outputs), None
+    data = load_audit_data(data_path, outputs=outputs, inputs=inputs)
     shape = input_shape(model, None, data.image_shape)
     model, initial = (flat_input(m, shape) if m is not None else None for m in (model, initial))
     itemsize = resolve_dtype(DEFAULT_DTYPE).itemsize
