@@ -1,7 +1,15 @@
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest -n: one thread per worker (and per command a test starts), so that the workers never
+    # ask for more threads than the machine has cores (OpenMP threads spin: both would slow down)
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 from auditkit import AttackerKnowledge
 from auditkit.attacks.kkt.convergence import Convergence

@@ -337,7 +337,7 @@ def _idx(magic: bytes, shape: tuple[int, ...], payload: bytes) -> bytes:
         (_idx(b"\x00\x00\x08\x03", (10, 28, 28), b"\x00" * 100), "header says (10, 28, 28) (7840 bytes) but 100"),
         (_idx(b"\x00\x00\x0d\x03", (1, 28, 28), b"\x00" * 784), "not an unsigned-byte IDX file"),
         (_idx(b"\x00\x00\x08\x02", (1, 784), b"\x00" * 784), "are not MNIST's"),
-        (gzip.compress(b"\x00\x00\x08\x03")[:-6], "cannot be read"),
+        (gzip.compress(b"\x00\x00\x08\x03", mtime=0)[:-6], "cannot be read"),  # mtime 0: one test id in every worker
     ],
 )
 def test_broken_idx_files_are_named(project, images, expected):

@@ -58,3 +58,12 @@ def test_the_runner_lists_and_refuses_unknown_names():
     assert listing.returncode == 0 and "scenario_seeds" in listing.stdout
     unknown = subprocess.run([sys.executable, "benchmarks", "nope"], cwd=ROOT, capture_output=True, text=True)
     assert unknown.returncode == 2 and "unknown benchmark 'nope'" in unknown.stderr
+
+
+def test_every_benchmark_imports():
+    """A benchmark that no longer imports (a name moved in the package) fails here, not in the next session."""
+    names = ", ".join(RUNNER["BENCHMARKS"])
+    result = subprocess.run(
+        [sys.executable, "-c", f"import {names}"], cwd=ROOT / "benchmarks", capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr

@@ -198,6 +198,7 @@ def test_dp_victims_get_the_ceiling_beside_their_measured_success(tmp_path, monk
     privacy, bounds = result.victim.training.privacy, result.bounds
     assert run["none"].bounds is None
     assert privacy.epsilon == pytest.approx(8.0, rel=0.02)
+    assert 0 <= summary.epsilon_lower <= privacy.epsilon  # what one run proves never exceeds the accountant
     # identified: kappa = 1 / (members + non-members), one try per candidate, the mechanism's PLD
     kappa = 1 / (len(data.train_x) + len(data.pool_x))
     tries = min(1.0, result.attack.candidates * kappa)
@@ -257,7 +258,8 @@ def test_killed_and_interrupted_runs_resume_to_the_same_result(tmp_path):
     scenario.write_text(
         "name: two\ndevice: cpu\ndata: {dataset: toy_colors, n_per_class: 10, test_per_class: 50}\n"
         "victim: {hidden: [100, 100], training: {epochs: 1500, weight_decay: 0.01}}\n"
-        "defenses: [{name: a}, {name: b, kind: recipe, training: {weight_decay: 0.05}}]\nattack: {steps: 2000}\n"
+        "defenses: [{name: a}, {name: b, kind: recipe, training: {weight_decay: 0.05}}]\n"
+        "attack: {steps: 1000, restarts: 2}\n"
     )
     reference = run_scenario(load_scenario(scenario), tmp_path / "reference", progress=QUIET)
     killed = _start(scenario, tmp_path / "killed")

@@ -53,7 +53,7 @@ class LeakageSummary:
     nonmembers_identified: int  # false positives: the members' criterion applied to every non-member
     fpr: float
     p_value: float  # one-sided Fisher exact: members identified more often than non-members
-    epsilon_lower: float  # the privacy loss the counts imply at 95 %
+    epsilon_lower: float  # the add/remove epsilon the run proves at 95 % (one-run test)
     verdict: str  # the premise check: conclusive, weak or inconclusive
     finding: str  # what the counts mean, in plain words
     warning: str
@@ -100,13 +100,11 @@ class AuditResult:
     def membership(self) -> MembershipTest:
         """Identified members against identified non-members (see :mod:`auditkit.scoring.membership`)."""
         privacy = self.privacy
-        flags = self.evidence["nonmember_identified"]
-        return MembershipTest(
-            len(self.frame),
-            int(self.frame["identified"].sum()),
-            len(flags),
-            int(flags.sum()),
+        return MembershipTest.from_flags(
+            self.frame["identified"].to_numpy(dtype=bool),
+            self.evidence["nonmember_identified"],
             privacy.delta if privacy else 0.0,
+            self.attack.seed or 0,
         )
 
     @property

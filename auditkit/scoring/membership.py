@@ -2,11 +2,9 @@
 
 Every non-member of the pool is treated like a training sample (a candidate nearest to it that is closer
 to it than to any other image 'identifies' it). The identified fractions of members (TPR) and
-non-members (FPR) get Clopper-Pearson 95 % intervals, a one-sided Fisher exact test asks whether
-members are identified more often, and ``ln((TPR_low - delta) / FPR_high)`` is the privacy loss those
-counts imply: any (epsilon, delta)-DP training bounds TPR <= e^epsilon FPR + delta. Members and
-non-members were drawn at random from the same images, as one-run auditing (Steinke, Nasr, Jagielski
-2023) requires; the bound treats the samples as independent, which their exact analysis does not need.
+non-members (FPR) get Clopper-Pearson 95 % intervals, and a one-sided Fisher exact test asks whether
+members are identified more often. The privacy loss the run proves is Steinke, Nasr and Jagielski's
+exact one-run bound on members paired with random non-members (:mod:`auditkit.scoring.one_run`).
 """
 
 from __future__ import annotations
@@ -14,7 +12,10 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+import numpy as np
 from scipy.stats import binomtest, fisher_exact
+
+from auditkit.scoring.one_run import PairedGuesses, paired_guesses
 
 CONFIDENCE = 0.95
 SIGNIFICANCE = 0.05
@@ -29,13 +30,30 @@ def _interval(successes: int, trials: int) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class MembershipTest:
-    """Identified members and non-members, their exact intervals, the test and the epsilon they imply."""
+    """Identified members and non-members, their exact intervals, the test and the epsilon they prove."""
 
     members: int
     members_identified: int
     nonmembers: int
     nonmembers_identified: int
     delta: float = 0.0  # the victim's DP delta (0 for a model trained without DP)
+    paired: PairedGuesses | None = None  # the one-run guesses; None: no epsilon is claimed
+
+    @classmethod
+    def from_flags(
+        cls, member_identified: np.ndarray, nonmember_identified: np.ndarray, delta: float, seed: int
+    ) -> MembershipTest:
+        """The test of per-image identification flags, with the one-run guesses paired by ``seed``'s stream."""
+        member_identified = np.asarray(member_identified, dtype=bool)
+        nonmember_identified = np.asarray(nonmember_identified, dtype=bool)
+        return cls(
+            len(member_identified),
+            int(member_identified.sum()),
+            len(nonmember_identified),
+            int(nonmember_identified.sum()),
+            delta,
+            paired_guesses(member_identified, nonmember_identified, seed),
+        )
 
     @property
     def tpr(self) -> float:
@@ -75,11 +93,8 @@ class MembershipTest:
 
     @property
     def epsilon_lower(self) -> float:
-        """The smallest epsilon consistent with the counts at 95 % (0 when they show nothing)."""
-        tpr_low, fpr_high = self.tpr_interval[0], self.fpr_interval[1]
-        if not tpr_low > self.delta or math.isnan(fpr_high):
-            return 0.0
-        return max(0.0, math.log((tpr_low - self.delta) / fpr_high)) if fpr_high > 0 else math.inf
+        """The add/remove epsilon the run proves at 95 % (Steinke et al.'s one-run test; 0 when it proves none)."""
+        return self.paired.epsilon_lower(self.delta, SIGNIFICANCE) if self.paired else 0.0
 
     def to_dict(self) -> dict:
         """The JSON form, with the derived rates and test."""
