@@ -29,9 +29,9 @@ def test_intervals_test_and_epsilon_from_their_definitions():
 def test_no_difference_means_no_evidence():
     test = MembershipTest(members=50, members_identified=1, nonmembers=1000, nonmembers_identified=20)
     assert test.p_value > 0.3 and not test.significant
-    members, nonmembers = np.arange(50) == 0, np.arange(1000) < 20
-    assert MembershipTest.from_flags(members, nonmembers, delta=0.0, seed=0).epsilon_lower == 0.0
-    assert MembershipTest.from_flags(np.zeros(50, bool), np.zeros(1000, bool), delta=0.0, seed=0).epsilon_lower == 0.0
+    members, nonmembers, labels = np.arange(50) == 0, np.arange(1000) < 20, (np.ones(50), np.ones(1000))
+    assert MembershipTest.from_flags(members, nonmembers, 0.0, 0, labels).epsilon_lower == 0.0
+    assert MembershipTest.from_flags(np.zeros(50, bool), np.zeros(1000, bool), 0.0, 0, labels).epsilon_lower == 0.0
 
 
 def test_premise_levels_and_findings():

@@ -72,23 +72,42 @@ def test_a_worst_case_dp_mechanism_is_caught_overclaiming_at_most_five_percent_o
     assert caught > 40
 
 
+def _paired(members, nonmembers, seed=0):
+    """Pairing with one label for everyone."""
+    return paired_guesses(members, np.ones(len(members)), nonmembers, np.ones(len(nonmembers)), seed)
+
+
 def test_pairs_guess_only_where_the_attack_tells_the_two_apart():
     members = np.array([True] * 30 + [False] * 20)
-    assert paired_guesses(members, np.zeros(4950, bool), seed=0) == PairedGuesses(50, 30, 30)
-    assert paired_guesses(np.zeros(50, bool), np.ones(4950, bool), seed=0) == PairedGuesses(50, 50, 0)
-    assert paired_guesses(np.ones(50, bool), np.ones(4950, bool), seed=0) == PairedGuesses(50, 0, 0)
-    assert paired_guesses(members, np.zeros(10, bool), seed=0).pairs == 10  # as many pairs as the smaller side
+    assert _paired(members, np.zeros(4950, bool)) == PairedGuesses(50, 30, 30)
+    assert _paired(np.zeros(50, bool), np.ones(4950, bool)) == PairedGuesses(50, 50, 0)
+    assert _paired(np.ones(50, bool), np.ones(4950, bool)) == PairedGuesses(50, 0, 0)
+    assert _paired(members, np.zeros(10, bool)).pairs == 10  # as many pairs as the smaller side
     nonmembers = np.arange(4950) % 7 == 0
-    assert paired_guesses(members, nonmembers, seed=1) == paired_guesses(members, nonmembers, seed=1)
-    drawn = {paired_guesses(members, nonmembers, seed=s) for s in range(20)}
-    assert len(drawn) > 1  # the pairing is random (its own stream of the run's seed)
+    assert _paired(members, nonmembers, seed=1) == _paired(members, nonmembers, seed=1)
+    assert len({_paired(members, nonmembers, seed=s) for s in range(20)}) > 1  # random (the seed's own stream)
+
+
+def test_members_are_paired_within_their_label_and_unknown_labels_pair_with_none():
+    members, member_labels = np.array([True] * 10 + [False] * 10), np.array([1.0] * 10 + [-1.0] * 10)
+    # every identified member is +1 and every identified non-member -1: within labels the guesses are all right
+    nonmembers, nonmember_labels = np.array([False] * 100 + [True] * 100), np.array([1.0] * 100 + [-1.0] * 100)
+    assert paired_guesses(members, member_labels, nonmembers, nonmember_labels, seed=0) == PairedGuesses(20, 20, 10)
+    three = paired_guesses(members, member_labels, nonmembers[:103], nonmember_labels[:103], seed=0)
+    assert three == PairedGuesses(13, 13, 10)  # 10 pairs of +1, 3 of -1
+    unknown = np.full(200, np.nan)  # data passed in by a user: no claim
+    assert paired_guesses(members, member_labels, nonmembers, unknown, seed=0) == PairedGuesses(0, 0, 0)
+    assert PairedGuesses(0, 0, 0).epsilon_lower() == 0.0
 
 
 def test_membership_test_reports_the_one_run_bound():
     members, nonmembers = np.array([True] * 33 + [False] * 17), np.arange(4950) < 6
-    test = MembershipTest.from_flags(members, nonmembers, delta=0.0, seed=0)
+    labels = (np.ones(50), np.ones(4950))
+    test = MembershipTest.from_flags(members, nonmembers, delta=0.0, seed=0, labels=labels)
     assert (test.members, test.members_identified, test.nonmembers, test.nonmembers_identified) == (50, 33, 4950, 6)
     assert test.epsilon_lower == test.paired.epsilon_lower() > 0
     assert test.to_dict()["paired"] == {"pairs": 50, "guesses": test.paired.guesses, "correct": test.paired.correct}
+    assert MembershipTest.from_flags(members, nonmembers, delta=0.0, seed=0).epsilon_lower == 0.0  # no labels
     assert MembershipTest(50, 33, 4950, 6).epsilon_lower == 0.0  # counts alone claim no epsilon
-    assert MembershipTest.from_flags(members, nonmembers, delta=0.5, seed=0).epsilon_lower < test.epsilon_lower
+    loose = MembershipTest.from_flags(members, nonmembers, delta=0.5, seed=0, labels=labels)
+    assert loose.epsilon_lower < test.epsilon_lower

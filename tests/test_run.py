@@ -199,6 +199,7 @@ def test_dp_victims_get_the_ceiling_beside_their_measured_success(tmp_path, monk
     assert run["none"].bounds is None
     assert privacy.epsilon == pytest.approx(8.0, rel=0.02)
     assert 0 <= summary.epsilon_lower <= privacy.epsilon  # what one run proves never exceeds the accountant
+    assert result.membership().paired.pairs == summary.n  # every member paired with a non-member of its class
     # identified: kappa = 1 / (members + non-members), one try per candidate, the mechanism's PLD
     kappa = 1 / (len(data.train_x) + len(data.pool_x))
     tries = min(1.0, result.attack.candidates * kappa)

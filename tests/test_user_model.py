@@ -65,6 +65,7 @@ def test_audit_a_model_trained_by_plain_pytorch_code(mnist, tmp_path):
     assert result.exit_code == 0, result.output
     summary = RunResult.load(tmp_path / "out").summary()[0]
     assert summary.identified >= 14 and summary.p_value < 1e-6 and summary.verdict == "conclusive"
+    assert summary.epsilon_lower == 0.0  # how the user split members from non-members is unknown: no one-run claim
     assert "labels 0 -> -1, 1 -> +1" in RunResult.load(tmp_path / "out")["model"].data_notes
     assert (tmp_path / "out" / "report.html").is_file()
 

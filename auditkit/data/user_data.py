@@ -103,7 +103,7 @@ def audit_data(
         test_x=test_x,
         test_y=test_y,
         pool_x=pool,
-        pool_y=np.zeros(len(pool)),
+        pool_y=np.full(len(pool), np.nan),  # unknown: the one-run test pairs no member with them
         mean=mean,
         image_shape=shape,
         train_index=np.arange(len(x)),

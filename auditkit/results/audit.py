@@ -99,12 +99,13 @@ class AuditResult:
 
     def membership(self) -> MembershipTest:
         """Identified members against identified non-members (see :mod:`auditkit.scoring.membership`)."""
-        privacy = self.privacy
+        privacy, labels = self.privacy, self.evidence.get("nonmember_labels")
         return MembershipTest.from_flags(
             self.frame["identified"].to_numpy(dtype=bool),
             self.evidence["nonmember_identified"],
             privacy.delta if privacy else 0.0,
             self.attack.seed or 0,
+            (self.frame["label"].to_numpy(), labels) if labels is not None else None,
         )
 
     @property

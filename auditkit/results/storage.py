@@ -76,6 +76,9 @@ def read_arrays(path: Path) -> dict[str, np.ndarray]:
             )
     if arrays["nonmember_identified"].ndim != 1:
         raise ResultError(f"{path}: array 'nonmember_identified' is not one flag per non-member")
+    labels = arrays.get("nonmember_labels")
+    if labels is not None and (labels.dtype.kind not in "iuf" or labels.shape != arrays["nonmember_identified"].shape):
+        raise ResultError(f"{path}: array 'nonmember_labels' is not one number per non-member")
     if not (np.isfinite(images).all() and np.isfinite(mean).all()):
         raise ResultError(f"{path}: train_images or mean hold NaN or infinite values")
     return arrays

@@ -41,18 +41,27 @@ class MembershipTest:
 
     @classmethod
     def from_flags(
-        cls, member_identified: np.ndarray, nonmember_identified: np.ndarray, delta: float, seed: int
+        cls,
+        member_identified: np.ndarray,
+        nonmember_identified: np.ndarray,
+        delta: float,
+        seed: int,
+        labels: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> MembershipTest:
-        """The test of per-image identification flags, with the one-run guesses paired by ``seed``'s stream."""
+        """The test of per-image identification flags; with ``labels`` (members', non-members') the one-run
+        guesses too, paired within labels by ``seed``'s stream (without them no epsilon is claimed)."""
         member_identified = np.asarray(member_identified, dtype=bool)
         nonmember_identified = np.asarray(nonmember_identified, dtype=bool)
+        paired = None
+        if labels is not None:
+            paired = paired_guesses(member_identified, labels[0], nonmember_identified, labels[1], seed)
         return cls(
             len(member_identified),
             int(member_identified.sum()),
             len(nonmember_identified),
             int(nonmember_identified.sum()),
             delta,
-            paired_guesses(member_identified, nonmember_identified, seed),
+            paired,
         )
 
     @property

@@ -7,10 +7,11 @@ correct guesses v satisfies P[V >= v] <= P[Binomial(r, q) >= v] + 2 m delta alph
 q = e^epsilon / (1 + e^epsilon) and alpha = max_i P[v - i <= Binomial(r, q) < v] / i. The reported
 epsilon is the largest one this p-value rejects at 95 %.
 
-Victims here train on a fixed number n of images drawn at random from a pool, not on coin flips. Pairing
-every member with a non-member drawn at random (a random bijection, from its own random stream) gives
-exactly the coin-flip law: n disjoint pairs drawn at random, then a fair coin per pair choosing which
-image trains. Flipping one coin swaps one image for another, two add/remove steps: an (epsilon,
+Victims here train on a fixed number of images per class drawn at random, not on coin flips. Pairing
+every member with a non-member of its class drawn at random (a random bijection, from its own random
+stream) gives exactly the coin-flip law: disjoint pairs drawn at random, then a fair coin per pair
+choosing which image trains. Data passed in by a user has no non-member labels (nor a known draw): no
+pairs, no claim. Flipping one coin swaps one image for another, two add/remove steps: an (epsilon,
 delta)-DP training is (2 epsilon, (1 + e^epsilon) delta)-DP per coin (group privacy), so the test runs
 at those values and the epsilon it rejects is an add/remove epsilon. The guesses: in a pair where the
 attack identifies exactly one image, guess that one trained; abstain where it identifies both or
@@ -66,14 +67,28 @@ class PairedGuesses:
         return float(brentq(excess, 0.0, EPSILON_SEARCH_MAX, xtol=1e-9))
 
 
-def paired_guesses(member_identified: np.ndarray, nonmember_identified: np.ndarray, seed: int) -> PairedGuesses:
-    """Pair members with non-members at random (as many pairs as the smaller side holds) and count the
-    attack's guesses: ``*_identified`` are the attack's per-image flags, ``seed`` the run's."""
-    member_identified = np.asarray(member_identified, dtype=bool)
-    nonmember_identified = np.asarray(nonmember_identified, dtype=bool)
-    pairs = min(len(member_identified), len(nonmember_identified))
+def paired_guesses(
+    member_identified: np.ndarray,
+    member_labels: np.ndarray,
+    nonmember_identified: np.ndarray,
+    nonmember_labels: np.ndarray,
+    seed: int,
+) -> PairedGuesses:
+    """Pair members with non-members of their label at random (per label, as many pairs as its smaller side
+    holds) and count the attack's guesses: ``*_identified`` are the attack's per-image flags, ``seed`` the
+    run's. Pairing within a label is exact whether the members were drawn per class or from all images."""
+    member_identified, nonmember_identified = (
+        np.asarray(f, dtype=bool) for f in (member_identified, nonmember_identified)
+    )
+    member_labels, nonmember_labels = np.asarray(member_labels), np.asarray(nonmember_labels)
     rng = np.random.default_rng(np.random.SeedSequence([max(int(seed), 0), PAIRING_STREAM]))
-    members = member_identified[rng.permutation(len(member_identified))[:pairs]]
-    nonmembers = nonmember_identified[rng.permutation(len(nonmember_identified))[:pairs]]
-    guessed = members != nonmembers
-    return PairedGuesses(pairs, int(guessed.sum()), int((guessed & members).sum()))
+    pairs = guesses = correct = 0
+    for label in np.unique(member_labels):
+        members = member_identified[member_labels == label]
+        nonmembers = nonmember_identified[nonmember_labels == label]
+        count = min(len(members), len(nonmembers))
+        members = members[rng.permutation(len(members))[:count]]
+        nonmembers = nonmembers[rng.permutation(len(nonmembers))[:count]]
+        guessed = members != nonmembers
+        pairs, guesses, correct = pairs + count, guesses + int(guessed.sum()), correct + int((guessed & members).sum())
+    return PairedGuesses(pairs, guesses, correct)
