@@ -409,10 +409,12 @@ def dp(work: Path, seeds: list[int]) -> Finding:
 
 
 def toy_2d(seed: int) -> Finding:
-    """The 2-D illustration: 20 points in the unit square labelled by a circle, a 2-100-100-1 ReLU net with a
-    first-layer bias (without biases the net is positively homogeneous: a point's gradient only scales
-    with its radius, so no attack can place it) trained to zero error, and the attack's candidates drawn
-    over the decision boundary. One thread: a problem this small only loses to thread synchronisation."""
+    """The 2-D illustration on the authors' setup: their 2-D data (a chess-labelled grid and a 12-turn spiral
+    with random labels, radius 0.5-1), a 2-200-200-1 ReLU net with a bias in the first layer only (without
+    it the net is positively homogeneous: a point's gradient only scales with its radius, so no attack can
+    place it) trained to zero error, and the attack's candidates drawn over the decision boundary. Chance:
+    as many candidates drawn uniformly in the square. One thread: a problem this small only loses to thread
+    synchronisation."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -421,60 +423,119 @@ def toy_2d(seed: int) -> Finding:
         torch.set_num_threads(threads)
 
 
-def _toy_2d(seed: int) -> Finding:
-    rng = np.random.default_rng(seed)
-    points = rng.uniform(-1, 1, size=(20, 2))
-    labels = np.where(np.linalg.norm(points, axis=1) < 0.7, 1.0, -1.0)
+TOY_2D_TRAINING = {"lr": 0.3, "epochs": 40000, "weight_decay": 3e-4}  # weight decay 1e-2 cannot fit chess labels
+TOY_2D_WIDTH = 200
+TOY_2D_ATTACK = {  # the low-dimensional recipe (sweep: /tmp exploration, recorded in the section's notes)
+    "steps": 3000,
+    "search": "off",
+    "restarts": 1,
+    "prior": "box",
+    "init_scale": 0.5,
+    "alpha": 300.0,
+    "alpha_relative": False,
+    "candidates_per_sample": 4,
+}
+RECOVERED_WITHIN = 0.05
+
+
+def chess_grid(side: int) -> tuple[np.ndarray, np.ndarray]:
+    """A side x side grid over [-1, 1]^2 with chess-board labels (the authors' 'grid' with 'chess' labels)."""
+    ticks = np.linspace(-1, 1, side)
+    rows, columns = np.meshgrid(np.arange(side), np.arange(side), indexing="ij")
+    points = np.stack([ticks[rows.ravel()], ticks[columns.ravel()]], 1)
+    return points, np.where((rows + columns).ravel() % 2 == 0, 1.0, -1.0)
+
+
+def spiral(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` points along a 12-turn spiral of radius 0.5 to 1, half of them labelled +1 at random."""
+    angle, radius = np.linspace(0, 24 * np.pi, count), np.linspace(0.5, 1.0, count)
+    labels = np.where(np.random.default_rng(seed).permutation(count) < count // 2, 1.0, -1.0)
+    return np.stack([radius * np.cos(angle), radius * np.sin(angle)], 1), labels
+
+
+def _nearest(points: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """Each point's distance to its nearest candidate."""
+    return np.linalg.norm(points[:, None] - candidates[None], axis=2).min(1)
+
+
+def _toy_panel(ax: plt.Axes, title: str, points: np.ndarray, labels: np.ndarray, seed: int) -> dict:
+    """Train one 2-D victim, attack it, draw it on ``ax``; its row of the table."""
     x, y = torch.as_tensor(points), torch.as_tensor(labels)
-    model = build_mlp(2, [100, 100], bias="first", seed=seed, dtype=torch.float64)
-    log = train_mlp(model, x, y, lr=0.3, epochs=20000, weight_decay=3e-3)
+    model = build_mlp(2, [TOY_2D_WIDTH, TOY_2D_WIDTH], bias="first", seed=seed, dtype=torch.float64)
+    log = train_mlp(model, x, y, **TOY_2D_TRAINING)
     layers = extract_layers(model)
     residual = kkt_residual(layers, x, y)[0]
+    rng = np.random.default_rng(seed)
     knowledge = AttackerKnowledge(len(points), -np.ones(2), np.ones(2), rng.uniform(-1, 1, size=(256, 2)))
-    output = KKTAttack(steps=4000, search="off", restarts=1).run(layers, knowledge, seed=seed, dtype="float64")
+    output = KKTAttack(**TOY_2D_ATTACK).run(layers, knowledge, seed=seed, dtype="float64")
     candidates = output.candidates
-    distance = np.linalg.norm(points[:, None] - candidates[None], axis=2).min(1)
+    found = _nearest(points, candidates) < RECOVERED_WITHIN
+    uniform = [rng.uniform(-1, 1, (len(candidates), 2)) for _ in range(200)]
+    chance = np.mean([(_nearest(points, drawn) < RECOVERED_WITHIN).sum() for drawn in uniform])
     with torch.no_grad():
         scores = model(x).squeeze(-1).numpy() * labels
     margin = scores / scores[scores > 0].min()
-    found = distance < 0.05
-    grid = np.linspace(-1, 1, 300)
+    grid = np.linspace(-1.05, 1.05, 300)
     gx, gy = np.meshgrid(grid, grid)
     with torch.no_grad():
         surface = model(torch.as_tensor(np.stack([gx.ravel(), gy.ravel()], 1))).reshape(gx.shape).numpy()
-    figure, ax = plt.subplots(figsize=(4.5, 4.5))
     ax.contour(gx, gy, surface, levels=[0], colors="k", linewidths=1)
     ax.scatter(*candidates.T, s=14, marker="x", color="0.5", label="reconstructions (candidates)")
     for label, color in ((1.0, "C0"), (-1.0, "C3")):
         chosen = labels == label
-        ax.scatter(
-            *points[chosen & found].T, s=60, color=color, edgecolor="k", label=f"class {label:+.0f}, reconstructed"
-        )
-        ax.scatter(
-            *points[chosen & ~found].T, s=60, facecolor="none", edgecolor=color, label=f"class {label:+.0f}, missed"
-        )
-    ax.set(xlim=(-1, 1), ylim=(-1, 1), aspect="equal")
-    ax.legend(fontsize=7, loc="lower left")
-    _save(figure, "toy_2d.png")
+        ax.scatter(*points[chosen & found].T, s=60, color=color, edgecolor="k", label=f"{label:+.0f}, reconstructed")
+        ax.scatter(*points[chosen & ~found].T, s=60, facecolor="none", edgecolor=color, label=f"{label:+.0f}, missed")
+    ax.set(xlim=(-1.05, 1.05), ylim=(-1.05, 1.05), aspect="equal", title=title)
+    ax.title.set_fontsize(9)
+    return {
+        "data": title,
+        "n": len(points),
+        "recovered": int(found.sum()),
+        "chance": round(float(chance), 1),
+        "on_margin": int((margin <= NEAR_MARGIN).sum()),
+        "on_margin_recovered": int((found & (margin <= NEAR_MARGIN)).sum()),
+        "margin_recovered": margin[found].mean() if found.any() else math.nan,
+        "margin_missed": margin[~found].mean() if (~found).any() else math.nan,
+        "train_accuracy": log.train_accuracy,
+        "victim_residual": residual,
+        "attack_residual": float(output.facts.relative_residual[0]),
+        "seconds": round(output.facts.seconds, 1),
+    }
+
+
+def _toy_2d(seed: int) -> Finding:
+    panels = [("grid 5 x 5, chess labels", *chess_grid(5)), ("spiral, 24 points, random labels", *spiral(24, seed))]
+    figure, axes = plt.subplots(1, 2, figsize=(9, 4.6))
     table = pd.DataFrame(
-        {
-            "training points": ["reconstructed (a candidate within 0.05)", "missed"],
-            "count": [int(found.sum()), int((~found).sum())],
-            "mean normalised margin": [margin[found].mean() if found.any() else math.nan, margin[~found].mean()],
-        }
+        [_toy_panel(ax, title, points, labels, seed) for ax, (title, points, labels) in zip(axes, panels)]
     )
-    smaller = not (~found).any() or margin[found].mean() < margin[~found].mean()
-    word = "reproduced" if found.sum() >= len(points) // 4 and smaller else "not reproduced"
-    verdict = (
-        f"{word}: {int(found.sum())} of {len(points)} training points recovered within 0.05, mean normalised margin "
-        f"{table['mean normalised margin'][0]:.2f} against {table['mean normalised margin'][1]:.2f} for the missed "
-        "ones; "
-        f"the candidates explain the weights to a residual of {output.facts.relative_residual[0]:.2f} only (the "
-        f"victim's own training set: {residual:.2f})"
+    axes[0].legend(fontsize=6, loc="lower left")
+    _save(figure, "toy_2d.png")
+    most = table["on_margin_recovered"] * 2 > table["on_margin"]  # the paper: the points on the margin come back
+    above_chance = table["recovered"] >= 3 * table["chance"]
+    word = (
+        "reproduced"
+        if (most & above_chance).all()
+        else "partly reproduced"
+        if (most & above_chance).any()
+        else ("not reproduced")
+    )
+    verdict = f"{word}: " + "; ".join(
+        f"{row.data}: {row.recovered} of {row.n} training points recovered within {RECOVERED_WITHIN} "
+        f"(chance {row.chance}), {row.on_margin_recovered} of the {row.on_margin} on the margin; victim residual "
+        f"{row.victim_residual:.2f}"
+        for row in table.itertuples()
     )
     notes = (
-        f"Victim: train accuracy {log.train_accuracy:.2f}, KKT residual {residual:.3f}; the attack (one restart, "
-        f"{len(candidates)} candidates, 4,000 steps) ran {output.facts.seconds:.1f} s."
+        f"Victims: 2-{TOY_2D_WIDTH}-{TOY_2D_WIDTH}-1, bias in the first layer only (the authors'), full-batch GD "
+        f"lr {TOY_2D_TRAINING['lr']}, weight decay {TOY_2D_TRAINING['weight_decay']}, {TOY_2D_TRAINING['epochs']:,} "
+        "epochs, float64 (the authors: no weight decay, 10^6 epochs, out of a 2-core CPU's reach). Attack: "
+        f"{TOY_2D_ATTACK}. 'chance': the mean count recovered by as many candidates drawn uniformly in the "
+        "square (200 draws). 'on_margin': normalised margin within 1.5x the smallest. Grid points on the "
+        "square's edge are easier: the box prior holds candidates there. "
+        "Tried on seed 0 before settling (recovered of n): weight decay 3e-3 / 1e-2 / 3e-2 at width 100 left the "
+        "chess grid unfitted or at 3-7 of 36; the default recipe (tight prior, alpha relative 40, init 0.01) "
+        "1 of 40 on the spiral; public starts 1-11; alpha 1000 with 4 candidates per point 9 of 24 on the spiral."
     )
     return Finding("toy_2d", "(f) The 2-D illustration", verdict, table, "toy_2d.png", notes)
 
