@@ -3,7 +3,9 @@ under a worst-case DP mechanism, and the pairing of members with non-members."""
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -111,3 +113,11 @@ def test_membership_test_reports_the_one_run_bound():
     assert MembershipTest(50, 33, 4950, 6).epsilon_lower == 0.0  # counts alone claim no epsilon
     loose = MembershipTest.from_flags(members, nonmembers, delta=0.5, seed=0, labels=labels)
     assert loose.epsilon_lower < test.epsilon_lower
+
+
+def test_the_recorded_dp_victims_never_prove_more_than_their_accountant():
+    """benchmarks/results/mnist_dp_seeds.json (``scenario_seeds.py mnist_dp``): every DP victim's one-run
+    epsilon sits at or below the accountant's; above it, the test or the accountant would be wrong."""
+    records = json.loads((Path(__file__).parents[1] / "benchmarks/results/mnist_dp_seeds.json").read_text())
+    private = [record for record in records if record["epsilon"] is not None]
+    assert private and all(0 <= record["epsilon_lower"] <= record["epsilon"] for record in private)
