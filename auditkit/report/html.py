@@ -27,8 +27,10 @@ GLOSSARY = {
     "non-members": "images of the same distribution the model never trained on, given the members' treatment: a "
     "candidate nearest to one of them 'identifies' it, a false positive",
     "p": "one-sided Fisher exact test: are members identified more often than non-members? Small = the model leaks",
-    "epsilon lower bound": "the privacy loss the member and non-member counts imply at 95 % confidence "
-    "(Clopper-Pearson intervals; one-run auditing): a DP guarantee with a smaller epsilon would be contradicted",
+    "epsilon lower bound": "the privacy loss this one training run proves at 95 % confidence (Steinke, Nasr and "
+    "Jagielski's one-run test on members paired with random non-members of their class): a DP guarantee with a "
+    "smaller epsilon would be contradicted; 0 proves nothing, and data passed in by a user gets 0 (its draw is "
+    "unknown)",
     "verdict": "the premise check, of the model and of the attack, as the attack states it; for the KKT attack: "
     "conclusive: the model sits near a KKT point "
     "(residual <= 0.3), fits its training set, and the attack converged (its residual no larger than the model's), "
