@@ -425,7 +425,7 @@ def toy_2d(seed: int) -> Finding:
 
 TOY_2D_TRAINING = {"lr": 0.3, "epochs": 40000, "weight_decay": 3e-4}  # weight decay 1e-2 cannot fit chess labels
 TOY_2D_WIDTH = 200
-TOY_2D_ATTACK = {  # the low-dimensional recipe (sweep: /tmp exploration, recorded in the section's notes)
+TOY_2D_ATTACK = {  # the low-dimensional recipe (the settings tried before it: the section's notes)
     "steps": 3000,
     "search": "off",
     "restarts": 1,
@@ -512,14 +512,8 @@ def _toy_2d(seed: int) -> Finding:
     axes[0].legend(fontsize=6, loc="lower left")
     _save(figure, "toy_2d.png")
     most = table["on_margin_recovered"] * 2 > table["on_margin"]  # the paper: the points on the margin come back
-    above_chance = table["recovered"] >= 3 * table["chance"]
-    word = (
-        "reproduced"
-        if (most & above_chance).all()
-        else "partly reproduced"
-        if (most & above_chance).any()
-        else ("not reproduced")
-    )
+    shown = most & (table["recovered"] >= 3 * table["chance"])
+    word = "reproduced" if shown.all() else "partly reproduced" if shown.any() else "not reproduced"
     verdict = f"{word}: " + "; ".join(
         f"{row.data}: {row.recovered} of {row.n} training points recovered within {RECOVERED_WITHIN} "
         f"(chance {row.chance}), {row.on_margin_recovered} of the {row.on_margin} on the margin; victim residual "
@@ -594,8 +588,8 @@ def write_page() -> Path:
     sections = [(RESULTS / f"{key}.md").read_text() for key in FINDINGS if (RESULTS / f"{key}.md").is_file()]
     headlines = []
     for text in sections:
-        title, verdict = text.splitlines()[2].removeprefix("## "), text.splitlines()[4].strip("*")
-        headlines.append(f"- **{title}**: {verdict}")
+        lines = text.splitlines()  # the command, "", "## title", "", "**verdict**", ...: as section() writes them
+        headlines.append(f"- **{lines[2].removeprefix('## ')}**: {lines[4].strip('*')}")
     intro = "Each section starts with the command that produced it (the findings run with resume, a few at a time)."
     page = ["# Findings of the reconstruction papers, reproduced", "", intro, "", *headlines, "", *sections]
     path = RESULTS / "README.md"

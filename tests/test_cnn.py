@@ -46,9 +46,9 @@ class SmallCNN(nn.Module):
 '''
 
 
-SmallCNN = {}
-exec(NETS, SmallCNN)  # the class the CLI tests import from nets.py, for the Python API
-SmallCNN = SmallCNN["SmallCNN"]
+_NETS_NAMESPACE: dict = {}
+exec(NETS, _NETS_NAMESPACE)  # the class the CLI tests import from nets.py, for the Python API
+SmallCNN = _NETS_NAMESPACE["SmallCNN"]
 
 
 @pytest.fixture(scope="module")

@@ -173,7 +173,7 @@ class Auditor:
         frame = self._per_sample(data, train_images, candidates, pool_images, output, margins)
         evidence = {
             "nonmember_identified": identified_nonmembers(train_images, candidates, pool_images),
-            "nonmember_labels": data.pool_y,  # the one-run test pairs within labels (all 0: unknown, no pairs)
+            "nonmember_labels": data.pool_y,  # the one-run test pairs within labels (NaN: unknown, no pairs)
             "candidate_lambdas": output.lambdas,
             "candidate_labels": output.labels,
             "candidate_restart": output.restart,
