@@ -16,6 +16,7 @@ weight decay 1e-2, 6000 epochs) attacked by its sweep's fixed recipe alone (8000
     (c) biases        biases reduce but do not remove leakage (none / first / all)
     (d) weight_decay  leakage against training weight decay, and why large weight decay leaks less (its victims
                       attacked again with lambda_min 0.3 and with the default sweep)
+    (d') weight_decay_margins  the same mechanism at a second n (100): victims only, fraction at the margin
     (e) dp            DP-SGD leakage falls with the noise and stays under the reconstruction ceiling
     (f) toy_2d        the 2-D illustration: training points, reconstructions and the decision boundary
 """
@@ -42,9 +43,12 @@ from auditkit import AttackerKnowledge, KKTAttack, load_scenario, run_scenario  
 from auditkit.attacks.kkt.kernel import extract_layers  # noqa: E402
 from auditkit.attacks.kkt.residual import kkt_residual  # noqa: E402
 from auditkit.config.schema import Scenario  # noqa: E402
+from auditkit.data.datasets import load_data  # noqa: E402
 from auditkit.progress import Progress  # noqa: E402
 from auditkit.report.tables import epsilon_of  # noqa: E402
-from auditkit.victims.models import build_mlp  # noqa: E402
+from auditkit.victims.cache import VictimCache, victim_key  # noqa: E402
+from auditkit.victims.defenses import train_victim, untrained_victim  # noqa: E402
+from auditkit.victims.models import build_mlp, model_margins  # noqa: E402
 from auditkit.victims.training import train_mlp  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "findings"
@@ -54,7 +58,8 @@ BIASES = ["none", "first", "all"]
 WEIGHT_DECAYS = [0.0, 1e-3, 3e-3, 1e-2, 3e-2, 5e-2]
 LARGE_WEIGHT_DECAYS = [1e-2, 3e-2, 5e-2]  # attacked again (lambda_min 0.3, the sweep): is the drop the attack's?
 NEAR_MARGIN = 1.5  # a sample is "at the margin" when its margin is within 1.5x the smallest one
-FINDINGS = ["toy_2d", "sizes", "margins", "biases", "weight_decay", "dp"]  # as the page shows them
+# as the page shows them
+FINDINGS = ["toy_2d", "sizes", "margins", "biases", "weight_decay", "weight_decay_margins", "dp"]
 
 
 @dataclass
@@ -308,6 +313,86 @@ def _weight_decay_attacks(work: Path, seeds: list[int], recipe_runs: pd.DataFram
     return notes, pd.DataFrame(records).set_index(["weight_decay", "seed"])
 
 
+MARGIN_SIZES = [50]  # per class: n = 100, a second size beside the weight-decay finding's own n = 50
+
+
+def weight_decay_margins(seeds: list[int]) -> Finding:
+    """The weight-decay finding's mechanism at a second training-set size: victims only (no attack), so it
+    measures whether larger weight decay leaves fewer training samples at the margin at n = 100 (finding (d)
+    measures it at n = 50, its ``at_margin`` column). Victims come from the victim cache when there."""
+    rows = []
+    for per_class in MARGIN_SIZES:
+        for decay in WEIGHT_DECAYS:
+            for seed in seeds:
+                settings = {"seed": seed, "device": "cpu", "data": {"n_per_class": per_class}}
+                scenario = load_scenario("mnist_quick", {**settings, "victim": {"training": {"weight_decay": decay}}})
+                rows.append({"n": 2 * per_class, "weight_decay": decay, "seed": seed, **_victim_margins(scenario)})
+    runs = pd.DataFrame(rows)
+    table = (
+        runs.groupby(["n", "weight_decay"])
+        .agg(
+            seeds=("seed", "count"),
+            at_margin=("at_margin", "mean"),
+            fraction_at_margin=("fraction_at_margin", "mean"),
+            residual=("residual", "mean"),
+            train_accuracy=("train_accuracy", "mean"),
+            test_accuracy=("test_accuracy", "mean"),
+        )
+        .reset_index()
+    )
+    figure, ax = plt.subplots(figsize=(5, 3.5))
+    x = np.arange(len(WEIGHT_DECAYS))
+    for n, part in table.groupby("n"):
+        ax.plot(x, part["fraction_at_margin"], marker="o", label=f"n = {n}")
+    ax.set_xticks(x, [f"{w:g}" for w in WEIGHT_DECAYS])
+    ax.set(xlabel="training weight decay", ylabel=f"fraction at the margin (< {NEAR_MARGIN}x smallest)", ylim=(0, 1.02))
+    ax.legend()
+    _save(figure, "weight_decay_margins.png")
+    by = table.set_index(["n", "weight_decay"])["fraction_at_margin"]
+    falls = {n: by[n][WEIGHT_DECAYS[-1]] < by[n].max() for n in by.index.levels[0]}
+    word = "reproduced" if all(falls.values()) else "not reproduced"
+    verdict = f"{word}: " + "; ".join(
+        f"at n = {n} the fraction at the margin peaks at {by[n].max():.2f} (weight decay {by[n].idxmax():g}) and is "
+        f"{by[n][WEIGHT_DECAYS[-1]]:.2f} at {WEIGHT_DECAYS[-1]:g}"
+        for n in by.index.levels[0]
+    )
+    notes = (
+        f"Victims of `mnist_quick`'s recipe (784-500-500-1 bias-free, full-batch GD lr 0.3, 6000 epochs) at each "
+        f"weight decay; 'at_margin': training samples whose margin is within {NEAR_MARGIN}x the smallest; "
+        "'residual': the victim's KKT residual. No attack: this is the victim side of finding (d)."
+    )
+    return Finding(
+        "weight_decay_margins",
+        "(d') Why large weight decay leaks less: fewer samples at the margin, at a second n",
+        verdict,
+        table,
+        "weight_decay_margins.png",
+        notes,
+    )
+
+
+def _victim_margins(scenario: Scenario) -> dict:
+    """The scenario's victim (cached, or trained and cached; no attack): how many training samples sit at its
+    margin, and its residual."""
+    data, defense, cpu = load_data(scenario.data, scenario.seed), scenario.defenses[0], torch.device("cpu")
+    cache, key, model = VictimCache(), victim_key(scenario, defense, cpu), untrained_victim(scenario, data)
+    log = cache.load(key, model)
+    if log is None:
+        model, log = train_victim(scenario, defense, data, model, cpu, Progress(enabled=False))
+        cache.store(key, model, log)
+    margins = model_margins(model, data.train_x, data.train_y)
+    normalized = margins / margins[margins > 0].min() if (margins > 0).any() else margins
+    at_margin = int(((normalized > 0) & (normalized <= NEAR_MARGIN)).sum())
+    x, y = (torch.as_tensor(a, dtype=torch.float64) for a in (data.train_x, data.train_y))
+    return {
+        "at_margin": at_margin,
+        "fraction_at_margin": at_margin / len(margins),
+        "residual": kkt_residual(extract_layers(model), x, y)[0],
+        "train_accuracy": log.train_accuracy,
+        "test_accuracy": log.test_accuracy,
+    }
+
+
 def _at_margin(frame: pd.DataFrame) -> int:
     return int((frame["normalized_margin"].between(0, NEAR_MARGIN)).sum())
 
@@ -408,7 +493,7 @@ def dp(work: Path, seeds: list[int]) -> Finding:
     )
 
 
-def toy_2d(seed: int) -> Finding:
+def toy_2d(seeds: list[int]) -> Finding:
     """The 2-D illustration on the authors' setup: their 2-D data (a chess-labelled grid and a 12-turn spiral
     with random labels, radius 0.5-1), a 2-200-200-1 ReLU net with a bias in the first layer only (without
     it the net is positively homogeneous: a point's gradient only scales with its radius, so no attack can
@@ -418,7 +503,7 @@ def toy_2d(seed: int) -> Finding:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _toy_2d(seed)
+        return _toy_2d(seeds)
     finally:
         torch.set_num_threads(threads)
 
@@ -458,8 +543,8 @@ def _nearest(points: np.ndarray, candidates: np.ndarray) -> np.ndarray:
     return np.linalg.norm(points[:, None] - candidates[None], axis=2).min(1)
 
 
-def _toy_panel(ax: plt.Axes, title: str, points: np.ndarray, labels: np.ndarray, seed: int) -> dict:
-    """Train one 2-D victim, attack it, draw it on ``ax``; its row of the table."""
+def _toy_panel(ax: plt.Axes | None, title: str, points: np.ndarray, labels: np.ndarray, seed: int) -> dict:
+    """Train one 2-D victim, attack it, draw it on ``ax`` (None: not drawn); its row of the table."""
     x, y = torch.as_tensor(points), torch.as_tensor(labels)
     model = build_mlp(2, [TOY_2D_WIDTH, TOY_2D_WIDTH], bias="first", seed=seed, dtype=torch.float64)
     log = train_mlp(model, x, y, **TOY_2D_TRAINING)
@@ -475,20 +560,11 @@ def _toy_panel(ax: plt.Axes, title: str, points: np.ndarray, labels: np.ndarray,
     with torch.no_grad():
         scores = model(x).squeeze(-1).numpy() * labels
     margin = scores / scores[scores > 0].min()
-    grid = np.linspace(-1.05, 1.05, 300)
-    gx, gy = np.meshgrid(grid, grid)
-    with torch.no_grad():
-        surface = model(torch.as_tensor(np.stack([gx.ravel(), gy.ravel()], 1))).reshape(gx.shape).numpy()
-    ax.contour(gx, gy, surface, levels=[0], colors="k", linewidths=1)
-    ax.scatter(*candidates.T, s=14, marker="x", color="0.5", label="reconstructions (candidates)")
-    for label, color in ((1.0, "C0"), (-1.0, "C3")):
-        chosen = labels == label
-        ax.scatter(*points[chosen & found].T, s=60, color=color, edgecolor="k", label=f"{label:+.0f}, reconstructed")
-        ax.scatter(*points[chosen & ~found].T, s=60, facecolor="none", edgecolor=color, label=f"{label:+.0f}, missed")
-    ax.set(xlim=(-1.05, 1.05), ylim=(-1.05, 1.05), aspect="equal", title=title)
-    ax.title.set_fontsize(9)
+    if ax is not None:
+        _draw_toy(ax, title, model, points, labels, candidates, found)
     return {
         "data": title,
+        "seed": seed,
         "n": len(points),
         "recovered": int(found.sum()),
         "chance": round(float(chance), 1),
@@ -503,22 +579,51 @@ def _toy_panel(ax: plt.Axes, title: str, points: np.ndarray, labels: np.ndarray,
     }
 
 
-def _toy_2d(seed: int) -> Finding:
-    panels = [("grid 5 x 5, chess labels", *chess_grid(5)), ("spiral, 24 points, random labels", *spiral(24, seed))]
+def _draw_toy(ax: plt.Axes, title, model, points, labels, candidates, found) -> None:
+    """The victim's decision boundary, its training points (filled: reconstructed) and the candidates."""
+    grid = np.linspace(-1.05, 1.05, 300)
+    gx, gy = np.meshgrid(grid, grid)
+    with torch.no_grad():
+        surface = model(torch.as_tensor(np.stack([gx.ravel(), gy.ravel()], 1))).reshape(gx.shape).numpy()
+    ax.contour(gx, gy, surface, levels=[0], colors="k", linewidths=1)
+    ax.scatter(*candidates.T, s=14, marker="x", color="0.5", label="reconstructions (candidates)")
+    for label, color in ((1.0, "C0"), (-1.0, "C3")):
+        chosen = labels == label
+        ax.scatter(*points[chosen & found].T, s=60, color=color, edgecolor="k", label=f"{label:+.0f}, reconstructed")
+        ax.scatter(*points[chosen & ~found].T, s=60, facecolor="none", edgecolor=color, label=f"{label:+.0f}, missed")
+    ax.set(xlim=(-1.05, 1.05), ylim=(-1.05, 1.05), aspect="equal", title=title)
+    ax.title.set_fontsize(9)
+
+
+def _toy_panels(seed: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """The two 2-D data sets of one seed (the grid is the same for every seed; the spiral's labels are drawn)."""
+    return [("grid 5 x 5, chess labels", *chess_grid(5)), ("spiral, 24 points, random labels", *spiral(24, seed))]
+
+
+def _toy_2d(seeds: list[int]) -> Finding:
     figure, axes = plt.subplots(1, 2, figsize=(9, 4.6))
     table = pd.DataFrame(
-        [_toy_panel(ax, title, points, labels, seed) for ax, (title, points, labels) in zip(axes, panels)]
+        [
+            _toy_panel(ax if seed == seeds[0] else None, title, points, labels, seed)
+            for seed in seeds
+            for ax, (title, points, labels) in zip(axes, _toy_panels(seed))
+        ]
     )
     axes[0].legend(fontsize=6, loc="lower left")
+    figure.suptitle(f"seed {seeds[0]}", fontsize=9)
     _save(figure, "toy_2d.png")
-    most = table["on_margin_recovered"] * 2 > table["on_margin"]  # the paper: the points on the margin come back
-    shown = most & (table["recovered"] >= 3 * table["chance"])
+    totals = table.groupby("data", sort=False)[["n", "recovered", "chance", "on_margin", "on_margin_recovered"]].sum()
+    most = totals["on_margin_recovered"] * 2 > totals["on_margin"]  # the paper: the points on the margin come back
+    shown = most & (totals["recovered"] >= 3 * totals["chance"])
     word = "reproduced" if shown.all() else "partly reproduced" if shown.any() else "not reproduced"
-    verdict = f"{word}: " + "; ".join(
-        f"{row.data}: {row.recovered} of {row.n} training points recovered within {RECOVERED_WITHIN} "
-        f"(chance {row.chance}), {row.on_margin_recovered} of the {row.on_margin} on the margin; victim residual "
-        f"{row.victim_residual:.2f}"
-        for row in table.itertuples()
+    verdict = (
+        f"{word} over {len(seeds)} seeds: "
+        + "; ".join(
+            f"{row.data}: {row.recovered} of {row.n} training points recovered within {RECOVERED_WITHIN} "
+            f"(chance {row.chance:.1f}), {row.on_margin_recovered} of the {row.on_margin} on the margin"
+            for row in totals.reset_index().itertuples()  # itertuples keeps each column's dtype (counts stay int)
+        )
+        + f"; victim residual {table['victim_residual'].min():.2f}-{table['victim_residual'].max():.2f}"
     )
     notes = (
         f"Victims: 2-{TOY_2D_WIDTH}-{TOY_2D_WIDTH}-1, bias in the first layer only (the authors'), full-batch GD "
@@ -607,7 +712,7 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     findings = []
     if "toy_2d" in args.only:
-        findings.append(toy_2d(args.seeds[0]))
+        findings.append(toy_2d(args.seeds))
     if "sizes" in args.only or "margins" in args.only:
         finding, runs = sizes(args.work, args.seeds)
         findings += [finding, margins(runs)]
@@ -615,6 +720,8 @@ def main() -> None:
         findings.append(biases(args.work, args.seeds))
     if "weight_decay" in args.only:
         findings.append(weight_decay(args.work, args.seeds))
+    if "weight_decay_margins" in args.only:
+        findings.append(weight_decay_margins(args.seeds))
     if "dp" in args.only:
         findings.append(dp(args.work, args.dp_seeds or args.seeds))
     command = record.command_line()
