@@ -46,8 +46,7 @@ from auditkit.config.schema import Scenario  # noqa: E402
 from auditkit.data.datasets import load_data  # noqa: E402
 from auditkit.progress import Progress  # noqa: E402
 from auditkit.report.tables import epsilon_of  # noqa: E402
-from auditkit.victims.cache import VictimCache, victim_key  # noqa: E402
-from auditkit.victims.defenses import train_victim, untrained_victim  # noqa: E402
+from auditkit.running.jobs import obtain_victim  # noqa: E402
 from auditkit.victims.models import build_mlp, model_margins  # noqa: E402
 from auditkit.victims.training import train_mlp  # noqa: E402
 
@@ -374,15 +373,12 @@ def weight_decay_margins(seeds: list[int]) -> Finding:
 def _victim_margins(scenario: Scenario) -> dict:
     """The scenario's victim (cached, or trained and cached; no attack): how many training samples sit at its
     margin, and its residual."""
-    data, defense, cpu = load_data(scenario.data, scenario.seed), scenario.defenses[0], torch.device("cpu")
-    cache, key, model = VictimCache(), victim_key(scenario, defense, cpu), untrained_victim(scenario, data)
-    log = cache.load(key, model)
-    if log is None:
-        model, log = train_victim(scenario, defense, data, model, cpu, Progress(enabled=False))
-        cache.store(key, model, log)
+    data = load_data(scenario.data, scenario.seed)
+    model, facts = obtain_victim(scenario, scenario.defenses[0], data, torch.device("cpu"), Progress(enabled=False))
+    log = facts.training
     margins = model_margins(model, data.train_x, data.train_y)
     normalized = margins / margins[margins > 0].min() if (margins > 0).any() else margins
-    at_margin = int(((normalized > 0) & (normalized <= NEAR_MARGIN)).sum())
+    at_margin = _at_margin(pd.DataFrame({"normalized_margin": normalized}))
     x, y = (torch.as_tensor(a, dtype=torch.float64) for a in (data.train_x, data.train_y))
     return {
         "at_margin": at_margin,
