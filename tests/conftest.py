@@ -11,7 +11,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
 
-from auditkit import AttackerKnowledge
+from auditkit import AttackerKnowledge, Auditor, KKTAttack
 from auditkit.attacks.kkt.convergence import Convergence
 from auditkit.attacks.kkt.facts import KKTFacts
 from auditkit.data.audit_data import AuditData
@@ -44,6 +44,14 @@ def small_victim(mnist):
     log = train_mlp(model, x, y, lr=0.3, epochs=1500, weight_decay=0.01)
     assert log.train_accuracy == 1.0
     return model, data
+
+
+@pytest.fixture(scope="session")
+def small_victim_audit(small_victim):
+    """The small victim audited by the strength tests' attack (3000 steps, one restart, alpha 40, float32,
+    seed 0): computed once per worker for the tests that read it (strength, the DP twin, the membership test)."""
+    model, data = small_victim
+    return Auditor(KKTAttack(steps=3000, restarts=1, alpha=40.0), device="cpu", seed=0).audit(model, data)
 
 
 def knowledge(data: AuditData, **extra) -> AttackerKnowledge:
