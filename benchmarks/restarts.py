@@ -1,23 +1,24 @@
 """Batched restarts vs the same restarts run one after another, and peak memory of a step vs m.
 
     python benchmarks/restarts.py [--restarts 1 2 4 8] [--memory-m 1000 4000 10000]
+    python benchmarks/restarts.py --restarts 8 16 --n-train 500 --width 1000 --memory-m --tag paper
 
-Time per attack step (loss + backward + optimizer) on a 784-500-500-1 victim with m = 100 candidates a
-restart (the quick scenario's size), R restarts as one batched program vs R sequential single-restart
-programs, in the same process. Peak memory: one step of 784-1000-1000-1 at m candidates, in a fresh
-subprocess (resident set size; CUDA: max allocated). Writes benchmarks/results/restarts_<device>.{json,md}.
+Time per attack step (loss + backward + optimizer) on a 784-W-W-1 victim (W = 500) with m = 2 n candidates a
+restart (n = 50: the quick scenario's size; n = 500, W = 1000: the paper's), R restarts as one batched program vs
+R sequential single-restart programs, in the same process. Peak memory: one step of 784-1000-1000-1 at m
+candidates, in a fresh subprocess (resident set size; CUDA: max allocated); ``--memory-m`` with no sizes skips it.
+Writes benchmarks/results/restarts_<device>[_<tag>].{json,md}.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
+import record
 import torch
 
 from auditkit.attacks.base import AttackerKnowledge
@@ -27,11 +28,11 @@ from auditkit.environment import describe_device, resolve_device
 from auditkit.victims.models import build_mlp
 
 
-def attack_seconds_per_step(layers, restarts: int, device, dtype, steps: int) -> float:
+def attack_seconds_per_step(layers, restarts: int, device, dtype, steps: int, n_train: int) -> float:
     attack = KKTAttack(steps=steps, restarts=restarts, alpha=40.0, alpha_relative=False, log_every=steps)
     bounds = np.ones(784)
     start = time.perf_counter()
-    attack.run(layers, AttackerKnowledge(50, -bounds, bounds), device=device, dtype=dtype)
+    attack.run(layers, AttackerKnowledge(n_train, -bounds, bounds), device=device, dtype=dtype)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return (time.perf_counter() - start) / steps
@@ -60,30 +61,35 @@ def peak_memory_mb(m: int, device: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--restarts", type=int, nargs="+", default=[1, 2, 4, 8])
-    parser.add_argument("--memory-m", type=int, nargs="+", default=[1000, 4000, 10000])
+    parser.add_argument("--memory-m", type=int, nargs="*", default=[1000, 4000, 10000])
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--n-train", type=int, default=50, help="training-set size: m = 2 n candidates a restart")
+    parser.add_argument("--width", type=int, default=500, help="the victim's two hidden widths")
+    parser.add_argument("--tag", default="", help="suffix of the result files")
     args = parser.parse_args()
     device = resolve_device(args.device)
     dtype = torch.float32
-    layers = extract_layers(build_mlp(784, [500, 500], "none", seed=0, dtype=dtype)).to(device, dtype)
+    widths = [args.width, args.width]
+    layers = extract_layers(build_mlp(784, widths, "none", seed=0, dtype=dtype)).to(device, dtype)
     records = []
     print("| device | restarts | batched s/step | sequential s/step | speedup |\n|---|---|---|---|---|")
     for restarts in args.restarts:
-        batched = attack_seconds_per_step(layers, restarts, device, dtype, args.steps)
-        sequential = restarts * attack_seconds_per_step(layers, 1, device, dtype, args.steps)
-        record = {
+        batched = attack_seconds_per_step(layers, restarts, device, dtype, args.steps, args.n_train)
+        sequential = restarts * attack_seconds_per_step(layers, 1, device, dtype, args.steps, args.n_train)
+        measured = {
             "kind": "restarts",
             "device": describe_device(device),
             "dtype": "float32",
-            "m": 100,
+            "m": 2 * args.n_train,
+            "width": args.width,
             "restarts": restarts,
             "batched_s": batched,
             "sequential_s": sequential,
             "speedup": sequential / batched,
         }
-        records.append(record)
-        print(f"| {record['device']} | {restarts} | {batched:.4f} | {sequential:.4f} | {record['speedup']:.2f}x |")
+        records.append(measured)
+        print(f"| {measured['device']} | {restarts} | {batched:.4f} | {sequential:.4f} | {measured['speedup']:.2f}x |")
     print("\n| device | m | peak MB |\n|---|---|---|")
     for m in args.memory_m:
         peak = peak_memory_mb(m, device.type)
@@ -91,17 +97,9 @@ def main() -> None:
             {"kind": "memory", "device": describe_device(device), "dtype": "float32", "m": m, "peak_mb": peak}
         )
         print(f"| {describe_device(device)} | {m} | {peak:.0f} |")
-    out = Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
-    (out / f"restarts_{device.type}.json").write_text(json.dumps(records, indent=2) + "\n")
-    lines = ["| kind | m | restarts | batched s/step | sequential s/step | speedup | peak MB |", "|---" * 7 + "|"]
-    for r in records:
-        lines.append(
-            f"| {r['kind']} | {r['m']} | {r.get('restarts', '')} | {r.get('batched_s', float('nan')):.4f} | "
-            f"{r.get('sequential_s', float('nan')):.4f} | {r.get('speedup', float('nan')):.2f} | "
-            f"{r.get('peak_mb', float('nan')):.0f} |"
-        )
-    (out / f"restarts_{device.type}.md").write_text(f"{records[0]['device']}\n\n" + "\n".join(lines) + "\n")
+    columns = ["kind", "device", "m", "width", "restarts", "batched_s", "sequential_s", "speedup", "peak_mb"]
+    name = f"restarts_{device.type}" + (f"_{args.tag}" if args.tag else "")
+    record.write(name, record.command_line(), records, columns, note=f"({describe_device(device)}, float32)")
 
 
 if __name__ == "__main__":

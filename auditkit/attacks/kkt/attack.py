@@ -24,23 +24,23 @@ from torch import nn
 from auditkit.attacks.base import Attack, AttackerKnowledge, AttackOutput, ModelShape, ProgressCallback
 from auditkit.attacks.kkt.config import DIVERGED, LOG_UNIFORM, SEARCH_RANGES, SELECTION_RULES, KKTConfig
 from auditkit.attacks.kkt.convergence import measure, short_attack_warning
+from auditkit.attacks.kkt.deflation import BestRestart, Pass, deflated_search
 from auditkit.attacks.kkt.facts import KKTFacts
 from auditkit.attacks.kkt.kernel import (
     MLPLayers,
     Objective,
     as_objective,
     candidate_lambdas,
-    forward,
-    preactivation_scale,
     stationarity_loss,
 )
 from auditkit.attacks.kkt.network import victim_network
 from auditkit.attacks.kkt.optimizer import BatchedOptimizer, restart_mask, take_restarts
 from auditkit.attacks.kkt.residual import kkt_residual
 from auditkit.attacks.kkt.selection import Scorer, ground_truth_scorer, kkt_loss_score, residual_scorer
+from auditkit.attacks.kkt.starts import alpha_scale, public_start
 from auditkit.attacks.registry import register_attack
 from auditkit.environment import DEFAULT_DTYPE, resolve_dtype
-from auditkit.errors import ConfigError, UnsupportedModelError
+from auditkit.errors import ConfigError
 
 ACTIVATION_COPIES = 8  # per candidate and unit, what a step keeps alive at once (an upper estimate)
 
@@ -62,7 +62,7 @@ class KKTAttack(Attack):
 
     def warning(self) -> str:
         """A warning when the steps are fewer than the recorded runs needed to converge."""
-        return short_attack_warning(self.steps)
+        return short_attack_warning(self.config.steps)
 
     def memory_bytes(self, n_train: int, widths: list[int], itemsize: int) -> int:
         """R restarts x m candidates x every layer's width, kept ACTIVATION_COPIES times (activations, smoothed
@@ -98,10 +98,15 @@ class KKTAttack(Attack):
         history = output.loss_history, output.history_steps
         bounds = (knowledge.lower, knowledge.upper)
         own = output.facts.relative_residual
-        convergence = measure(objective, found, own, history, bounds, residual, self.steps)
+        convergence = measure(objective, found, own, history, bounds, residual, self.config.steps)
         facts = dataclasses.replace(output.facts, victim_residual=residual, convergence=convergence)
         per_sample = {**output.per_sample, "kkt_lambda": fitted.numpy()}
         return dataclasses.replace(output, facts=facts, per_sample=per_sample)
+
+    @property
+    def steps(self) -> int:
+        """Optimisation steps per run: every pass's together."""
+        return self.config.steps * self.config.passes
 
     def run(
         self,
@@ -118,16 +123,42 @@ class KKTAttack(Attack):
 
         The relative alpha is set from ``knowledge.reference_inputs`` (uniform draws in the valid range
         when None). initial: (x, lambdas, labels) to start every restart from instead of the random
-        init (tests and diagnostics, e.g. starting at the true training set).
+        init (tests and diagnostics, e.g. starting at the true training set; first pass only). With
+        ``passes`` > 1 the search deflates (:mod:`auditkit.attacks.kkt.deflation`).
         """
+        victim, cfg = self.objective(model, knowledge), self.config
+        if cfg.passes == 1:
+            return self.search(victim, victim, knowledge, seed, device, dtype, progress, initial).output
+
+        def one_pass(objective: Objective, index: int, shifted: ProgressCallback | None) -> Pass:
+            start = initial if index == 0 else None
+            return self.search(objective, victim, knowledge, seed + index, device, dtype, shifted, start)
+
+        return deflated_search(victim, cfg.passes, cfg.deflate_fraction, one_pass, progress, cfg.steps)
+
+    def search(
+        self,
+        victim: Objective,
+        classifier: Objective,
+        knowledge: AttackerKnowledge,
+        seed: int,
+        device: torch.device | str,
+        dtype: torch.dtype | str,
+        progress: ProgressCallback | None,
+        initial: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
+    ) -> Pass:
+        """One pass of the search on ``victim`` (an objective; ``classifier``'s target, the trained model,
+        assigns the public starts their classes), with its best restart as it left it."""
         cfg = self.config
         dtype = resolve_dtype(dtype)
         start = time.perf_counter()
-        victim, requested = self.objective(model, knowledge), dtype  # kept for the float64 refinement
+        requested = dtype  # kept for the float64 refinement
         generator = torch.Generator(device="cpu").manual_seed(seed)
         objective, lower, upper = self._placed(victim, knowledge, device, dtype)
         reference = None if knowledge.reference_inputs is None else torch.as_tensor(knowledge.reference_inputs)
-        scale = self._alpha_scale(objective.at, lower, upper, reference, generator, device, dtype)
+        scale = 1.0
+        if cfg.alpha_relative:  # alpha relative to the victim's median |pre-activation|
+            scale = alpha_scale(objective.at, lower, upper, reference, generator, device, dtype)
         settings = self._restart_settings(generator)
         hyper = self._per_restart(settings, device, dtype)
 
@@ -142,7 +173,7 @@ class KKTAttack(Attack):
         x = torch.randn(restarts, m, d, generator=generator, dtype=torch.float64)
         x *= torch.tensor(settings["init_scale"], dtype=torch.float64)[:, None, None]
         if cfg.init == "public":
-            x += self._public_start(objective.target, reference, labels, restarts, generator)
+            x += public_start(classifier.target, reference, labels, restarts, generator)
         if cfg.lambda_sign == "free":
             lam = torch.randn(restarts, m, generator=generator, dtype=torch.float64)
         elif cfg.lambda_init == "uniform":
@@ -253,7 +284,7 @@ class KKTAttack(Attack):
             dtype=str(requested).removeprefix("torch."),
             seed=seed,
         )
-        return AttackOutput(
+        output = AttackOutput(
             candidates=candidates,
             lambdas=candidate_lambdas(lam, labels).detach()[chosen].cpu().double().flatten().numpy(),
             labels=labels.cpu().repeat(len(kept)).double().numpy(),
@@ -262,6 +293,9 @@ class KKTAttack(Attack):
             history_steps=np.array(steps_logged),
             facts=facts,
         )
+        top = int(self._best(current, active, 0.0)[0])
+        best = BestRestart(x.detach()[top], lam.detach()[top], labels, alpha[top]) if bool(active[top]) else None
+        return Pass(output, best, target_norm)
 
     def _placed(self, victim: Objective, knowledge: AttackerKnowledge, device, dtype) -> tuple:
         """The objective and the prior's per-pixel bounds (lower, upper), on ``device`` in ``dtype``."""
@@ -314,37 +348,3 @@ class KKTAttack(Attack):
         ranked = torch.where(active, scores, -torch.inf)
         count = max(1, math.ceil(fraction * len(scores) - 1e-9))
         return torch.argsort(ranked, descending=True, stable=True)[:count].sort().values
-
-    @staticmethod
-    def _public_start(layers: MLPLayers, reference, labels: torch.Tensor, restarts: int, generator) -> torch.Tensor:
-        """(R, m, d) start images: for each candidate a public input the victim assigns to the candidate's
-        class (any public input when it assigns none to that class), distinct within a restart while they last."""
-        if reference is None or len(reference) == 0:
-            raise ConfigError("attack.init: 'public' needs public data of the same distribution (non-members)")
-        reference = reference.double()
-        outputs = forward(layers.to("cpu", torch.float64), reference)
-        predicted = torch.where(outputs > 0, 1.0, -1.0) if layers.outputs == 1 else outputs.argmax(1).double()
-        start = torch.empty(restarts, len(labels), reference.shape[1], dtype=torch.float64)
-        for label in labels.unique():
-            slots = torch.nonzero(labels == label).flatten()
-            pool = torch.nonzero(predicted == label).flatten()
-            pool = pool if len(pool) else torch.arange(len(reference))
-            for restart in range(restarts):
-                order = pool[torch.randperm(len(pool), generator=generator)]
-                start[restart, slots] = reference[order[torch.arange(len(slots)) % len(order)]]
-        return start
-
-    def _alpha_scale(self, layers, lower, upper, reference_inputs, generator, device, dtype) -> float:
-        """What alpha is relative to: the victim's median |pre-activation| (1 for an absolute alpha)."""
-        if not self.config.alpha_relative:
-            return 1.0
-        if reference_inputs is None:
-            u = torch.rand(256, len(lower), generator=generator, dtype=torch.float64)
-            reference_inputs = lower.cpu().double() + u * (upper - lower).cpu().double()
-        scale = preactivation_scale(layers, reference_inputs.to(device=device, dtype=dtype))
-        if not scale > 0:
-            raise UnsupportedModelError(
-                "the victim's hidden pre-activations are all zero at the reference inputs: relative alpha is "
-                "undefined (set attack.alpha_relative: false)"
-            )
-        return scale

@@ -103,6 +103,16 @@ class KKTConfig(AttackConfig):
     early_stop_keep: float = Field(0.5, gt=0, le=1)
     select: SelectRule = "kkt_residual"
     select_top: int = Field(0, ge=0, le=1024, description="restarts pooled at the end; 0 = every survivor")
+    passes: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="deflation: searches of `steps` steps each, every one after the first on the weights less what "
+        "the earlier ones' frozen candidates explain (auditkit.attacks.kkt.deflation); 1 = one search",
+    )
+    deflate_fraction: float = Field(
+        0.5, gt=0, le=1, description="the share of a pass's best restart frozen, largest multipliers first"
+    )
 
     @field_validator("search_ranges")
     @classmethod

@@ -40,6 +40,7 @@ class KKTFacts(AttackFacts):
     early_stopped_restarts: list[int]
     diverged: list[dict]  # [{"restart": r, "step": s}]
     alpha_scale: float
+    passes: int = 1  # deflation's searches; restart r ran in pass r // (restarts / passes)
     victim_residual: float = math.nan  # the victim's KKT residual at its true training set (set by assess)
     convergence: Convergence = field(default=UNKNOWN)  # how far the attack got (set by assess)
 
@@ -120,8 +121,10 @@ class KKTFacts(AttackFacts):
 
     def describe(self) -> list[str]:
         """Restarts, precision, time, the selection rule and divergences."""
+        passes = f" in {self.passes} deflation passes" if self.passes > 1 else ""
         return [
-            f"Attack {self.name}: {self.restarts} restart(s), {self.dtype} on {self.device}, {self.seconds:.0f} s; "
+            f"Attack {self.name}: {self.restarts} restart(s){passes}, {self.dtype} on {self.device}, "
+            f"{self.seconds:.0f} s; "
             f"selection rule {self.selection_rule}: {self.selection}; {len(self.diverged)} restart(s) diverged."
         ]
 
@@ -133,9 +136,11 @@ class KKTFacts(AttackFacts):
                 return "pooled"
             return "early-stopped" if restart in self.early_stopped_restarts else "not selected"
 
+        per_pass = {"pass": [r * self.passes // self.restarts for r in range(self.restarts)]} if self.passes > 1 else {}
         return pd.DataFrame(
             {
                 "restart": range(self.restarts),
+                **per_pass,
                 **self.restart_settings,
                 "last loss": self.final_loss,
                 "score": self.restart_scores,

@@ -1,0 +1,47 @@
+"""Where the attack's candidates start and what its alpha is relative to: public-image starts and the victim's
+pre-activation scale."""
+
+from __future__ import annotations
+
+import torch
+
+from auditkit.attacks.kkt.kernel import MLPLayers, Network, forward, preactivation_scale
+from auditkit.errors import ConfigError, UnsupportedModelError
+
+
+def public_start(
+    layers: MLPLayers | Network, reference, labels: torch.Tensor, restarts: int, generator: torch.Generator
+) -> torch.Tensor:
+    """(R, m, d) start images: for each candidate a public input the victim assigns to the candidate's
+    class (any public input when it assigns none to that class), distinct within a restart while they last."""
+    if reference is None or len(reference) == 0:
+        raise ConfigError("attack.init: 'public' needs public data of the same distribution (non-members)")
+    reference = reference.double()
+    outputs = forward(layers.to("cpu", torch.float64), reference)
+    predicted = torch.where(outputs > 0, 1.0, -1.0) if layers.outputs == 1 else outputs.argmax(1).double()
+    start = torch.empty(restarts, len(labels), reference.shape[1], dtype=torch.float64)
+    for label in labels.unique():
+        slots = torch.nonzero(labels == label).flatten()
+        pool = torch.nonzero(predicted == label).flatten()
+        pool = pool if len(pool) else torch.arange(len(reference))
+        for restart in range(restarts):
+            order = pool[torch.randperm(len(pool), generator=generator)]
+            start[restart, slots] = reference[order[torch.arange(len(slots)) % len(order)]]
+    return start
+
+
+def alpha_scale(
+    layers: MLPLayers | Network, lower, upper, reference_inputs, generator: torch.Generator, device, dtype
+) -> float:
+    """What a relative alpha is divided by: the victim's median |pre-activation| at the public inputs (uniform
+    draws in [lower, upper] when there are none)."""
+    if reference_inputs is None:
+        u = torch.rand(256, len(lower), generator=generator, dtype=torch.float64)
+        reference_inputs = lower.cpu().double() + u * (upper - lower).cpu().double()
+    scale = preactivation_scale(layers, reference_inputs.to(device=device, dtype=dtype))
+    if not scale > 0:
+        raise UnsupportedModelError(
+            "the victim's hidden pre-activations are all zero at the reference inputs: relative alpha is "
+            "undefined (set attack.alpha_relative: false)"
+        )
+    return scale
