@@ -22,8 +22,7 @@ from auditkit.attacks.kkt.kernel import (
     MLPLayers,
     Objective,
     candidate_lambdas,
-    gradient_combination,
-    margin_coefficients,
+    explained,
 )
 from auditkit.errors import UnsupportedModelError
 
@@ -92,12 +91,7 @@ def _freeze(objective: Objective, best: BestRestart, fraction: float) -> tuple[t
     x, lambdas, labels = best.x[keep][None], best.lambdas[keep][None], best.labels[keep]
     placed = objective.to(x.device, x.dtype)
     with torch.no_grad():
-        coefficients = margin_coefficients(placed.at, x, lambdas, labels) / m  # the search's own 1/m
-        parts = [
-            [g[0] for pair in gradient_combination(point, x, coefficients, best.alpha) for g in pair if g is not None]
-            for point in placed.points
-        ]
-    share = [sum(group) / len(parts) for group in zip(*parts)]
+        share = [g[0] * len(keep) / m for g in explained(placed, x, lambdas, labels, best.alpha)]  # the search's 1/m
     as_numpy = (x[0].cpu().double().numpy(), labels.cpu().double().numpy(), totals[keep].cpu().double().numpy())
     return as_numpy, share
 

@@ -33,12 +33,7 @@ class MLPLayers:
     @property
     def parameters(self) -> list[torch.Tensor]:
         """Every weight and bias, layer by layer (biases only where present)."""
-        params = []
-        for weight, bias in zip(self.weights, self.biases):
-            params.append(weight)
-            if bias is not None:
-                params.append(bias)
-        return params
+        return [p for layer in zip(self.weights, self.biases) for p in layer if p is not None]
 
     @property
     def input_dim(self) -> int:
@@ -310,11 +305,7 @@ def margin_coefficients(layers: MLPLayers | Network, x: torch.Tensor, lambdas: t
 
 
 def stationarity_loss(
-    problem: MLPLayers | Objective,
-    x: torch.Tensor,
-    lambdas: torch.Tensor,
-    labels: torch.Tensor,
-    alpha,
+    problem: MLPLayers | Objective, x: torch.Tensor, lambdas: torch.Tensor, labels: torch.Tensor, alpha
 ) -> torch.Tensor:
     """Per-restart ``||t - (1/m) sum_j lambda_j dmargin_j/dtheta||^2`` with the free direction's share
     projected out (see :class:`Objective`), shape (R,); x (R, m, d), lambdas (R, m), labels (m,) (see
@@ -324,12 +315,17 @@ def stationarity_loss(
     if not isinstance(objective.at, MLPLayers):
         alphas = torch.as_tensor(alpha, dtype=x.dtype, device=x.device).expand(len(x))
         return torch.stack([_network_loss(objective, x[r], lambdas[r], labels, alphas[r]) for r in range(len(x))])
+    return _residual_norm(objective, explained(objective, x, lambdas, labels, alpha), 1)
+
+
+def explained(objective: Objective, x: torch.Tensor, lambdas, labels, alpha) -> list[torch.Tensor]:
+    """``(1/m) sum_j lambda_j dmargin_j/dtheta`` per restart (MLP), parameter-shaped, averaged over the points."""
     coefficients = margin_coefficients(objective.at, x, lambdas, labels) / x.shape[1]
-    combined = None
-    for point in objective.points:
-        grads = [g for pair in gradient_combination(point, x, coefficients, alpha) for g in pair if g is not None]
-        combined = grads if combined is None else [a + b for a, b in zip(combined, grads)]
-    return _residual_norm(objective, [g / len(objective.points) for g in combined], 1)
+    per_point = [
+        [g for pair in gradient_combination(p, x, coefficients, alpha) for g in pair if g is not None]
+        for p in objective.points
+    ]
+    return [sum(parts) / len(per_point) for parts in zip(*per_point)]
 
 
 def _network_loss(objective: Objective, x: torch.Tensor, lambdas: torch.Tensor, labels: torch.Tensor, alpha):
