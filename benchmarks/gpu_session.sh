@@ -35,6 +35,7 @@ say done; exit 0
 fi
 run 400 mnist_quick --seeds 0 1 2 --tag cuda
 run 400 mnist_quick_100 --seeds 0 1 2 --tag cuda
+run 420 mnist_quick_100 --seeds 0 1 2 --tag cuda_compiled --set attack.compile=true  # CUDA graphs: the same search
 run 430 mnist_paper_cpu --seeds 0 --tag cuda --set attack.restarts=1 --set attack.search=off
 run 450 mnist_quick_100 --seeds 0 1 2 --tag cuda_r8 --set attack.restarts=8
 run 470 mnist_paper_cpu --seeds 0 --tag cuda_r4 --set attack.restarts=4 --set attack.steps=8000

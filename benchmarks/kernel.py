@@ -1,11 +1,14 @@
 """Attack step time: the MLP closed form against the generic path (any ReLU network through autograd, the
-authors' double-backward, here on the same MLP as an nn.Module): the price of generality, same process.
+authors' double-backward, here on the same MLP as an nn.Module): the price of generality, same process; and
+the whole step's losses (stationarity, prior, multiplier floor) eager against compiled (``attack.compile``:
+torch.compile, on a GPU CUDA graphs), the launch overhead the compiled step removes.
 
     python benchmarks/kernel.py [--m 200 1000 4000] [--dtypes float32 float64] [--repeats 3]
 
 Prints a table and writes benchmarks/results/kernel_<device>.{json,md}. One step = stationarity loss +
-backward to x and lambda, 784-1000-1000-1. GFLOP/s is set against this machine's dense matmul rate
-measured in the same run (peak_fraction), so results from different machines compare.
+backward to x and lambda, 784-1000-1000-1 (the eager and compiled steps: with the prior and the floor, one
+restart). GFLOP/s is set against this machine's dense matmul rate measured in the same run (peak_fraction),
+so results from different machines compare.
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ from pathlib import Path
 
 import torch
 
-from auditkit.attacks.kkt.kernel import extract_layers, stationarity_loss
+from auditkit.attacks.kkt.kernel import as_objective, extract_layers, stationarity_loss
 from auditkit.attacks.kkt.network import ReLUNetwork, stationarity_loss_autograd
+from auditkit.attacks.kkt.step import losses_function
 from auditkit.environment import describe_device, resolve_device
 from auditkit.victims.models import build_mlp
 
@@ -71,7 +75,14 @@ def _step_functions(layers, network: ReLUNetwork, m: int, device: torch.device, 
     def reference():
         stationarity_loss_autograd(network, x[0], lam[0], labels, 20.0).backward()
 
-    return fast, reference
+    objective, one = as_objective(layers), torch.ones(1, device=device, dtype=dtype)
+    floor = torch.full((1,), 0.1, device=device, dtype=dtype)
+
+    def whole_step(losses_of):
+        return lambda: losses_of(objective, x, lam, labels, 20.0 * one, -one, one, floor, 1.0, 5.0)[0].sum().backward()
+
+    eager, compiled = (whole_step(losses_function(flag, objective, device)) for flag in (False, True))
+    return fast, reference, eager, compiled
 
 
 def main() -> None:
@@ -89,9 +100,12 @@ def main() -> None:
         layers, network = extract_layers(model).to(device, dtype), ReLUNetwork(model).to(device, dtype)
         rate = matmul_rate(device, dtype, args.repeats)
         for m in args.m:
-            fast, reference = _step_functions(layers, network, m, device, dtype)
+            fast, reference, eager, compiled = _step_functions(layers, network, m, device, dtype)
             reference_s = timed(reference, device, args.repeats)
             fast_s = timed(fast, device, args.repeats)
+            eager_s = timed(eager, device, args.repeats)
+            compiled(), compiled()  # compiled (and, on a GPU, recorded) before the clock starts
+            compiled_s = timed(compiled, device, args.repeats)
             gflops = step_flops(m) / fast_s / 1e9
             records.append(
                 {
@@ -106,6 +120,9 @@ def main() -> None:
                     "reference_gflops": step_flops(m) / reference_s / 1e9,
                     "matmul_gflops": rate,
                     "peak_fraction": gflops / rate,
+                    "eager_step_s": eager_s,
+                    "compiled_step_s": compiled_s,
+                    "compiled_peak_fraction": step_flops(m) / compiled_s / 1e9 / rate,
                 }
             )
             print(_row(records[-1]), flush=True)
@@ -124,7 +141,7 @@ def write_results(name: str, device: torch.device, records: list[dict], table: l
 
 HEADER = (
     "| device | dtype | m | generic s | closed form s | generic / closed | GFLOP/step | GFLOP/s | matmul GFLOP/s | "
-    "peak fraction |\n" + "|---" * 10 + "|"
+    "peak fraction | eager step s | compiled step s | compiled peak fraction |\n" + "|---" * 13 + "|"
 )
 
 
@@ -132,7 +149,8 @@ def _row(r: dict) -> str:
     return (
         f"| {r['device']} | {r['dtype']} | {r['m']} | {r['reference_s']:.3f} | {r['fast_s']:.3f} | "
         f"{r['speedup']:.2f}x | {r['step_gflop']:.1f} | {r['gflops']:.1f} | {r['matmul_gflops']:.1f} | "
-        f"{r['peak_fraction']:.2f} |"
+        f"{r['peak_fraction']:.2f} | {r['eager_step_s']:.3f} | {r['compiled_step_s']:.3f} | "
+        f"{r['compiled_peak_fraction']:.2f} |"
     )
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import knowledge
 
 from auditkit import Auditor, KKTAttack, load_scenario, run_scenario
 from auditkit.attacks.kkt.kernel import extract_layers, stationarity_loss
@@ -41,6 +42,21 @@ def test_attack_on_cuda_identifies_what_cpu_does(small_victim):
     gpu = Auditor(attack, device="cuda", dtype="float64").audit(model, data).summary()
     assert gpu.identified >= 16  # measured: 20 of 20 on the 2-core CPU; the H200 passed within 2 of its CPU
     assert abs(gpu.identified - cpu.identified) <= 2
+
+
+def test_compiled_search_on_cuda_follows_the_eager_one(small_victim):
+    """``attack.compile`` on a GPU replays CUDA graphs (an early stop re-records at the new batch size): the
+    same search as the eager one, float64, to rounding."""
+    model, data = small_victim
+    settings = {"steps": 60, "restarts": 4, "early_stop_step": 20, "log_every": 10}
+    eager, compiled = (
+        KKTAttack(**settings, compile=flag).run(
+            extract_layers(model), knowledge(data), seed=0, device="cuda", dtype=torch.float64
+        )
+        for flag in (False, True)
+    )
+    torch.testing.assert_close(torch.as_tensor(compiled.candidates), torch.as_tensor(eager.candidates))
+    assert compiled.facts.early_stopped_restarts == eager.facts.early_stopped_restarts
 
 
 def test_scenario_with_dp_runs_on_cuda(tmp_path):

@@ -31,13 +31,13 @@ from auditkit.attacks.kkt.kernel import (
     Objective,
     as_objective,
     candidate_lambdas,
-    stationarity_loss,
 )
 from auditkit.attacks.kkt.network import victim_network
 from auditkit.attacks.kkt.optimizer import BatchedOptimizer, restart_mask, take_restarts
 from auditkit.attacks.kkt.residual import kkt_residual
 from auditkit.attacks.kkt.selection import Scorer, ground_truth_scorer, kkt_loss_score, residual_scorer
 from auditkit.attacks.kkt.starts import alpha_scale, public_start
+from auditkit.attacks.kkt.step import losses_function
 from auditkit.attacks.registry import register_attack
 from auditkit.environment import DEFAULT_DTYPE, resolve_dtype
 from auditkit.errors import ConfigError
@@ -201,6 +201,7 @@ class KKTAttack(Attack):
         target_norm = objective.norm().item()
         losses = torch.zeros(restarts, dtype=dtype, device=device)
         refine_at = max(0, cfg.steps - cfg.refine_steps) if cfg.refine_steps and dtype != torch.float64 else -1
+        compute_losses = losses_function(cfg.compile, objective, device)
 
         for step in range(cfg.steps + 1):
             if 0 < step == cfg.early_stop_step < cfg.steps and len(alive) > 1:
@@ -222,13 +223,10 @@ class KKTAttack(Attack):
                 labels, x, lam = labels.to(dtype), take_restarts(x, every, dtype), take_restarts(lam, every, dtype)
                 optimizer = optimizer.carry([x, lam], [hyper["lr_x"], hyper["lr_lambda"]], every)
                 scorer = self._scorer(objective, labels, lower, upper, knowledge, device, dtype)
-            alpha = hyper["alpha"] / scale
-            stationarity = stationarity_loss(objective, x, lam, labels, alpha)
-            prior = (torch.relu(x - upper).pow(2) + torch.relu(lower - x).pow(2)).sum((1, 2))
-            losses = stationarity + cfg.prior_weight * prior
-            if cfg.lambda_sign == "positive":
-                shortfall = torch.relu(hyper["lambda_min"][:, None] - candidate_lambdas(lam, labels))
-                losses = losses + cfg.lambda_weight * shortfall.pow(2).sum(1)
+            alpha, floor = hyper["alpha"] / scale, hyper["lambda_min"] if cfg.lambda_sign == "positive" else None
+            losses, stationarity = compute_losses(
+                objective, x, lam, labels, alpha, lower, upper, floor, cfg.prior_weight, cfg.lambda_weight
+            )
             if step == 0:
                 initial = losses.detach().clone()
             if step % cfg.log_every == 0 or step in (cfg.steps, cfg.early_stop_step - 1):

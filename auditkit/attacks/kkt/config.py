@@ -110,6 +110,11 @@ class KKTConfig(AttackConfig):
         description="deflation: searches of `steps` steps each, every one after the first on the weights less what "
         "the earlier ones' frozen candidates explain (auditkit.attacks.kkt.deflation); 1 = one search",
     )
+    compile: bool = Field(
+        False,
+        description="each step's losses and their backward through torch.compile (on a GPU as CUDA graphs: one "
+        "replay instead of hundreds of kernel launches); a one-off compilation; MLP victims only",
+    )
     deflate_fraction: float = Field(
         0.5, gt=0, le=1, description="the share of a pass's best restart frozen, largest multipliers first"
     )
