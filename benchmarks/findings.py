@@ -4,11 +4,14 @@
 
 Writes one section per finding run, benchmarks/results/findings/KEY.md (the command, the figure, the table,
 one line "reproduced / not reproduced / reversed" with the measured reason), the figures beside them, and
-README.md gathered from every section present (a run of some findings keeps the others'). Every MNIST victim is an
-auditkit scenario run (``run_scenario`` with resume) into ``--work`` (default
+README.md gathered from every section present (a run of some findings keeps the others'). Every MNIST victim
+is an auditkit scenario run (``run_scenario`` with resume) into ``--work`` (default
 benchmarks/results/findings/runs/, not committed), so a later call with more seeds attacks only what is
-missing. All victims: ``mnist_quick``'s recipe (784-500-500-1 bias-free unless varied, full-batch GD,
-weight decay 1e-2, 6000 epochs) attacked by its sweep's fixed recipe alone (8000 steps, one restart, as
+missing. Each grid's rows (per seed: the headline numbers and the per-sample frame) are kept in
+benchmarks/results/findings/rows/ (committed, with the recipe they came from), so that a later session, without
+the run folders, adds seeds to a finding instead of recomputing it (delete a rows file to recompute it).
+All victims: ``mnist_quick``'s recipe (784-500-500-1 bias-free unless varied, full-batch GD, weight decay 1e-2,
+6000 epochs) attacked by its sweep's fixed recipe alone (8000 steps, one restart, as
 ``mnist_dp``), so that the findings fit a 2-core CPU. The DP finding runs ``mnist_dp`` itself.
 
     (a) margins       reconstructed samples sit at the smallest margins (from the runs of (b))
@@ -24,8 +27,11 @@ weight decay 1e-2, 6000 epochs) attacked by its sweep's fixed recipe alone (8000
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,10 +53,11 @@ from auditkit.data.datasets import load_data  # noqa: E402
 from auditkit.progress import Progress  # noqa: E402
 from auditkit.report.tables import epsilon_of  # noqa: E402
 from auditkit.running.jobs import obtain_victim  # noqa: E402
-from auditkit.victims.models import build_mlp, model_margins  # noqa: E402
+from auditkit.victims.models import build_mlp, model_margins, normalized_margins  # noqa: E402
 from auditkit.victims.training import train_mlp  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "findings"
+ROWS = RESULTS / "rows"  # NAME_seedS.json: one grid's rows for one seed (see the module's docstring)
 RECIPE_ATTACK = {"preset": "kkt_quick", "steps": 8000, "restarts": 1, "search": "off"}
 SIZES = [10, 25, 50, 100]  # per class: n = 20, 50, 100, 200
 BIASES = ["none", "first", "all"]
@@ -71,11 +78,62 @@ class Finding:
     notes: str = ""
 
 
+def per_seed(name: str, seeds: list[int], recipe: dict, compute: Callable[[list[int]], pd.DataFrame]) -> pd.DataFrame:
+    """The rows of ``seeds`` (a ``seed`` column, optionally a ``frame`` column of per-sample frames): those kept in
+    ROWS for this ``recipe`` read back, the others computed by ``compute(missing seeds)`` and kept. A rows file
+    of another recipe is recomputed, never mixed in."""
+    recipe = json.loads(json.dumps(recipe))  # as a rows file holds it (tuples become lists)
+    parts, missing = [], []
+    for seed in seeds:
+        path = ROWS / f"{name}_seed{seed}.json"
+        saved = json.loads(path.read_text()) if path.is_file() else None
+        if saved is not None and saved["recipe"] == recipe:
+            parts.append(pd.DataFrame([_unpacked(row) for row in saved["rows"]]))
+        else:
+            missing.append(seed)
+    if missing:
+        fresh = compute(missing)
+        ROWS.mkdir(parents=True, exist_ok=True)
+        for seed, rows in fresh.groupby("seed"):
+            kept = {
+                "command": record.command_line(),
+                "recipe": recipe,
+                "rows": [_packed(r) for r in rows.to_dict("records")],
+            }
+            path = ROWS / f"{name}_seed{seed}.json"
+            partial = path.with_suffix(".partial")
+            partial.write_text(json.dumps(kept))
+            os.replace(partial, path)
+        parts.append(fresh)
+    return pd.concat(parts, ignore_index=True).sort_values("seed", kind="stable", ignore_index=True)
+
+
+def _packed(row: dict) -> dict:
+    """A row as JSON holds it: the per-sample frame as its columns and values."""
+    if "frame" not in row:
+        return row
+    frame = row["frame"]
+    return {**row, "frame": {"columns": list(frame.columns), "data": frame.to_numpy(dtype=object).tolist()}}
+
+
+def _unpacked(row: dict) -> dict:
+    """The row :func:`_packed` wrote, its frame a DataFrame again (columns' types inferred from the values)."""
+    if "frame" not in row:
+        return row
+    frame = pd.DataFrame(row["frame"]["data"], columns=row["frame"]["columns"]).infer_objects()
+    return {**row, "frame": frame}
+
+
 def grid_run(
     name: str, work: Path, seeds: list[int], base: str, grid: dict, overrides: dict | None = None
 ) -> pd.DataFrame:
-    """Run ``base`` with ``grid`` (and every seed) into work/name, resumed; one row per victim with the grid's
-    values, the headline numbers and the per-sample frame."""
+    """``base`` with ``grid`` at every seed: one row per victim with the grid's values, the headline numbers and
+    the per-sample frame; kept rows reused (:func:`per_seed`), missing seeds run into work/name, resumed."""
+    recipe = {"base": base, "grid": grid, "attack": RECIPE_ATTACK, "overrides": overrides or {}}
+    return per_seed(name, seeds, recipe, lambda missing: _grid_rows(name, work, missing, base, grid, overrides))
+
+
+def _grid_rows(name: str, work: Path, seeds: list[int], base: str, grid: dict, overrides: dict | None) -> pd.DataFrame:
     settings = {"device": "cpu", "attack": RECIPE_ATTACK, "grid": {**grid, "seed": seeds}, **(overrides or {})}
     scenario = load_scenario(base, settings)
     started = time.perf_counter()
@@ -377,8 +435,7 @@ def _victim_margins(scenario: Scenario) -> dict:
     model, facts = obtain_victim(scenario, scenario.defenses[0], data, torch.device("cpu"), Progress(enabled=False))
     log = facts.training
     margins = model_margins(model, data.train_x, data.train_y)
-    normalized = margins / margins[margins > 0].min() if (margins > 0).any() else margins
-    at_margin = _at_margin(pd.DataFrame({"normalized_margin": normalized}))
+    at_margin = _at_margin(pd.DataFrame({"normalized_margin": normalized_margins(margins)}))
     x, y = (torch.as_tensor(a, dtype=torch.float64) for a in (data.train_x, data.train_y))
     return {
         "at_margin": at_margin,
@@ -411,34 +468,7 @@ def _identified_off_margin(frame: pd.DataFrame) -> float:
 
 def dp(work: Path, seeds: list[int]) -> Finding:
     """``mnist_dp`` itself (its own attack), one run per seed."""
-    rows = []
-    for seed in seeds:
-        scenario = load_scenario("mnist_dp", {"device": "cpu", "seed": seed})
-        folder = work / f"dp_seed{seed}"
-        started = time.perf_counter()
-        result = run_scenario(scenario, folder, resume=folder.exists(), progress=Progress(enabled=False))
-        print(f"[dp] seed {seed}: {len(result.victims)} victims in {time.perf_counter() - started:.0f} s", flush=True)
-        for audit in result.victims:
-            summary, privacy = audit.summary(), audit.privacy
-            rows.append(
-                {
-                    "victim": audit.name,
-                    "seed": seed,
-                    "epsilon": epsilon_of(audit),
-                    "epsilon_one_run": summary.epsilon_lower,
-                    "sigma": privacy.noise_multiplier if privacy else math.nan,
-                    "identified": summary.identified,
-                    "n": summary.n,
-                    "fraction": summary.identified / summary.n,
-                    "ceiling": audit.bounds.identified.bound if audit.bounds else math.nan,
-                    "residual": summary.premise["victim_kkt_residual"],
-                    "attack_residual": summary.premise["attack_relative_residual"],
-                    "verdict": summary.verdict,
-                    "train_accuracy": audit.train_accuracy,
-                    "test_accuracy": audit.victim.training.test_accuracy,
-                }
-            )
-    runs = pd.DataFrame(rows)
+    runs = per_seed("dp", seeds, {"scenario": "mnist_dp", "device": "cpu"}, lambda missing: _dp_rows(work, missing))
     order = list(dict.fromkeys(runs["victim"]))
     table = (
         runs.groupby("victim", sort=False)
@@ -487,6 +517,38 @@ def dp(work: Path, seeds: list[int]) -> Finding:
     return Finding(
         "dp", "(e) DP-SGD leakage falls with the noise and stays under the ceiling", verdict, table, "dp.png", notes
     )
+
+
+def _dp_rows(work: Path, seeds: list[int]) -> pd.DataFrame:
+    """One row per victim of ``mnist_dp`` and seed: its privacy, leakage and premise."""
+    rows = []
+    for seed in seeds:
+        scenario = load_scenario("mnist_dp", {"device": "cpu", "seed": seed})
+        folder = work / f"dp_seed{seed}"
+        started = time.perf_counter()
+        result = run_scenario(scenario, folder, resume=folder.exists(), progress=Progress(enabled=False))
+        print(f"[dp] seed {seed}: {len(result.victims)} victims in {time.perf_counter() - started:.0f} s", flush=True)
+        for audit in result.victims:
+            summary, privacy = audit.summary(), audit.privacy
+            rows.append(
+                {
+                    "victim": audit.name,
+                    "seed": seed,
+                    "epsilon": epsilon_of(audit),
+                    "epsilon_one_run": summary.epsilon_lower,
+                    "sigma": privacy.noise_multiplier if privacy else math.nan,
+                    "identified": summary.identified,
+                    "n": summary.n,
+                    "fraction": summary.identified / summary.n,
+                    "ceiling": audit.bounds.identified.bound if audit.bounds else math.nan,
+                    "residual": summary.premise["victim_kkt_residual"],
+                    "attack_residual": summary.premise["attack_relative_residual"],
+                    "verdict": summary.verdict,
+                    "train_accuracy": audit.train_accuracy,
+                    "test_accuracy": audit.victim.training.test_accuracy,
+                }
+            )
+    return pd.DataFrame(rows)
 
 
 def toy_2d(seeds: list[int]) -> Finding:
@@ -555,7 +617,7 @@ def _toy_panel(ax: plt.Axes | None, title: str, points: np.ndarray, labels: np.n
     chance = np.mean([(_nearest(points, drawn) < RECOVERED_WITHIN).sum() for drawn in uniform])
     with torch.no_grad():
         scores = model(x).squeeze(-1).numpy() * labels
-    margin = scores / scores[scores > 0].min()
+    margin = normalized_margins(scores)
     if ax is not None:
         _draw_toy(ax, title, model, points, labels, candidates, found)
     return {

@@ -22,6 +22,7 @@ from victim import fresh_victim_cache, scenario_victim
 from auditkit import Auditor, KKTAttack
 from auditkit.attacks.kkt.kernel import extract_layers, hidden_preactivations, margins
 from auditkit.attacks.kkt.residual import kkt_residual
+from auditkit.victims.models import normalized_margins
 
 WEIGHT_DECAYS = [0.0, 1e-3, 3e-3, 1e-2, 3e-2, 5e-2]
 COLUMNS = ["weight_decay", "train_accuracy", "test_accuracy", "victim_kkt_residual", "alive_units_1",
@@ -37,13 +38,13 @@ def weight_facts(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> di
         norms = weight.norm(dim=1)
         alive.append(int((norms > 1e-6 * norms.max()).sum()))
     first = hidden_preactivations(layers, x)[0]
-    sample_margins = margins(layers, x, y)
+    sample_margins = margins(layers, x, y).numpy()
     _, fitted = kkt_residual(layers, x, y)
     return {
         "alive_units_1": alive[0],
         "alive_units_2": alive[1],
         "active_units_1": int(((first > 0).any(0)).sum()),
-        "on_margin": int((sample_margins / sample_margins[sample_margins > 0].min() < 1.5).sum()),
+        "on_margin": int((normalized_margins(sample_margins) < 1.5).sum()),
         "multipliers_above_1pct": int((fitted > 0.01 * fitted.max()).sum()),
         "weight_norm": float(layers.norm()),
     }

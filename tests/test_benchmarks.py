@@ -4,12 +4,15 @@ and every command it records names a benchmark and a scenario that exist."""
 from __future__ import annotations
 
 import ast
+import importlib
 import runpy
 import shlex
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from auditkit.config.loading import scenario_path
@@ -67,3 +70,28 @@ def test_every_benchmark_imports():
         [sys.executable, "-c", f"import {names}"], cwd=ROOT / "benchmarks", capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_findings_keep_rows_per_seed_and_compute_only_the_missing(tmp_path, monkeypatch):
+    """A later session without the run folders adds seeds to a finding: kept rows (frames included) read back
+    as they were written, only missing seeds computed, and rows of another recipe never mixed in."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    findings = importlib.import_module("findings")
+    monkeypatch.setattr(findings, "ROWS", tmp_path / "rows")
+    computed = []
+
+    def compute(seeds):
+        computed.append(list(seeds))
+        frame = pd.DataFrame({"identified": [True, False], "margin": [0.5, np.nan], "label": [1, -1]})
+        return pd.DataFrame([{"seed": s, "identified": s + 1, "verdict": "conclusive", "frame": frame} for s in seeds])
+
+    first = findings.per_seed("toy", [1, 0], {"lr": 0.3, "widths": (2, 3)}, compute)
+    again = findings.per_seed("toy", [0, 1, 2], {"lr": 0.3, "widths": (2, 3)}, compute)
+    other = findings.per_seed("toy", [0], {"lr": 0.1, "widths": (2, 3)}, compute)
+    assert computed == [[1, 0], [2], [0]]
+    assert list(first["seed"]) == [0, 1] and list(again["seed"]) == [0, 1, 2] and list(other["identified"]) == [1]
+    assert list(again["identified"]) == [1, 2, 3]
+    read = again.loc[0, "frame"]
+    pd.testing.assert_frame_equal(read, first.loc[0, "frame"])
+    assert read["identified"].dtype == bool and read["label"].dtype == np.int64
+    assert sorted(p.name for p in (tmp_path / "rows").iterdir()) == [f"toy_seed{s}.json" for s in (0, 1, 2)]

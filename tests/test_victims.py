@@ -3,12 +3,13 @@
 import copy
 import inspect
 
+import numpy as np
 import pytest
 import torch
 
 from auditkit import Auditor, KKTAttack
 from auditkit.environment import DEFAULT_DTYPE, resolve_dtype
-from auditkit.victims.models import build_mlp
+from auditkit.victims.models import build_mlp, normalized_margins
 from auditkit.victims.training import make_optimizer, train_mlp, training_step
 
 
@@ -92,3 +93,8 @@ def test_cosine_schedule_decays_the_learning_rate_to_zero():
         train_mlp(model, x, y, lr=0.5, epochs=10, optimizer="sgd", batch_size=4, schedule="cosine")
     assert len(seen) == 20 and seen[0] == 0.5
     assert all(later < earlier for earlier, later in zip(seen, seen[1:])) and seen[-1] < 0.01
+
+
+def test_normalized_margins_read_one_at_the_nearest_correct_sample():
+    np.testing.assert_allclose(normalized_margins(np.array([2.0, -1.0, 4.0])), [1.0, -0.5, 2.0])
+    assert np.isnan(normalized_margins(np.array([-2.0, 0.0]))).all()  # nothing classified correctly: no scale

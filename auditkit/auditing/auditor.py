@@ -26,7 +26,7 @@ from auditkit.results.facts import VictimFacts
 from auditkit.scoring.bounds import kappa_ssim, reconstruction_bounds
 from auditkit.scoring.metrics import identified_nonmembers, match, minmax, same_class_ssim, ssim
 from auditkit.victims.dp import privacy_facts
-from auditkit.victims.models import model_margins
+from auditkit.victims.models import model_margins, normalized_margins
 
 
 class Auditor:
@@ -241,7 +241,7 @@ class Auditor:
                 "source_index": data.train_index,
                 "label": data.train_y.astype(int),
                 "margin": margins,
-                "normalized_margin": margins / _smallest_positive(margins),
+                "normalized_margin": normalized_margins(margins),
                 **output.per_sample,
                 "baseline_ssim": baseline,
             }
@@ -263,9 +263,3 @@ class Auditor:
         frame["ncc_distance"] = scores["ncc_distance"]
         frame["control_ssim"] = scores["control_ssim"]
         return frame
-
-
-def _smallest_positive(values: np.ndarray) -> float:
-    """The margin the normalisation divides by: the smallest one among correctly classified samples."""
-    positive = values[values > 0]
-    return float(positive.min()) if len(positive) else math.nan
