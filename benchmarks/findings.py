@@ -129,8 +129,16 @@ def grid_run(
 ) -> pd.DataFrame:
     """``base`` with ``grid`` at every seed: one row per victim with the grid's values, the headline numbers and
     the per-sample frame; kept rows reused (:func:`per_seed`), missing seeds run into work/name, resumed."""
-    recipe = {"base": base, "grid": grid, "attack": RECIPE_ATTACK, "overrides": overrides or {}}
+    recipe = _recipe(base, {"device": "cpu", "attack": RECIPE_ATTACK, "grid": grid, **(overrides or {})})
     return per_seed(name, seeds, recipe, lambda missing: _grid_rows(name, work, missing, base, grid, overrides))
+
+
+def _recipe(base: str, settings: dict) -> dict:
+    """What kept rows must have come from: the scenario as ``base`` and ``settings`` resolve it (every default
+    spelled out, so a changed preset or default reads as another recipe), its seed aside."""
+    resolved = load_scenario(base, settings).model_dump(mode="json")
+    resolved.pop("seed")
+    return resolved
 
 
 def _grid_rows(name: str, work: Path, seeds: list[int], base: str, grid: dict, overrides: dict | None) -> pd.DataFrame:
@@ -468,7 +476,7 @@ def _identified_off_margin(frame: pd.DataFrame) -> float:
 
 def dp(work: Path, seeds: list[int]) -> Finding:
     """``mnist_dp`` itself (its own attack), one run per seed."""
-    runs = per_seed("dp", seeds, {"scenario": "mnist_dp", "device": "cpu"}, lambda missing: _dp_rows(work, missing))
+    runs = per_seed("dp", seeds, _recipe("mnist_dp", {"device": "cpu"}), lambda missing: _dp_rows(work, missing))
     order = list(dict.fromkeys(runs["victim"]))
     table = (
         runs.groupby("victim", sort=False)

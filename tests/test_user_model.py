@@ -130,6 +130,13 @@ def test_multiclass_labels_follow_the_outputs(labels, expected, mapped):
         class_labels([0, 1, 2, 3], outputs=3)
 
 
+@pytest.mark.parametrize("single", [np.array(0.0), torch.tensor(1)])
+def test_a_single_label_value_is_refused_in_one_line(single):
+    """A 0-d array (a label file holding one number, found by tests/test_properties.py) is not a label per sample."""
+    with pytest.raises(DataError, match=r"labels: expected one label per sample, got a single value"):
+        class_labels(single)
+
+
 def test_state_dict_layouts(small_victim):
     model, _ = small_victim
     rebuilt = mlp_from_state_dict({f"_module.{k}": v for k, v in model.state_dict().items()})

@@ -23,7 +23,10 @@ def class_labels(labels: Iterable, outputs: int = 1) -> tuple[np.ndarray, str]:
     C outputs: integer labels in 0..C-1 as they are (the model's output order); any other C or fewer
     distinct labels as 0..k-1 in sorted order, which the note states (check it matches the output order).
     """
-    values = as_numpy(labels, "labels") if isinstance(labels, torch.Tensor) else np.asarray(list(labels))
+    arrays = isinstance(labels, torch.Tensor | np.ndarray)
+    values = as_numpy(labels, "labels") if arrays else np.asarray(list(labels))
+    if values.ndim == 0:
+        raise DataError("labels: expected one label per sample, got a single value (an array of shape ())")
     values = values.reshape(-1)
     if values.dtype.kind not in "biuUS" and not (values.dtype.kind == "f" and (values == np.round(values)).all()):
         raise DataError(f"labels: expected classes (integers, booleans or strings), got {values.dtype} values")
