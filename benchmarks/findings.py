@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,6 +52,7 @@ from auditkit.data.datasets import load_data  # noqa: E402
 from auditkit.progress import Progress  # noqa: E402
 from auditkit.report.tables import epsilon_of  # noqa: E402
 from auditkit.running.jobs import obtain_victim  # noqa: E402
+from auditkit.storage.files import write_text  # noqa: E402
 from auditkit.victims.models import build_mlp, model_margins, normalized_margins  # noqa: E402
 from auditkit.victims.training import train_mlp  # noqa: E402
 
@@ -93,17 +93,13 @@ def per_seed(name: str, seeds: list[int], recipe: dict, compute: Callable[[list[
             missing.append(seed)
     if missing:
         fresh = compute(missing)
-        ROWS.mkdir(parents=True, exist_ok=True)
         for seed, rows in fresh.groupby("seed"):
             kept = {
                 "command": record.command_line(),
                 "recipe": recipe,
                 "rows": [_packed(r) for r in rows.to_dict("records")],
             }
-            path = ROWS / f"{name}_seed{seed}.json"
-            partial = path.with_suffix(".partial")
-            partial.write_text(json.dumps(kept))
-            os.replace(partial, path)
+            write_text(ROWS / f"{name}_seed{seed}.json", json.dumps(kept))  # NaN and inf kept as they are
         parts.append(fresh)
     return pd.concat(parts, ignore_index=True).sort_values("seed", kind="stable", ignore_index=True)
 
