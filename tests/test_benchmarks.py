@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from auditkit.config.loading import scenario_path
 from auditkit.errors import ScenarioError
@@ -95,3 +96,21 @@ def test_findings_keep_rows_per_seed_and_compute_only_the_missing(tmp_path, monk
     pd.testing.assert_frame_equal(read, first.loc[0, "frame"])
     assert read["identified"].dtype == bool and read["label"].dtype == np.int64
     assert sorted(p.name for p in (tmp_path / "rows").iterdir()) == [f"toy_seed{s}.json" for s in (0, 1, 2)]
+
+
+def test_fast_gd_takes_the_steps_train_mlp_takes(monkeypatch):
+    """The 2-D victims' trainer: a bias in the first layer, weight decay, float64; after 30 epochs every weight
+    is where ``train_mlp``'s full-batch GD puts it."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    train_gd = importlib.import_module("fast_gd").train_gd
+    from auditkit.victims.models import build_mlp
+    from auditkit.victims.training import train_mlp
+
+    x = torch.randn(9, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    labels = torch.tensor([1.0, -1.0, 1.0, 1.0, -1.0, -1.0, 1.0, -1.0, 1.0])
+    mine, theirs, untrained = (build_mlp(2, [16, 16], bias="first", init_scale=0.5, dtype=torch.float64) for _ in "abc")
+    train_gd(mine, x, labels, lr=0.3, epochs=30, weight_decay=1e-2)
+    train_mlp(theirs, x, labels, lr=0.3, epochs=30, weight_decay=1e-2)
+    assert not torch.equal(mine[0].weight, untrained[0].weight)  # it trained
+    for a, b in zip(mine.parameters(), theirs.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
