@@ -1,10 +1,10 @@
 """Full-batch gradient descent for a small ReLU MLP without autograd: the 2-D victims' million epochs.
 
-A 2-200-200-1 net on 25 points is launch-bound: autograd and the optimizer cost 0.7 ms an epoch on one
-thread, so the authors' 10^6 epochs take 12 minutes a victim. Here each epoch is the forward and a
-hand-written backward (the gradient of the mean logistic loss, plus L2 weight decay as ``torch.optim.SGD``
-adds it) on the weights in place: 0.3 ms. Same steps as ``train_mlp(model, x, y, lr=..., epochs=...,
-weight_decay=...)`` (tests/test_benchmarks.py checks it).
+A 2-200-200-1 net on 25 points is launch-bound: autograd and the optimizer cost more than the arithmetic, an
+epoch at a time. Here each epoch is the forward and a hand-written backward (the gradient of the mean
+logistic loss, plus L2 weight decay as ``torch.optim.SGD`` adds it) on the weights in place; the speed-up is
+measured in the (f) section of benchmarks/results/findings. Same steps as ``train_mlp(model, x, y, lr=...,
+epochs=..., weight_decay=...)`` (tests/test_benchmarks.py checks it).
 """
 
 from __future__ import annotations
