@@ -126,8 +126,9 @@ def grid_run(
 ) -> pd.DataFrame:
     """``base`` with ``grid`` at every seed: one row per victim with the grid's values, the headline numbers and
     the per-sample frame; kept rows reused (:func:`per_seed`), missing seeds run into work/name, resumed."""
-    recipe = _recipe(base, {"device": "cpu", "attack": RECIPE_ATTACK, "grid": grid, **(overrides or {})})
-    return per_seed(name, seeds, recipe, lambda missing: _grid_rows(name, work, missing, base, grid, overrides))
+    settings = {"device": "cpu", "attack": RECIPE_ATTACK, "grid": grid, **(overrides or {})}
+    recipe = _recipe(base, settings)
+    return per_seed(name, seeds, recipe, lambda missing: _grid_rows(name, work, missing, base, settings))
 
 
 def _recipe(base: str, settings: dict) -> dict:
@@ -138,9 +139,9 @@ def _recipe(base: str, settings: dict) -> dict:
     return resolved
 
 
-def _grid_rows(name: str, work: Path, seeds: list[int], base: str, grid: dict, overrides: dict | None) -> pd.DataFrame:
-    settings = {"device": "cpu", "attack": RECIPE_ATTACK, "grid": {**grid, "seed": seeds}, **(overrides or {})}
-    scenario = load_scenario(base, settings)
+def _grid_rows(name: str, work: Path, seeds: list[int], base: str, settings: dict) -> pd.DataFrame:
+    """One row per victim of ``base`` under ``settings`` at ``seeds``, run into work/name (resumed)."""
+    scenario = load_scenario(base, {**settings, "grid": {**settings["grid"], "seed": seeds}})
     started = time.perf_counter()
     result = run_scenario(scenario, work / name, resume=(work / name).exists(), progress=Progress(enabled=False))
     print(f"[{name}] {len(result.victims)} victims in {time.perf_counter() - started:.0f} s", flush=True)
