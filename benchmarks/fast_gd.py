@@ -1,10 +1,11 @@
-"""Full-batch gradient descent for a small ReLU MLP without autograd: the 2-D victims' million epochs.
+"""Full-batch gradient descent for a small ReLU MLP without autograd: the 2-D victims' long training.
 
-A 2-200-200-1 net on 25 points is launch-bound: autograd and the optimizer cost more than the arithmetic, an
-epoch at a time. Here each epoch is the forward and a hand-written backward (the gradient of the mean
-logistic loss, plus L2 weight decay as ``torch.optim.SGD`` adds it) on the weights in place; the speed-up is
-measured in the (f) section of benchmarks/results/findings. Same steps as ``train_mlp(model, x, y, lr=...,
-epochs=..., weight_decay=...)`` (tests/test_benchmarks.py checks it).
+On a few dozen points each epoch is a handful of small matrix products, so autograd's graph and the
+optimizer's bookkeeping cost as much as the arithmetic, an epoch at a time. Here each epoch is the forward and a
+hand-written backward (the gradient of the mean logistic loss, plus L2 weight decay as ``torch.optim.SGD`` adds
+it) on the weights in place. Its epoch time at width 200 is on the (f) section of benchmarks/results/findings
+at commit b83d2b9 (against ``train_mlp``: that commit's message); at width 1,000 the two are not compared. Same steps as
+``train_mlp(model, x, y, lr=..., epochs=..., weight_decay=...)`` (tests/test_benchmarks.py checks it).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def train_gd(
                 inputs.append(h)
                 z = h @ weight.T if bias is None else torch.addmm(bias, h, weight.T)
                 pre_activations.append(z)
-                h = z.clamp_min(0)
+                h = z.clamp_min(0) if len(inputs) < len(weights) else z  # no ReLU after the output layer
             output = pre_activations.pop().squeeze(-1)
             delta = (-labels * torch.sigmoid(-labels * output) / len(x)).unsqueeze(-1)  # d loss / d output
             for index in range(len(weights) - 1, -1, -1):
