@@ -5,7 +5,9 @@
 
 Time per attack step (loss + backward + optimizer) on a 784-W-W-1 victim (W = 500) with m = 2 n candidates a
 restart (n = 50: the quick scenario's size; n = 500, W = 1000: the paper's), R restarts as one batched program vs
-R sequential single-restart programs, in the same process. Peak memory: one step of 784-1000-1000-1 at m
+R sequential single-restart programs, in the same process; on the CPU the batched program goes through its restarts
+in chunks (``auditkit.attacks.kkt.step.CPU_CHUNK_BYTES``), and "one batch" is the same program with the chunking
+off (every restart in one pass: what the attack did before it chunked). Peak memory: one step of 784-1000-1000-1 at m
 candidates, in a fresh subprocess (resident set size; CUDA: max allocated); ``--memory-m`` with no sizes skips it.
 Writes benchmarks/results/restarts_<device>[_<tag>].{json,md}.
 """
@@ -22,6 +24,7 @@ import record
 import torch
 
 from auditkit.attacks.base import AttackerKnowledge
+from auditkit.attacks.kkt import step as attack_step
 from auditkit.attacks.kkt.attack import KKTAttack
 from auditkit.attacks.kkt.kernel import extract_layers
 from auditkit.environment import describe_device, resolve_device
@@ -43,7 +46,7 @@ def peak_memory_mb(m: int, device: str) -> float:
     code = (
         "import resource, torch, sys\n"
         "from auditkit.attacks.kkt.kernel import extract_layers, stationarity_loss\n"
-        "from auditkit.victims import build_mlp\n"
+        "from auditkit.victims.models import build_mlp\n"
         f"d = torch.device('{device}'); m = {m}\n"
         "layers = extract_layers(build_mlp(784, [1000, 1000], 'none', dtype=torch.float32)).to(d, torch.float32)\n"
         "x = torch.randn(1, m, 784, device=d).requires_grad_(True)\n"
@@ -73,8 +76,13 @@ def main() -> None:
     widths = [args.width, args.width]
     layers = extract_layers(build_mlp(784, widths, "none", seed=0, dtype=dtype)).to(device, dtype)
     records = []
-    print("| device | restarts | batched s/step | sequential s/step | speedup |\n|---|---|---|---|---|")
+    print("| device | restarts | one batch s/step | batched s/step | sequential s/step | speedup |")
+    print("|---|---|---|---|---|---|")
+    chunk_bytes = attack_step.CPU_CHUNK_BYTES
     for restarts in args.restarts:
+        attack_step.CPU_CHUNK_BYTES = 2**62  # every restart in one pass
+        one_batch = attack_seconds_per_step(layers, restarts, device, dtype, args.steps, args.n_train)
+        attack_step.CPU_CHUNK_BYTES = chunk_bytes
         batched = attack_seconds_per_step(layers, restarts, device, dtype, args.steps, args.n_train)
         sequential = restarts * attack_seconds_per_step(layers, 1, device, dtype, args.steps, args.n_train)
         measured = {
@@ -84,12 +92,14 @@ def main() -> None:
             "m": 2 * args.n_train,
             "width": args.width,
             "restarts": restarts,
+            "one_batch_s": one_batch,
             "batched_s": batched,
             "sequential_s": sequential,
             "speedup": sequential / batched,
         }
         records.append(measured)
-        print(f"| {measured['device']} | {restarts} | {batched:.4f} | {sequential:.4f} | {measured['speedup']:.2f}x |")
+        row = f"| {measured['device']} | {restarts} | {one_batch:.4f} | {batched:.4f} | {sequential:.4f} |"
+        print(f"{row} {measured['speedup']:.2f}x |")
     print("\n| device | m | peak MB |\n|---|---|---|")
     for m in args.memory_m:
         peak = peak_memory_mb(m, device.type)
@@ -97,7 +107,18 @@ def main() -> None:
             {"kind": "memory", "device": describe_device(device), "dtype": "float32", "m": m, "peak_mb": peak}
         )
         print(f"| {describe_device(device)} | {m} | {peak:.0f} |")
-    columns = ["kind", "device", "m", "width", "restarts", "batched_s", "sequential_s", "speedup", "peak_mb"]
+    columns = [
+        "kind",
+        "device",
+        "m",
+        "width",
+        "restarts",
+        "one_batch_s",
+        "batched_s",
+        "sequential_s",
+        "speedup",
+        "peak_mb",
+    ]
     name = f"restarts_{device.type}" + (f"_{args.tag}" if args.tag else "")
     record.write(name, record.command_line(), records, columns, note=f"({describe_device(device)}, float32)")
 

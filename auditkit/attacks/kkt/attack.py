@@ -37,7 +37,7 @@ from auditkit.attacks.kkt.optimizer import BatchedOptimizer, restart_mask, take_
 from auditkit.attacks.kkt.residual import kkt_residual
 from auditkit.attacks.kkt.selection import Scorer, ground_truth_scorer, kkt_loss_score, residual_scorer
 from auditkit.attacks.kkt.starts import alpha_scale, public_start
-from auditkit.attacks.kkt.step import losses_function
+from auditkit.attacks.kkt.step import losses_function, take_step
 from auditkit.attacks.registry import register_attack
 from auditkit.environment import DEFAULT_DTYPE, resolve_dtype
 from auditkit.errors import ConfigError
@@ -224,8 +224,9 @@ class KKTAttack(Attack):
                 optimizer = optimizer.carry([x, lam], [hyper["lr_x"], hyper["lr_lambda"]], every)
                 scorer = self._scorer(objective, labels, lower, upper, knowledge, device, dtype)
             alpha, floor = hyper["alpha"] / scale, hyper["lambda_min"] if cfg.lambda_sign == "positive" else None
-            losses, stationarity = compute_losses(
-                objective, x, lam, labels, alpha, lower, upper, floor, cfg.prior_weight, cfg.lambda_weight
+            terms = (alpha, lower, upper, floor, cfg.prior_weight, cfg.lambda_weight)
+            losses, stationarity = take_step(
+                compute_losses, objective, x, lam, labels, *terms, active=active, backward=step < cfg.steps
             )
             if step == 0:
                 initial = losses.detach().clone()
@@ -249,9 +250,6 @@ class KKTAttack(Attack):
                     break
             if step == cfg.steps:
                 break
-            total = torch.where(active, losses, torch.zeros_like(losses)).sum()
-            optimizer.zero_grad()
-            total.backward()
             optimizer.step(active)
 
         scores = np.full(restarts, np.nan)

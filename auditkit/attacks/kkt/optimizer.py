@@ -8,6 +8,7 @@ import math
 import torch
 
 from auditkit.attacks.kkt.config import KKTConfig
+from auditkit.attacks.kkt.step import restart_chunks
 
 
 def restart_mask(index: torch.Tensor, size: int) -> torch.Tensor:
@@ -38,28 +39,27 @@ class BatchedOptimizer:
         carried.t = self.t
         return carried
 
-    def zero_grad(self) -> None:
-        """Forget the parameters' gradients."""
-        for p in self.params:
-            p.grad = None
-
     @torch.no_grad()
     def step(self, active: torch.Tensor) -> None:
-        """One step of every restart still ``active`` (the others keep their place)."""
+        """One step of every restart still ``active`` (the others keep their place), in the CPU's chunks of
+        restarts (:func:`auditkit.attacks.kkt.step.restart_chunks`: the update's temporaries stay small)."""
         factor = lr_factor(self.cfg, self.t)
         self.t += 1
-        beta1, beta2, eps = 0.9, 0.999, 1e-8
         for p, lr, (m1, m2) in zip(self.params, self.lrs, self.state):
-            grad = torch.nan_to_num(p.grad) * _expand(active, p)
-            lr = _expand(lr, p) * factor
-            if self.cfg.optimizer == "adam":
-                m1.mul_(beta1).add_(grad, alpha=1 - beta1)
-                m2.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-                denom = (m2 / (1 - beta2**self.t)).sqrt_().add_(eps)
-                p.sub_(lr / (1 - beta1**self.t) * m1 / denom)
-            else:
-                m1.mul_(self.cfg.momentum).add_(grad)
-                p.sub_(lr * m1)
+            for part in restart_chunks(p, p[0].numel() * p.element_size()):
+                self._update(p[part], p.grad[part], _expand(lr[part], p) * factor, active[part], m1[part], m2[part])
+
+    def _update(self, p, grad, lr, active, m1, m2) -> None:
+        grad = torch.nan_to_num(grad) * _expand(active, p)
+        if self.cfg.optimizer == "adam":
+            beta1, beta2, eps = 0.9, 0.999, 1e-8
+            m1.mul_(beta1).add_(grad, alpha=1 - beta1)
+            m2.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            denom = (m2 / (1 - beta2**self.t)).sqrt_().add_(eps)
+            p.sub_(lr / (1 - beta1**self.t) * m1 / denom)
+        else:
+            m1.mul_(self.cfg.momentum).add_(grad)
+            p.sub_(lr * m1)
 
 
 def lr_factor(cfg: KKTConfig, step: int) -> float:
