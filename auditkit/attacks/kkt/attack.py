@@ -206,7 +206,7 @@ class KKTAttack(Attack):
         for step in range(cfg.steps + 1):
             if 0 < step == cfg.early_stop_step < cfg.steps and len(alive) > 1:
                 # score with the latest losses (one step old) and the current candidates
-                keep = self._best(scorer(x.detach(), losses.detach()), active, cfg.early_stop_keep)
+                keep = self._best(scorer(x.detach(), losses), active, cfg.early_stop_keep)
                 early_stopped += [int(r) for r in alive[~restart_mask(keep, len(alive))]]
                 x, lam, active, alive = (
                     take_restarts(x, keep),
@@ -229,7 +229,7 @@ class KKTAttack(Attack):
                 compute_losses, objective, x, lam, labels, *terms, active=active, backward=step < cfg.steps
             )
             if step == 0:
-                initial = losses.detach().clone()
+                initial = losses  # take_step's losses: detached, a new tensor every step
             if step % cfg.log_every == 0 or step in (cfg.steps, cfg.early_stop_step - 1):
                 # diverged: NaN/inf, or finite but grown far beyond where it started
                 finite = torch.isfinite(losses) & torch.isfinite(x).all((1, 2)) & (losses <= DIVERGED * initial)
@@ -239,11 +239,11 @@ class KKTAttack(Attack):
                         x[position], lam[position] = 0.0, 0.0
                 active &= finite
                 logged = np.full(restarts, np.nan)
-                logged[alive.numpy()] = torch.where(active, losses.detach(), torch.nan).cpu().double().numpy()
+                logged[alive.numpy()] = torch.where(active, losses, torch.nan).cpu().double().numpy()
                 history.append(logged)
                 steps_logged.append(step)
                 final_loss[alive.numpy()] = logged[alive.numpy()]
-                residual[alive.numpy()] = (stationarity.detach().cpu().double().sqrt() / target_norm).numpy()
+                residual[alive.numpy()] = (stationarity.cpu().double().sqrt() / target_norm).numpy()
                 if progress is not None:
                     progress(step, float(np.nanmin(logged)) if np.isfinite(logged).any() else math.nan)
                 if not bool(active.any()):
@@ -254,7 +254,7 @@ class KKTAttack(Attack):
 
         scores = np.full(restarts, np.nan)
         with torch.no_grad():
-            current = scorer(x.detach(), losses.detach())
+            current = scorer(x.detach(), losses)
         scores[alive.numpy()] = torch.where(active, current, -torch.inf).cpu().double().numpy()
         top = cfg.select_top if cfg.select_top > 0 else len(alive)
         chosen = self._best(current, active, top / len(alive))

@@ -63,18 +63,13 @@ def losses_function(compiled: bool, objective: Objective, device: torch.device |
     return replayed
 
 
-def restarts_per_chunk(tensor: torch.Tensor, bytes_per_restart: int) -> int:
-    """How many restarts (``tensor``'s first dimension) one chunk of work takes: all of them on a GPU (its caching
-    allocator reuses memory, and one launch for all is what makes it fast); on the CPU as many as keep the chunk
-    within CPU_CHUNK_BYTES at ``bytes_per_restart`` each, at least one."""
-    if tensor.device.type != "cpu":
-        return len(tensor)
-    return max(1, min(len(tensor), CPU_CHUNK_BYTES // bytes_per_restart))
-
-
 def restart_chunks(tensor: torch.Tensor, bytes_per_restart: int) -> list[slice]:
-    """Consecutive slices of ``tensor``'s restarts, :func:`restarts_per_chunk` each."""
-    size = restarts_per_chunk(tensor, bytes_per_restart)
+    """Consecutive slices of ``tensor``'s restarts (its first dimension): one for all of them on a GPU (its caching
+    allocator reuses memory, and one launch for all is what makes it fast); on the CPU as many restarts a slice as
+    keep it within CPU_CHUNK_BYTES at ``bytes_per_restart`` each, at least one."""
+    size = len(tensor)
+    if tensor.device.type == "cpu":
+        size = max(1, min(size, CPU_CHUNK_BYTES // bytes_per_restart))
     return [slice(start, start + size) for start in range(0, len(tensor), size)]
 
 
