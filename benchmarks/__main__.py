@@ -35,6 +35,7 @@ BENCHMARKS = (  # the registered benchmarks: each a module here with a main()
     "restarts",
     "scenario_seeds",
     "selection",
+    "start_control",
     "training",
     "truth_start",
     "victim_epochs",

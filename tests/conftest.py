@@ -12,6 +12,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 from auditkit import AttackerKnowledge, Auditor, KKTAttack
+from auditkit.attacks.kkt.control import StartControl
 from auditkit.attacks.kkt.convergence import Convergence
 from auditkit.attacks.kkt.facts import KKTFacts
 from auditkit.data.audit_data import AuditData
@@ -113,6 +114,14 @@ def kkt_facts(victim_residual: float = 0.1, convergence: Convergence = CONVERGED
     return KKTFacts(**{**run, **fields}, victim_residual=victim_residual, convergence=convergence)
 
 
-def kkt_verdict(residual, train_accuracy, test, *, centred=True, convergence=CONVERGED, **judged) -> Verdict:
-    """The verdict on a KKT audit whose victim sits at ``residual`` (the attack converged unless told)."""
-    return judge(kkt_facts(residual, convergence).concerns(train_accuracy, centred), test, **judged)
+ALIKE = StartControl(500, 50, 2, 50, 3, 0.2, 0.3, 0.3, 1.0)  # the objective does not single the members out
+
+
+def kkt_verdict(
+    residual, train_accuracy, test, *, centred=True, convergence=CONVERGED, control=ALIKE, **judged
+) -> Verdict:
+    """The verdict on a KKT audit whose victim sits at ``residual`` (the attack converged and, when no leak was
+    found, its start control read the members and non-members alike, unless told), as AuditResult reads it."""
+    facts = kkt_facts(residual, convergence, start_control=control)
+    backing, backed = ([], "") if test.significant else facts.null_evidence()
+    return judge(facts.concerns(train_accuracy, centred) + backing, test, backed=backed, **judged)

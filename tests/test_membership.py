@@ -38,7 +38,7 @@ def test_premise_levels_and_findings():
     leak = MembershipTest(50, 34, 2000, 3)
     nothing = MembershipTest(50, 1, 2000, 3)
     assert kkt_verdict(0.12, 1.0, nothing).level == "conclusive"
-    assert "no evidence of leakage beyond chance" in kkt_verdict(0.12, 1.0, nothing).finding
+    assert "finds no leakage beyond chance" in kkt_verdict(0.12, 1.0, nothing).finding
     assert kkt_verdict(0.55, 1.0, nothing).level == "weak"
     far = kkt_verdict(0.97, 1.0, nothing)
     assert far.level == "inconclusive" and "NOT evidence" in far.finding and "far from a KKT point" in far.finding

@@ -157,3 +157,27 @@ def test_the_shipped_owner_scenario_reports_both_attacks_side_by_side(tmp_path):
     saved = RunResult.load(tmp_path / "run")["none.name-owner"]
     assert type(saved.attack).__name__ == "OwnerFacts"
     assert saved.attack.to_dict() == run["none.name-owner"].attack.to_dict()
+
+
+def test_initial_weights_of_a_model_with_named_layers_load_from_the_command_line(textbook_victim, tmp_path):
+    model, initial, data = textbook_victim
+    names = {"0": "fc1", "2": "fc2", "4": "out"}
+
+    def renamed(state: dict) -> dict:  # '0.weight' -> 'fc1.weight'; the weights without biases get zero biases
+        layers = {}
+        for name, tensor in state.items():
+            layer, kind = name.split(".")
+            layers[f"{names[layer]}.{kind}"] = tensor
+            layers.setdefault(f"{names[layer]}.bias", torch.zeros(tensor.shape[0], dtype=tensor.dtype))
+        return layers
+
+    torch.save(renamed(model.state_dict()), tmp_path / "model.pt")
+    torch.save(renamed(initial.state_dict()), tmp_path / "init.pt")
+    np.savez(tmp_path / "train.npz", train_x=data.train_x, train_y=data.train_y, mean=data.mean)
+    arguments = ["audit", str(tmp_path / "model.pt"), "--data", str(tmp_path / "train.npz"), "--device", "cpu"]
+    result = CliRunner().invoke(main, [*arguments, "--init", str(tmp_path / "init.pt"), "--steps", "20",
+                                       "--out", str(tmp_path / "out")])  # fmt: skip
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    assert "audited as a ReLU network" in result.output.splitlines()[0]  # the assumed activation, first
+    audited = RunResult.load(tmp_path / "out")["model"]
+    assert audited.summary().attack == "owner" and any("audited as a ReLU network" in n for n in audited.data_notes)

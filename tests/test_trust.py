@@ -9,11 +9,12 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import kkt_verdict
+from conftest import kkt_facts, kkt_verdict
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from auditkit import Auditor, KKTAttack
+from auditkit.attacks.kkt.control import StartControl
 from auditkit.attacks.kkt.convergence import (
     CONVERGED_RATIO,
     CONVERGED_RESIDUAL,
@@ -22,6 +23,7 @@ from auditkit.attacks.kkt.convergence import (
     Convergence,
     loss_fall,
 )
+from auditkit.attacks.kkt.facts import KKTFacts
 from auditkit.scoring.membership import MembershipTest
 from auditkit.testing import assert_leaks, assert_leaks_at_most, audit
 
@@ -40,11 +42,12 @@ NOTHING = MembershipTest(50, 0, 4950, 6)  # nothing identified beyond chance
         (0.04, FALLING + 0.1, "unsettled"),  # under the floor but 4x the victim's, loss still falling
         (0.03, FALLING + 0.2, "converged"),  # under the floor and the victim's: a falling loss adds nothing
         (math.nan, 0.0, "not_converged"),  # no candidates
+        (1.0, 0.0, "not_converged"),  # explains nothing: never "converged", even beside a victim at 1.00
     ],
 )
 def test_convergence_levels_follow_the_ratio_and_the_late_loss_fall(attack, loss, level):
     assert CONVERGED_RATIO == 1.0 and STALLED_RATIO == 2.0 and CONVERGED_RESIDUAL == 0.05  # the cases' places
-    victim = 0.01 if attack == 0.04 else 0.1
+    victim = 0.01 if attack == 0.04 else 1.0 if attack == 1.0 else 0.1
     assert Convergence(attack, victim, loss, 100).level == level
 
 
@@ -58,15 +61,42 @@ def test_an_unconverged_attack_makes_a_null_result_inconclusive():
     near = kkt_verdict(0.094, 1.0, NOTHING, convergence=Convergence(0.15, 0.094, 0.1, 1000))
     assert near.level == "weak" and "has not fully converged" in near.finding
     done = kkt_verdict(0.094, 1.0, NOTHING, convergence=Convergence(0.05, 0.094, 0.1, 8000))
-    assert done.level == "conclusive" and "finds little to reconstruct" in done.finding
+    assert done.level == "conclusive" and "finds no leakage beyond chance" in done.finding
 
 
-def test_faint_matches_single_samples_out_without_being_called_reconstructions():
+def test_faint_matches_leave_the_pictures_to_judge_and_never_contradict_them():
     leak = MembershipTest(50, 12, 4950, 3)
     faint = kkt_verdict(0.1, 1.0, leak, recognisable=2).finding
-    assert "single out 12 of 50 training samples" in faint and "not recognisable reconstructions" in faint
-    assert "2 resemble their sample more than the mean image does" in faint and "were reconstructed" not in faint
-    assert "were reconstructed" in kkt_verdict(0.1, 1.0, leak, recognisable=3).finding  # a quarter: shown
+    assert "12 of 50 training samples were reconstructed and identified" in faint
+    assert "By SSIM only 2 of the matches resemble their sample" in faint and "not recognisable" not in faint
+    assert "By SSIM" not in kkt_verdict(0.1, 1.0, leak, recognisable=3).finding  # a quarter: nothing to add
+
+
+def test_a_null_result_is_evidence_only_when_the_start_control_backs_it():
+    nothing = MembershipTest(50, 0, 4950, 8)
+    holds = StartControl(500, 50, 36, 50, 3, 0.06, 0.02, 0.23, 18.0)
+    missed = kkt_verdict(0.05, 1.0, nothing, control=holds)
+    assert missed.level == "inconclusive" and "NOT evidence" in missed.finding
+    assert "the weights hold 36 of your samples as solutions of this attack; this search did not reach them" in (
+        missed.finding
+    )
+    alike = kkt_verdict(0.05, 1.0, nothing)
+    assert alike.level == "conclusive" and "does not single out the training set" in alike.finding
+    assert "not a guarantee against others" in alike.finding
+    still = StartControl(500, 50, 1, 50, 2, 0.0, 0.001, 0.002, 1.0)
+    assert still.reading == "still" and kkt_verdict(0.05, 1.0, nothing, control=still).level == "weak"
+    assert kkt_verdict(0.05, 1.0, nothing, control=None).level == "weak"  # no control: never an all-clear
+    leak = MembershipTest(50, 30, 4950, 3)  # a found leak needs no control
+    assert kkt_verdict(0.05, 1.0, leak, control=None).level == "conclusive"
+
+
+def test_the_start_control_survives_a_round_trip_and_refuses_impossible_counts():
+    control = StartControl(500, 50, 36, 50, 3, 0.06, 0.02, 0.23, 18.0)
+    facts = kkt_facts(0.1, start_control=control)
+    assert KKTFacts.from_dict(facts.to_dict()).start_control == control
+    assert facts.to_dict()["start_control"]["reading"] == "holds"
+    with pytest.raises(ValueError, match="kept count outside"):
+        StartControl.from_dict({**control.to_dict(), "members_kept": 51})
 
 
 def test_loss_fall_reads_the_last_fifth_of_the_logged_steps():
@@ -189,3 +219,12 @@ def test_the_lower_of_the_attacks_own_and_the_refitted_residual_is_read():
     assert 0 < refitted.attack_residual < 1  # diverged own readings: the refit alone
     own = measure(layers, found, [refitted.attack_residual / 2, 0.9], history, bounds, 0.1, 10)
     assert own.attack_residual == refitted.attack_residual / 2 and own.loss_fall == 0.5
+
+
+def test_a_search_that_misses_what_the_weights_hold_is_never_an_all_clear(small_victim):
+    model, data = small_victim
+    result = Auditor(KKTAttack(steps=0, restarts=1), device="cpu", seed=0).audit(model, data)  # finds nothing
+    control = result.attack.start_control
+    assert control is not None and control.reading == "holds", control
+    summary = result.summary()
+    assert summary.verdict == "inconclusive" and "this search did not reach them" in summary.finding

@@ -13,7 +13,7 @@ from auditkit import Auditor, KKTAttack, RunResult
 from auditkit.cli import main
 from auditkit.data.user_data import audit_data, class_labels
 from auditkit.errors import DataError
-from auditkit.victims.user_model import mlp_from_state_dict
+from auditkit.victims.user_model import load_state_dict, mlp_from_state_dict
 
 
 def _user_script(mnist, members: np.ndarray, tmp_path, name: str):
@@ -210,3 +210,32 @@ def test_raw_pixels_sent_with_their_mean_are_refused_naming_the_keys(mnist, tmp_
     assert "checked: inputs + mean lie in [0, 1]" in data.notes[1]
     with pytest.raises(DataError, match="784 features per sample but the model takes 100 inputs"):
         audit_data(x - mean, digits[members] % 2, mean=mean, inputs=100)
+
+
+def test_a_safetensors_model_keeps_its_layer_order_past_ten_layers(tmp_path):
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    body = torch.nn.Sequential(*[torch.nn.Linear(6, 6, dtype=torch.float64) for _ in range(12)])
+    state = {f"body.{index}.{kind}": tensor for index, layer in enumerate(body)
+             for kind, tensor in layer.state_dict().items()}  # fmt: skip
+    save_file(state, tmp_path / "deep.safetensors")
+    loaded = load_state_dict(tmp_path / "deep.safetensors")
+    weights = [name for name in state if name.endswith("weight")]
+    assert [name for name in loaded if name.endswith("weight")] == weights  # body.2 before body.10, not as strings
+    rebuilt = mlp_from_state_dict(loaded)
+    x = torch.randn(5, 6, dtype=torch.float64)
+    expected = x
+    for index, layer in enumerate(body):
+        expected = layer(expected) if index == len(body) - 1 else torch.relu(layer(expected))
+    assert torch.equal(rebuilt(x), expected)
+
+
+def test_a_float64_safetensors_model_is_read_without_rounding(tmp_path):
+    from safetensors.torch import save_file
+
+    weight = torch.full((3, 4), 1 / 3, dtype=torch.float64)  # not exact in float32
+    assert not torch.equal(weight.float().double(), weight)
+    save_file({"0.weight": weight, "2.weight": weight[:1, :3].clone()}, tmp_path / "wide.safetensors")
+    rebuilt = mlp_from_state_dict(load_state_dict(tmp_path / "wide.safetensors"))
+    assert rebuilt[0].weight.dtype == torch.float64 and torch.equal(rebuilt[0].weight, weight)

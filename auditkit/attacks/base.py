@@ -106,6 +106,13 @@ class AttackFacts:
         """Where the premise falls short. An attack that states no premise cannot vouch for a low count."""
         return [Concern(f"the {self.name} attack states no premise to check, so it cannot vouch for a low count", True)]
 
+    def null_evidence(self) -> tuple[list[Concern], str]:
+        """What backs a result in which members were not identified more often than non-members: the concerns
+        that keep it from being evidence, and a sentence for the finding when nothing does. An attack that
+        checks nothing cannot back a null result."""
+        reason = f"the {self.name} attack has no check that the weights do not hold what its search missed"
+        return [Concern(reason, False)], ""
+
     def headline(self) -> dict[str, Any]:
         """The attack's own headline numbers (summary.json, comparison.csv, ``--fail-if``): none by default."""
         return {}
@@ -255,6 +262,35 @@ class Attack(ABC):
         Returns:
             Its candidates and facts.
         """
+
+    def control(
+        self,
+        model: nn.Module,
+        knowledge: AttackerKnowledge,
+        output: AttackOutput,
+        train: tuple,
+        nonmembers: np.ndarray,
+        *,
+        seed: int,
+        device: torch.device | str,
+        dtype: torch.dtype,
+    ) -> AttackOutput:
+        """The auditor's check of a null result, run when members were not identified more often than
+        non-members: whether the weights hold the training set where the search did not reach
+        (:meth:`AttackFacts.null_evidence` reads it). This default checks nothing.
+
+        Args:
+            model: the victim.
+            knowledge: what the attack was given.
+            output: the attack's output, assessed.
+            train: the training inputs and labels (float64 tensors): the auditor's view.
+            nonmembers: (P, d) held-out inputs of the same distribution.
+            seed, device, dtype: as the attack's own run.
+
+        Returns:
+            The output with its facts completed.
+        """
+        return output
 
     def assess(
         self, model: nn.Module, knowledge: AttackerKnowledge, output: AttackOutput, train: tuple

@@ -192,6 +192,9 @@ class Auditor:
             victim=victim,
             data_notes=data.notes,
         )
+        if not result.membership().significant:  # a null result: does it back an all-clear?
+            where = {"seed": self.seed, "device": self.device, "dtype": self.dtype}
+            result.attack = self.attack.control(model, knowledge, output, train, data.pool_x, **where).facts
         if result.privacy is not None:
             result.bounds = self._ceiling(result, len(train_images) + len(pool_images), pool_images)
         return result

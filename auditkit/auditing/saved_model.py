@@ -25,6 +25,12 @@ from auditkit.storage.files import inside
 from auditkit.storage.outdir import check_layout, exclusive_output
 from auditkit.victims.user_model import load_state_dict, mlp_from_state_dict, model_from_class
 
+ASSUMED_RELU = (
+    "note: {model} holds weights only, not its activations: it was audited as a ReLU network (Linear, ReLU, ..., "
+    "Linear); if it uses another activation (Tanh, GELU, ...), the audit does not describe it: give your class "
+    "with --arch"
+)
+
 
 def audit_saved_model(
     model_path: Path,
@@ -55,13 +61,18 @@ def audit_saved_model(
         key = unknown[0] if unknown else "attack"
         raise ConfigError(f"--set {key}: auditkit audit takes attack settings only (attack.KEY=VALUE)")
     state = load_state_dict(model_path)
+    notes: tuple[str, ...] = ()
     if arch is not None:
         model = model_from_class(arch, arch_arguments or {}, state, str(model_path))
     else:
         model = mlp_from_state_dict(state, str(model_path))
+        notes = (ASSUMED_RELU.format(model=model_path.name),)
     initial = None
     if init_path is not None:
-        initial = initial_model(model, load_state_dict(init_path), str(init_path))
+        init_state = load_state_dict(init_path)
+        if arch is None:  # rebuilt as the model was: the layers numbered as in the model, whatever their names
+            init_state = mlp_from_state_dict(init_state, str(init_path)).state_dict()
+        initial = initial_model(model, init_state, str(init_path))
     preset_name = attack or ("owner" if initial is not None else None)
     preset = attack_preset(preset_name) if preset_name else {}
     attack_run = build_attack(deep_merge(preset, overrides.get("attack", {})))
@@ -82,13 +93,15 @@ def audit_saved_model(
     name = victim_name(model_path)
     with exclusive_output(out) as out:
         check_layout(out, [name], (RUN_FILE, *REPORT_FILES))
-        if warning := attack_run.warning():
-            progress.note(warning)
+        for line in (*notes, attack_run.warning()):
+            if line:
+                progress.note(line)
         started = time.perf_counter()
         seed_everything(seed)
         auditor = Auditor(attack_run, device=resolved, dtype=DEFAULT_DTYPE, seed=seed)
         with progress.task(f"[{name}] attack", attack_run.steps) as update:
             result = auditor.audit(model, data, name=name, init=initial, progress=update)
+        result.data_notes = notes + result.data_notes
         result.save(inside(out, name))
         settings = {"model": str(model_path), "data": str(data_path), "attack": attack_run.config.model_dump()}
         if init_path is not None:

@@ -137,12 +137,14 @@ class AuditResult:
         """The attack's premise check for this victim and the finding (``test``: this result's membership
         test, when the caller has it already)."""
         privacy, test = self.privacy, test or self.membership()
+        backing, backed = ([], "") if test.significant else self.attack.null_evidence()
         return judge(
-            self.attack.concerns(self.train_accuracy, self.centred) + self._settled_elsewhere(test),
+            self.attack.concerns(self.train_accuracy, self.centred) + self._settled_elsewhere(test) + backing,
             test,
             privacy.epsilon if privacy else None,
             self.bounds.identified.bound if self.bounds is not None else None,
             self._recognisable(),
+            backed,
         )
 
     def _recognisable(self) -> int:

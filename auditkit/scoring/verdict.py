@@ -34,6 +34,7 @@ def judge(
     dp_epsilon: float | None = None,
     dp_ceiling: float | None = None,
     recognisable: int | None = None,
+    backed: str = "",
 ) -> Verdict:
     """Judge the attack's concerns and say what the counts mean.
 
@@ -43,7 +44,9 @@ def judge(
         dp_epsilon: the model's epsilon, when it was trained with DP.
         dp_ceiling: the DP reconstruction ceiling on the fraction identified, when trained with DP.
         recognisable: how many identified samples' matches resemble them more than the mean image does (SSIM);
-            under a quarter of the identified, the candidates single samples out without being recognisable.
+            under a quarter of the identified, the finding says so and leaves the pictures to judge.
+        backed: what makes a null result evidence (the attack's start control), for the finding; without it a
+            null result is never read as an all-clear (the attack's concerns say why).
 
     Returns:
         The level (conclusive, weak, inconclusive), the reasons and the finding.
@@ -55,21 +58,22 @@ def judge(
     implied = f" (privacy loss at least epsilon = {test.epsilon_lower:.2g} at 95 %)" if test.epsilon_lower > 0 else ""
     faint = recognisable is not None and 4 * recognisable < test.members_identified
     lower_bound = f" The count is a lower bound: {'; '.join(reasons)}." if reasons else ""
-    if test.significant and faint:
-        finding = (
-            f"The candidates single out {identified}, against {chance} (p = {test.p_value:.2g}), but they are not "
-            f"recognisable reconstructions ({recognisable} resemble their sample more than the mean image does, by "
-            f"SSIM): the weights reveal which samples were trained on{implied}, not yet what they look like."
-        ) + lower_bound
-    elif test.significant:
+    if test.significant:
         finding = (
             f"{identified} were reconstructed and identified, against {chance} (p = {test.p_value:.2g}): the "
             f"weights leak these samples{implied}."
-        ) + lower_bound
+        )
+        if faint:
+            finding += (
+                f" By SSIM only {recognisable} of the matches resemble their sample more than the training mean "
+                "does: the pictures show how recognisable they are."
+            )
+        finding += lower_bound
     elif level == "conclusive":
         finding = (
-            f"{identified} identified, against {chance}: no evidence of leakage beyond chance, and the premise "
-            "holds, so this attack finds little to reconstruct."
+            f"{identified} identified, against {chance}: this attack finds no leakage beyond chance. Its premise "
+            f"holds{f' and, {backed},' if backed else ''} so the count is evidence about this attack, not a "
+            "guarantee against others."
         )
     else:
         finding = (

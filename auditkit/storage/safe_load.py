@@ -134,9 +134,12 @@ def load_weights(path: Path, error: type[Exception]) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         try:
-            return load_file(path, device="cpu")
+            tensors = load_file(path, device="cpu")
         except (SafetensorError, OSError, ValueError) as problem:
             raise error(f"{path}: not a readable safetensors file ({first_line(problem)})") from None
+        # the format keeps no order (names come back sorted as strings: body.10 before body.2): numbered
+        # names in their numbers' order, which is how torch names the layers of Sequential and ModuleList
+        return {name: tensors[name] for name in sorted(tensors, key=natural_order)}
     try:
         with warnings.catch_warnings():  # torch warns about a foreign pickle protocol before refusing it
             warnings.simplefilter("ignore")
@@ -151,6 +154,11 @@ def load_weights(path: Path, error: type[Exception]) -> dict[str, torch.Tensor]:
                 "that file"
             ) from None
         raise error(f"{path}: not a weights-only state_dict ({first_line(problem)})") from None
+
+
+def natural_order(name: str) -> tuple:
+    """A sort key that compares the digit runs of ``name`` as numbers: ``body.2`` before ``body.10``."""
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name) if part)
 
 
 def _is_safetensors(path: Path) -> bool:

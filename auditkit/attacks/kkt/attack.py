@@ -23,15 +23,11 @@ from torch import nn
 
 from auditkit.attacks.base import Attack, AttackerKnowledge, AttackOutput, ModelShape, ProgressCallback
 from auditkit.attacks.kkt.config import DIVERGED, LOG_UNIFORM, SEARCH_RANGES, SELECTION_RULES, KKTConfig
+from auditkit.attacks.kkt.control import run_start_control
 from auditkit.attacks.kkt.convergence import measure, short_attack_warning
 from auditkit.attacks.kkt.deflation import BestRestart, Pass, deflated_search
 from auditkit.attacks.kkt.facts import KKTFacts
-from auditkit.attacks.kkt.kernel import (
-    MLPLayers,
-    Objective,
-    as_objective,
-    candidate_lambdas,
-)
+from auditkit.attacks.kkt.kernel import MLPLayers, Objective, as_objective, candidate_lambdas
 from auditkit.attacks.kkt.network import victim_network
 from auditkit.attacks.kkt.optimizer import BatchedOptimizer, restart_mask, take_restarts
 from auditkit.attacks.kkt.residual import kkt_residual
@@ -102,6 +98,11 @@ class KKTAttack(Attack):
         facts = dataclasses.replace(output.facts, victim_residual=residual, convergence=convergence)
         per_sample = {**output.per_sample, "kkt_lambda": fitted.numpy()}
         return dataclasses.replace(output, facts=facts, per_sample=per_sample)
+
+    def control(self, model, knowledge, output, train, nonmembers, *, seed, device, dtype) -> AttackOutput:
+        """The start control (:mod:`auditkit.attacks.kkt.control`) in the facts' ``start_control``."""
+        found = run_start_control(self, model, knowledge, train, nonmembers, seed=seed, device=device, dtype=dtype)
+        return dataclasses.replace(output, facts=dataclasses.replace(output.facts, start_control=found))
 
     @property
     def steps(self) -> int:
@@ -185,7 +186,7 @@ class KKTAttack(Attack):
         if initial is not None:
             x, lam, labels = (t.detach().cpu().double() for t in initial)
             m = len(labels)
-            x, lam = x.expand(restarts, m, d).clone(), lam.expand(restarts, m).clone()
+            x, lam = x.expand(restarts, m, d).clone(), lam.expand(restarts, *lam.shape).clone()
         labels = labels.to(device=device, dtype=dtype)
         scorer = self._scorer(objective, labels, lower, upper, knowledge, device, dtype)
         x = x.to(device=device, dtype=dtype).requires_grad_(True)

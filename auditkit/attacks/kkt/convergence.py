@@ -31,6 +31,8 @@ FALLING = 0.75  # the best restart lost more than this fraction of its loss over
 # the steps ladder had reached its count (44 and 44, 42 and 40 of 50), yet two lost 76 % and over 90 % of a
 # loss already tiny (the default audit from a fresh clone; the recipes benchmark's seed-1 default victim)
 LAST_PART = 0.2  # the part of the run the loss fall is read over
+EXPLAINS_NOTHING = 0.9  # an attack residual over this explains almost none of the weights: never "converged", even
+# beside a victim whose own residual is as high (a DP victim at 1.00: nothing there for the attack to reach)
 RECORDED_STEPS = 4000  # the fewest steps at which every recorded seed of mnist_quick converged (1,000 for two of three)
 
 
@@ -53,13 +55,14 @@ class Convergence:
     @property
     def level(self) -> str:
         """converged, unsettled (the residual is near but the loss still falls, or the residual is within
-        STALLED_RATIO) or not_converged (no residual, or over STALLED_RATIO times the victim's); a residual
+        STALLED_RATIO) or not_converged (no residual, over STALLED_RATIO times the victim's, or over
+        EXPLAINS_NOTHING whatever the victim's); a residual
         at or under CONVERGED_RESIDUAL counts as within CONVERGED_RATIO, and one under both the floor and the
         victim's residual is converged whatever the loss still does."""
         ratio = self.ratio
         if self.attack_residual <= CONVERGED_RESIDUAL:
             ratio = min(ratio, CONVERGED_RATIO)
-        if math.isnan(ratio) or ratio > STALLED_RATIO:
+        if math.isnan(ratio) or ratio > STALLED_RATIO or self.attack_residual > EXPLAINS_NOTHING:
             return "not_converged"
         settled = self.attack_residual <= CONVERGED_RESIDUAL and self.ratio <= CONVERGED_RATIO
         if ratio > CONVERGED_RATIO or (self.loss_fall > FALLING and not settled):
@@ -74,6 +77,8 @@ class Convergence:
         if math.isnan(ratio):
             return "the attack's convergence is unknown (no candidates, or a result saved before it was measured)"
         state = f"residual {self.attack_residual:.2f} against the victim's {self.victim_residual:.2f}"
+        if self.attack_residual > EXPLAINS_NOTHING:
+            return f"the attack's candidates explain almost none of the weights ({state})"
         if level == "not_converged":
             return f"the attack did not converge ({state} after {self.steps} steps)"
         if ratio > CONVERGED_RATIO and self.attack_residual > CONVERGED_RESIDUAL:

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from auditkit.attacks.base import AttackFacts, Concern
+from auditkit.attacks.kkt.control import StartControl
 from auditkit.attacks.kkt.convergence import Convergence
 from auditkit.storage.files import to_jsonable
 
@@ -43,6 +44,7 @@ class KKTFacts(AttackFacts):
     passes: int = 1  # deflation's searches; restart r ran in pass r // (restarts / passes)
     victim_residual: float = math.nan  # the victim's KKT residual at its true training set (set by assess)
     convergence: Convergence = field(default=UNKNOWN)  # how far the attack got (set by assess)
+    start_control: StartControl | None = None  # run by the auditor when no leak was found (set by control)
 
     GLOSSARY: ClassVar[dict[str, str]] = {
         "KKT residual": "how far the weights are from a KKT point of the max-margin problem (0 = at one, 1 = none "
@@ -94,6 +96,21 @@ class KKTFacts(AttackFacts):
             reason = f"the model does not fit its training set (accuracy {train_accuracy:.3f}; the premise needs 1)"
             found.append(Concern(reason, True))
         return found
+
+    def null_evidence(self) -> tuple[list[Concern], str]:
+        """The start control's reading: the weights hold the training set (fatal: the search missed it), the
+        runs did not move (weak), no control (weak), or the objective does not single the training set out
+        (the sentence that makes a null result evidence)."""
+        control = self.start_control
+        if control is None:
+            reason = (
+                "no start control was run (it needs non-members), so the weights may hold training samples as "
+                "solutions this search did not reach"
+            )
+            return [Concern(reason, False)], ""
+        if control.reading == "alike":
+            return [], control.sentence()
+        return [Concern(control.sentence(), control.reading == "holds")], ""
 
     def headline(self) -> dict[str, Any]:
         """The victim's and the attack's premise residuals, the convergence level, the best restart's own residual."""
@@ -152,6 +169,7 @@ class KKTFacts(AttackFacts):
         """The JSON form, the convergence with its derived ratio and level."""
         values = asdict(self)
         values["convergence"] = self.convergence.to_dict()
+        values["start_control"] = self.start_control.to_dict() if self.start_control else None
         return to_jsonable(values)
 
     @classmethod
@@ -175,5 +193,6 @@ class KKTFacts(AttackFacts):
             "alpha_scale": number(values["alpha_scale"]),
             "victim_residual": number(values.get("victim_residual")),
             "convergence": convergence,
+            "start_control": StartControl.from_dict(values["start_control"]) if values.get("start_control") else None,
         }
         return super().from_dict(fixed)

@@ -1,0 +1,175 @@
+"""The start control: does the attack's objective single out the training set, whatever the search reached?
+
+A search that finds nothing is evidence only when the weights do not hold the training set as solutions of
+the attack's objective. The auditor can check exactly that, because it has the training set: short runs of
+the attack started at the training samples (their multipliers fitted) and at as many non-members (labelled by
+the model, multipliers fitted the same way). How far each start's candidate moves (NCC distance) is read
+against the non-members': a start is *kept* when it moved less than all but ``FALSE_KEEP`` of the non-members
+did (the threshold comes from the non-members alone). Members kept significantly more often than non-members
+(one-sided Fisher exact test) means the weights hold the training set and the search missed it; both kept
+alike means the objective does not tell members from non-members, and a null result is evidence. Runs in
+which nothing moved cannot tell either way.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from scipy.stats import fisher_exact
+
+from auditkit.attacks.kkt.kernel import forward
+from auditkit.attacks.kkt.network import victim_network
+from auditkit.attacks.kkt.residual import kkt_residual
+from auditkit.scoring.membership import SIGNIFICANCE
+from auditkit.scoring.metrics import ncc_distance
+
+STEPS = 500  # the control's steps per run (benchmarks/results/start_control.md measures the choice)
+MOVED = 0.01  # median NCC distance of a run's candidates from their starts under which the run did not move
+FALSE_KEEP = 0.05  # the share of non-members counted kept: the keep threshold is their moves' quantile
+
+
+@dataclass(frozen=True)
+class StartControl:
+    """The attack started at the training samples and at as many non-members: how many of each it kept."""
+
+    steps: int
+    members: int
+    members_kept: int
+    nonmembers: int
+    nonmembers_kept: int
+    tolerance: float  # a start moved less than this is kept: the non-members' FALSE_KEEP quantile
+    members_moved: float  # median NCC distance of the members' run's candidates from their starts
+    nonmembers_moved: float
+    seconds: float
+
+    @property
+    def p_value(self) -> float:
+        """One-sided Fisher exact test of 'members are kept more often than non-members'."""
+        if not self.members or not self.nonmembers:
+            return math.nan
+        table = [
+            [self.members_kept, self.members - self.members_kept],
+            [self.nonmembers_kept, self.nonmembers - self.nonmembers_kept],
+        ]
+        return float(fisher_exact(table, alternative="greater").pvalue)
+
+    @property
+    def reading(self) -> str:
+        """``holds`` (the weights single out the training set), ``alike`` (they do not: evidence) or ``still``
+        (neither run moved: the control cannot tell)."""
+        if self.p_value < SIGNIFICANCE:
+            return "holds"
+        if max(self.members_moved, self.nonmembers_moved) < MOVED:
+            return "still"
+        return "alike"
+
+    def sentence(self) -> str:
+        """What the control found, in plain words."""
+        kept = (
+            f"started at the training samples and at {self.nonmembers} non-members ({self.steps} steps each), the "
+            f"attack kept {self.members_kept} of {self.members} training samples and {self.nonmembers_kept} of "
+            f"{self.nonmembers} non-members"
+        )
+        if self.reading == "holds":
+            return (
+                f"{kept} (p = {self.p_value:.2g}): the weights hold {self.members_kept} of your samples as solutions "
+                "of this attack; this search did not reach them"
+            )
+        if self.reading == "still":
+            return f"{kept}, but neither run moved from its start, so the control cannot tell"
+        return f"{kept}: the attack's objective does not single out the training set"
+
+    def to_dict(self) -> dict:
+        """The JSON form, with the derived test and reading."""
+        return {**asdict(self), "p_value": self.p_value, "reading": self.reading}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> StartControl:
+        """Read back :meth:`to_dict` (the derived keys are recomputed)."""
+        counts = ("steps", "members", "members_kept", "nonmembers", "nonmembers_kept")
+        numbers = ("tolerance", "members_moved", "nonmembers_moved", "seconds")
+        found = {key: int(values[key]) for key in counts} | {key: float(values[key]) for key in numbers}
+        if not (
+            0 <= found["members_kept"] <= found["members"] and 0 <= found["nonmembers_kept"] <= found["nonmembers"]
+        ):
+            raise ValueError("start_control: a kept count outside its pool")
+        return cls(**found)
+
+
+def moved(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """How far each run's candidate ended from its start: the NCC distance, (k,), in [0, 4].
+
+    Args:
+        starts: (k, d) the start images, in pixel space.
+        ends: (k, d) where the run left each, in pixel space (NaN: it diverged, read as moved the most).
+    """
+    finite = np.isfinite(ends).all(1)
+    distance = np.full(len(starts), 4.0)
+    if finite.any():
+        pairs = ncc_distance(starts[finite], ends[finite])
+        distance[finite] = np.diagonal(pairs)
+    return distance
+
+
+def run_start_control(
+    attack,
+    model,
+    knowledge,
+    train: tuple,
+    nonmembers: np.ndarray,
+    *,
+    seed: int,
+    device,
+    dtype,
+    steps: int = STEPS,
+) -> StartControl | None:
+    """The start control of ``attack`` (a KKT-family attack) on ``model``.
+
+    Args:
+        attack: the attack whose objective is checked; the control runs its recipe restart (one restart, no
+            search, one pass) for ``steps`` steps from each start.
+        model: the victim.
+        knowledge: what the attack was given (the valid range, public data, the initial weights).
+        train: the training inputs and labels (float64 tensors): the auditor's view.
+        nonmembers: (P, d) held-out inputs; as many as the training samples are drawn by ``seed``.
+        seed, device, dtype: as the attack's own run.
+        steps: the steps of each run.
+
+    Returns:
+        The control, or None without non-members (nothing to compare with).
+    """
+    if nonmembers is None or not len(nonmembers) or steps < 1:
+        return None
+    started = time.perf_counter()
+    x, y = (t.detach().to("cpu", torch.float64) for t in train)
+    count = min(len(x), len(nonmembers))
+    chosen = np.sort(np.random.default_rng(seed).choice(len(nonmembers), count, replace=False))
+    others = torch.as_tensor(np.asarray(nonmembers)[chosen], dtype=torch.float64)
+    layers = victim_network(model).to("cpu", torch.float64)
+    with torch.no_grad():
+        outputs = forward(layers, others).reshape(len(others), -1)
+    other_labels = torch.where(outputs[:, 0] > 0, 1.0, -1.0) if outputs.shape[1] == 1 else outputs.argmax(1).double()
+    recipe = type(attack)(
+        attack.config, steps=steps, restarts=1, search="off", passes=1, early_stop_step=0, refine_steps=0
+    )
+    objective = attack.objective(model, knowledge)
+    offset = 0.0 if knowledge.pixel_offset is None else np.asarray(knowledge.pixel_offset).reshape(1, -1)
+    distances = []
+    for inputs, labels in ((x, y), (others, other_labels)):
+        _, fitted = kkt_residual(objective, inputs, labels)
+        lambdas = fitted * len(inputs)
+        if outputs.shape[1] > 1 and attack.config.multiclass_margins == "all":
+            lambdas = lambdas[:, None].expand(-1, outputs.shape[1]) / (outputs.shape[1] - 1)
+        output = recipe.run(model, knowledge, seed=seed, device=device, dtype=dtype, initial=(inputs, lambdas, labels))
+        ends = output.candidates if len(output.candidates) == len(inputs) else np.full(inputs.shape, np.nan)
+        distances.append(moved(inputs.numpy() + offset, ends + offset))
+    members, others_moved = distances
+    tolerance = float(np.quantile(others_moved, FALSE_KEEP))
+    kept = [int((d < tolerance).sum()) for d in distances]
+    seconds = time.perf_counter() - started
+    medians = [float(np.median(d)) for d in distances]
+    return StartControl(steps, len(x), kept[0], count, kept[1], tolerance, *medians, seconds)
