@@ -269,3 +269,38 @@ def test_report_over_a_generated_damage_renders_or_names_the_file(finished, case
         target.write_bytes(json.dumps(value).encode())
     _one_line_or_success(CliRunner().invoke(main, ["report", str(out)]))
     _only(folder, "out")
+
+
+VICTIM_FILES = ["none/result.json", "none/per_sample.csv", "none/reconstructions.npz", "none/SHA256SUMS"]
+
+
+@BOUNDED
+@given(file=st.sampled_from(VICTIM_FILES), where=st.floats(0, 1), change=st.integers(1, 255))
+def test_any_changed_byte_of_a_finished_victim_is_refused_by_report(finished, cases, file, where, change):
+    out = _case(cases) / "out"
+    shutil.copytree(finished, out)
+    target = out / file
+    raw = bytearray(target.read_bytes())
+    at = int(where * (len(raw) - 1))
+    raw[at] ^= change  # one byte, changed
+    target.write_bytes(bytes(raw))
+    result = CliRunner().invoke(main, ["report", str(out)])
+    _one_line_or_success(result)
+    assert result.exit_code == 2 and "none/" in result.output, result.output  # never reported as it stands
+
+
+def test_a_flipped_count_is_refused_by_report_and_audited_again_on_resume(finished, tmp_path):
+    import pandas as pd
+
+    out = tmp_path / "out"
+    shutil.copytree(finished, out)
+    original = pd.read_csv(finished / "none" / "per_sample.csv")
+    flipped = original.assign(identified=True)  # the tamperer's claim: every sample identified
+    (out / "none" / "per_sample.csv").write_text(flipped.to_csv(index=False))
+    refused = CliRunner().invoke(main, ["report", str(out)])
+    assert refused.exit_code == 2 and "per_sample.csv: changed since the audit wrote it" in refused.output
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    resumed = run_scenario(load_scenario(tmp_path / "tiny.yaml"), out, resume=True, progress=Progress(enabled=False))
+    assert resumed.facts.reused == 0  # the tampered victim was audited again, not reused
+    assert resumed["none"].summary().identified == int(original["identified"].sum())
+    assert CliRunner().invoke(main, ["report", str(out)]).exit_code == 0

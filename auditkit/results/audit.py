@@ -23,9 +23,13 @@ from auditkit.results.storage import ResultError, read_arrays, read_frame, read_
 from auditkit.scoring.bounds import ReconstructionBounds
 from auditkit.scoring.membership import MembershipTest
 from auditkit.scoring.verdict import Verdict, judge, resemblance_note
+from auditkit.storage.checksums import verify_checksums, write_checksums
 from auditkit.storage.files import SAFE_NAME, to_jsonable, write_json, write_npz, write_text
 
 RESULT_FILE = "result.json"
+FRAME_FILE = "per_sample.csv"
+ARRAYS_FILE = "reconstructions.npz"
+RESULT_FILES = (FRAME_FILE, ARRAYS_FILE, RESULT_FILE)  # what a result is read from: each under its checksum
 CENTRED_TOLERANCE = 0.02  # mean |input mean| per feature; raw MNIST pixels: 0.13
 
 
@@ -244,16 +248,18 @@ class AuditResult:
         )
 
     def save(self, directory: str | Path) -> Path:
-        """per_sample.csv, reconstructions.npz, then result.json (last: a directory with it is complete)."""
+        """per_sample.csv, reconstructions.npz, result.json, then their checksums (last: a directory with them
+        is complete, and :meth:`load` refuses it once any of its files changed)."""
         directory = Path(directory)
-        write_text(directory / "per_sample.csv", self.frame.to_csv(index=False))
+        write_text(directory / FRAME_FILE, self.frame.to_csv(index=False))
         write_npz(
-            directory / "reconstructions.npz",
+            directory / ARRAYS_FILE,
             candidates=self.candidates,
             train_images=self.train_images,
             **self.evidence,
         )
         write_json(directory / RESULT_FILE, self.to_dict())
+        write_checksums(directory, RESULT_FILES)
         return directory
 
     @classmethod
@@ -261,12 +267,14 @@ class AuditResult:
         """Read a saved audit; a missing or damaged file raises :class:`ResultError` naming it."""
         directory = Path(directory)
         values = read_json(directory / RESULT_FILE)
-        arrays = read_arrays(directory / "reconstructions.npz")
-        frame = read_frame(directory / "per_sample.csv", len(arrays["candidates"]), len(arrays["train_images"]))
+        arrays = read_arrays(directory / ARRAYS_FILE)
+        frame = read_frame(directory / FRAME_FILE, len(arrays["candidates"]), len(arrays["train_images"]))
         try:
-            return cls.from_dict(values, frame, arrays)
+            result = cls.from_dict(values, frame, arrays)
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise ResultError(f"{directory / RESULT_FILE}: missing or wrong field ({error!r})") from None
+        verify_checksums(directory, RESULT_FILES, ResultError)
+        return result
 
 
 def _threshold(value) -> float:

@@ -78,4 +78,10 @@ class RunResult:
             facts = RunFacts.from_dict(values["run"])
         except (KeyError, TypeError, ValueError, AttributeError, AuditkitError) as error:
             raise ResultError(f"{path}: missing or wrong field ({error})") from None
-        return cls(facts, [AuditResult.load(folder) for folder in folders], failures)
+        if len(set(names)) != len(names):
+            raise ResultError(f"{path}: names a victim twice ({sorted(n for n in names if names.count(n) > 1)[0]!r})")
+        victims = [AuditResult.load(folder) for folder in folders]
+        for name, victim in zip(names, victims):
+            if victim.name != name:
+                raise ResultError(f"{path}: names a victim {name!r} whose result.json says {victim.name!r}")
+        return cls(facts, victims, failures)

@@ -79,8 +79,8 @@ def read_arrays(path: Path) -> dict[str, np.ndarray]:
     labels = arrays.get("nonmember_labels")
     if labels is not None and (labels.dtype.kind not in "iuf" or labels.shape != arrays["nonmember_identified"].shape):
         raise ResultError(f"{path}: array 'nonmember_labels' is not one number per non-member")
-    if not (np.isfinite(images).all() and np.isfinite(mean).all()):
-        raise ResultError(f"{path}: train_images or mean hold NaN or infinite values")
+    if not (np.isfinite(images).all() and np.isfinite(mean).all() and np.isfinite(candidates).all()):
+        raise ResultError(f"{path}: candidates, train_images or mean hold NaN or infinite values")
     return arrays
 
 
