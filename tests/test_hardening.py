@@ -305,3 +305,57 @@ def test_one_channel_images_given_as_c_h_w_are_drawn():
     from auditkit.report.plots import thumbnail
 
     assert thumbnail(np.full((1, 4, 4), 0.5)).startswith(b"\x89PNG") and thumbnail(np.zeros((3, 4, 4)))
+
+
+def _declared_only_npz(path, shapes: dict[str, tuple[int, ...]]) -> None:
+    """An .npz whose arrays' headers declare ``shapes`` (float32) but hold a few bytes each: what a zip bomb's
+    headers say before anything is inflated."""
+    with zipfile.ZipFile(path, "w") as archive:
+        for key, shape in shapes.items():
+            header = io.BytesIO()
+            np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": shape})
+            archive.writestr(f"{key}.npy", header.getvalue() + b"\0" * 16)
+
+
+def test_the_command_line_checks_the_data_files_declared_sizes_before_reading_it(tmp_path):
+    import tracemalloc
+
+    torch.save(build_mlp(784, [32]).state_dict(), tmp_path / "model.pt")
+    _declared_only_npz(tmp_path / "big.npz", {"train_x": (60_000, 784), "train_y": (60_000,)})
+    tracemalloc.start()
+    result = CliRunner().invoke(main, ["audit", str(tmp_path / "model.pt"), "--data", str(tmp_path / "big.npz"),
+                                       "--out", str(tmp_path / "out"), "--device", "cpu"])  # fmt: skip
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "the audit of model.pt on big.npz: needs about" in result.output and "identification" in result.output
+    assert peak < 64 * 2**20  # refused from the headers: nothing of the declared 188 MB was read
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_python_api_checks_identification_and_the_dp_ceiling_before_the_attack(monkeypatch):
+    import time
+
+    monkeypatch.setenv("AUDITKIT_MEMORY_GB", "0.05")
+    rows = np.random.default_rng(0).random((2000, 16))
+    labels = np.arange(2000) % 2
+    auditor = Auditor(KKTAttack(steps=100_000, restarts=1), device="cpu")
+    with pytest.raises(ConfigError, match=r"the audit of victim: needs about .*identification"):
+        auditor.audit(build_mlp(16, [8]), (rows, labels), nonmembers=rows + 1e-3)
+    monkeypatch.setenv("AUDITKIT_MEMORY_GB", "4")
+    privacy = {"noise_multiplier": 1.0, "sample_rate": 0.01, "steps": 10**12, "delta": 1e-5}
+    started = time.perf_counter()
+    with pytest.raises(ConfigError, match=r"the DP ceiling of 1,000,000,000,000 steps .* needs about .* GiB"):
+        auditor.audit(build_mlp(16, [8]), (rows[:20], labels[:20]), privacy=privacy)
+    assert time.perf_counter() - started < 30  # refused before a 100,000-step attack
+
+
+def test_a_scenarios_dp_ceiling_is_checked_when_it_is_planned(tmp_path, monkeypatch):
+    dp = "defenses: [{name: d, kind: dp_sgd, dp: {noise_multiplier: 1.0, batch_size: 2, epochs: 1000000}}]"
+    text = TINY.replace("defenses: [{name: none}]", dp)
+    (tmp_path / "long.yaml").write_text(text)
+    monkeypatch.setenv("AUDITKIT_MEMORY_GB", "0.01")
+    result = CliRunner().invoke(main, ["validate", str(tmp_path / "long.yaml")])
+    assert (
+        result.exit_code == 2 and "the DP ceiling of" in result.output and "privacy-loss distribution" in result.output
+    )

@@ -25,6 +25,7 @@ from torch import nn
 
 from auditkit.budget import check_memory
 from auditkit.errors import STRICT, ConfigError, UnsupportedModelError, first_error
+from auditkit.scoring.metrics import identification_bytes
 from auditkit.storage.files import to_jsonable
 from auditkit.storage.safe_load import from_json_fields
 
@@ -233,10 +234,23 @@ class Attack(ABC):
         widths = (linears[0].in_features, *(linear.out_features for linear in linears))
         return ModelShape(linears[0].in_features, linears[-1].out_features, widths)
 
-    def check_memory(self, shape: ModelShape, n_train: int, itemsize: int, what: str) -> None:
-        """Refuse, before anything is allocated, an attack on ``n_train`` samples of a model of ``shape``
-        that would need more than the memory budget (:mod:`auditkit.budget`); ``what`` names the audit."""
-        check_memory({"attack": self.memory_bytes(n_train, list(shape.widths), itemsize)}, what)
+    def pooled_candidates(self, n_train: int, outputs: int) -> int:
+        """How many candidates the attack returns at most for ``n_train`` samples: one each by default."""
+        return n_train
+
+    def memory_parts(self, n_train: int, widths: list[int], itemsize: int, nonmembers: int = 0) -> dict[str, int]:
+        """What an audit by this attack allocates at most, by part: the attack itself, and matching its
+        candidates to the ``n_train`` members and the ``nonmembers`` (every one of them user-controlled)."""
+        candidates = self.pooled_candidates(n_train, widths[-1])
+        return {
+            "attack": self.memory_bytes(n_train, widths, itemsize),
+            "identification": identification_bytes(candidates, n_train, nonmembers, widths[0]),
+        }
+
+    def check_memory(self, shape: ModelShape, n_train: int, itemsize: int, what: str, nonmembers: int = 0) -> None:
+        """Refuse, before anything is allocated, an audit of ``n_train`` samples (and ``nonmembers``) on a model
+        of ``shape`` that would need more than the memory budget (:mod:`auditkit.budget`); ``what`` names it."""
+        check_memory(self.memory_parts(n_train, list(shape.widths), itemsize, nonmembers), what)
 
     @abstractmethod
     def run(

@@ -23,7 +23,7 @@ from auditkit.errors import ConfigError, DataError, UnsupportedModelError
 from auditkit.progress import Progress
 from auditkit.results.audit import AuditResult
 from auditkit.results.facts import VictimFacts
-from auditkit.scoring.bounds import kappa_ssim, reconstruction_bounds
+from auditkit.scoring.bounds import check_ceiling_memory, kappa_ssim, reconstruction_bounds
 from auditkit.scoring.metrics import identified_nonmembers, match, minmax, same_class_ssim, ssim
 from auditkit.victims.dp import privacy_facts
 from auditkit.victims.models import model_margins, normalized_margins
@@ -151,7 +151,9 @@ class Auditor:
             raise UnsupportedModelError(
                 f"the model takes {shape.inputs} inputs but the data has {data.train_x.shape[1]} features"
             )
-        self.attack.check_memory(shape, len(data.train_x), self.dtype.itemsize, f"the audit of {name}")
+        self.attack.check_memory(
+            shape, len(data.train_x), self.dtype.itemsize, f"the audit of {name}", len(data.pool_x)
+        )
         train = tuple(torch.as_tensor(a, dtype=torch.float64) for a in (data.train_x, data.train_y))
         margins = model_margins(model, *train)
         if privacy is not None and victim is not None:
@@ -159,6 +161,9 @@ class Auditor:
         if victim is None and (privacy is not None or len(data.test_x)):
             facts = privacy_facts(privacy, delta) if privacy is not None else None
             victim = VictimFacts.trained_elsewhere(facts, float((margins > 0).mean()), self._accuracy(model, data))
+        if victim is not None and victim.training.privacy is not None:
+            given = victim.training.privacy
+            check_ceiling_memory(given.noise_multiplier, given.sample_rate, given.steps)
 
         knowledge = dataclasses.replace(self.knowledge(data), initial=initial)
         bar = Progress().task(f"[{name}] attack", self.attack.steps) if progress is True else None

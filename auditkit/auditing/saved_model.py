@@ -2,27 +2,31 @@
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from pathlib import Path
 
 from torch import nn
 
+from auditkit.attacks.base import Attack, ModelShape
 from auditkit.attacks.kkt.network import takes_flat_rows
 from auditkit.attacks.registry import build_attack
 from auditkit.auditing.auditor import Auditor
 from auditkit.auditing.inputs import flat_input, initial_model, input_shape
+from auditkit.budget import check_memory
 from auditkit.config.overrides import deep_merge
 from auditkit.config.presets import attack_preset
 from auditkit.data.user_data import load_audit_data
 from auditkit.environment import DEFAULT_DTYPE, resolve_device, resolve_dtype, seed_everything
-from auditkit.errors import ConfigError
+from auditkit.errors import ConfigError, DataError
 from auditkit.progress import Progress
 from auditkit.report import REPORT_FILES, write_report
 from auditkit.results.facts import RunFacts
 from auditkit.results.run import RUN_FILE, RunResult
 from auditkit.storage.files import inside
 from auditkit.storage.outdir import check_layout, exclusive_output
+from auditkit.storage.safe_load import npz_shapes
 from auditkit.victims.user_model import load_state_dict, mlp_from_state_dict, model_from_class
 
 ASSUMED_RELU = (
@@ -78,17 +82,19 @@ def audit_saved_model(
     attack_run = build_attack(deep_merge(preset, overrides.get("attack", {})))
     if attack_run.needs_initial and initial is None:
         raise ConfigError(attack_run.missing_initial("--init", "their state_dict file (as MODEL's)"))
-    if takes_flat_rows(model):
-        flat_shape = attack_run.check(model)
+    flat_shape = attack_run.check(model) if takes_flat_rows(model) else None
+    if flat_shape is not None:
         outputs, inputs = flat_shape.outputs, flat_shape.inputs
     else:  # its input shape comes with the data: the outputs from its last Linear layer
         linears = [module for module in model.modules() if isinstance(module, nn.Linear)]
         outputs, inputs = (linears[-1].out_features if linears else attack_run.check(model).outputs), None
+    itemsize = resolve_dtype(DEFAULT_DTYPE).itemsize
+    _check_declared_sizes(data_path, attack_run, flat_shape, itemsize, f"the audit of {model_path.name}")
     data = load_audit_data(data_path, outputs=outputs, inputs=inputs)
     shape = input_shape(model, None, data.image_shape)
     model, initial = (flat_input(m, shape) if m is not None else None for m in (model, initial))
-    itemsize = resolve_dtype(DEFAULT_DTYPE).itemsize
-    attack_run.check_memory(attack_run.check(model), len(data.train_x), itemsize, f"the audit of {model_path.name}")
+    what = f"the audit of {model_path.name}"
+    attack_run.check_memory(attack_run.check(model), len(data.train_x), itemsize, what, len(data.pool_x))
     resolved = resolve_device(device)
     name = victim_name(model_path)
     with exclusive_output(out) as out:
@@ -114,6 +120,18 @@ def audit_saved_model(
         run.save(out, victims=False)
         write_report(run, out)
     return run
+
+
+def _check_declared_sizes(data_path: Path, attack: Attack, shape: ModelShape | None, itemsize: int, what: str) -> None:
+    """Refuse, from the data file's array headers alone (nothing inflated yet), an audit whose data and, for a
+    network that takes flat rows, whose attack and identification would outgrow the memory budget."""
+    declared = npz_shapes(data_path, DataError, ".npz without pickled objects")
+    data_bytes = 2 * 8 * sum(math.prod(size) for size in declared.values())  # as stored, and as float64
+    rows = {key: declared[key][0] if declared.get(key) else 0 for key in ("train_x", "nonmember_x")}
+    parts = {"data": data_bytes}
+    if shape is not None and rows["train_x"]:
+        parts |= attack.memory_parts(rows["train_x"], list(shape.widths), itemsize, rows["nonmember_x"])
+    check_memory(parts, f"{what} on {data_path.name}")
 
 
 def victim_name(model_path: Path) -> str:

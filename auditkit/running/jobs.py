@@ -20,6 +20,7 @@ from auditkit.progress import Progress
 from auditkit.results.audit import AuditResult
 from auditkit.results.facts import PrivacyFacts, TrainingLog, VictimFacts
 from auditkit.results.run import VictimFailure
+from auditkit.scoring.bounds import check_ceiling_memory
 from auditkit.storage.fingerprint import fingerprint
 from auditkit.victims.cache import VictimCache, victim_key
 from auditkit.victims.defenses import (
@@ -58,7 +59,10 @@ def plan_victims(scenario: Scenario, data_for: Callable[[Scenario], AuditData] |
         for defense in point.scenario.defenses:
             name, fingerprint = point.victim_name(defense), audit_fingerprint(point.scenario, defense)
             victim = training_bytes(point.scenario, defense, n, widths, parameters)
-            check_memory({"victim": victim, "attack": attack.memory_bytes(n, widths, itemsize)}, f"victim {name}")
+            parts = attack.memory_parts(n, widths, itemsize, len(data.pool_x))
+            check_memory({"victim": victim, **parts}, f"victim {name}")
+            if (plan := plans.get(defense.name)) is not None:
+                check_ceiling_memory(plan.noise_multiplier, plan.sample_rate, plan.steps)
             jobs.append(VictimJob(name, point.scenario, defense, plans.get(defense.name), fingerprint))
     return jobs
 

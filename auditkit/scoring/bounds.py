@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import norm
 
+from auditkit.budget import check_memory
 from auditkit.scoring.metrics import minmax, ssim
 
 
@@ -27,10 +28,42 @@ def gdp_bound(kappa: float, mu: float) -> float:
 
 
 TRIVIAL_BELOW_SIGMA = 0.3
+PROBE_STEPS = 16  # composed to measure the privacy-loss distribution's support, which grows as sqrt(steps)
+UNKNOWN_SUPPORT = 10**6  # points assumed for PROBE_STEPS where dp-accounting does not show its support
+FFT_COPIES = 8  # float64 values a composition holds per support point (its padded complex transforms)
+DISCRETIZATION = 1e-3
+
+
+def _pld(noise_multiplier: float, sample_rate: float, discretization: float):
+    from dp_accounting.pld import privacy_loss_distribution
+
+    return privacy_loss_distribution.from_gaussian_mechanism(
+        standard_deviation=noise_multiplier, sampling_prob=sample_rate, value_discretization_interval=discretization
+    )
+
+
+def ceiling_bytes(
+    noise_multiplier: float, sample_rate: float, steps: int, discretization: float = DISCRETIZATION
+) -> int:
+    """What :func:`dp_sgd_bound` allocates for ``steps`` steps, estimated before it composes them: the support of
+    PROBE_STEPS composed steps, grown as the square root of the steps (the tails are truncated, so the support
+    grows as the loss's spread does), FFT_COPIES float64 values per point. 0 where the bound needs no composition."""
+    if noise_multiplier < TRIVIAL_BELOW_SIGMA or steps <= 0:
+        return 0
+    probe = _pld(noise_multiplier, sample_rate, discretization).self_compose(min(steps, PROBE_STEPS))
+    pmf = getattr(probe, "_pmf_remove", None)  # dp-accounting's dense PMF; its size is what composition grows
+    support = int(getattr(pmf, "size", UNKNOWN_SUPPORT))
+    return int(8 * FFT_COPIES * support * max(1.0, math.sqrt(steps / PROBE_STEPS)))
+
+
+def check_ceiling_memory(noise_multiplier: float, sample_rate: float, steps: int) -> None:
+    """Refuse, before any work, a DP ceiling whose privacy-loss distribution would outgrow the memory budget."""
+    what = f"the DP ceiling of {steps:,} steps (noise {noise_multiplier:g}, sample rate {sample_rate:g})"
+    check_memory({"privacy-loss distribution": ceiling_bytes(noise_multiplier, sample_rate, steps)}, what)
 
 
 def dp_sgd_bound(
-    kappa: float, noise_multiplier: float, sample_rate: float, steps: int, discretization: float = 1e-3
+    kappa: float, noise_multiplier: float, sample_rate: float, steps: int, discretization: float = DISCRETIZATION
 ) -> float:
     """Numerical ceiling for Poisson-subsampled Gaussian DP-SGD from its PLD (``dp-accounting``).
 
@@ -43,13 +76,8 @@ def dp_sgd_bound(
         return 1.0
     if kappa <= 0:
         return 0.0
-    from dp_accounting.pld import privacy_loss_distribution
-
-    pld = privacy_loss_distribution.from_gaussian_mechanism(
-        standard_deviation=noise_multiplier,
-        sampling_prob=sample_rate,
-        value_discretization_interval=discretization,
-    ).self_compose(steps)
+    check_ceiling_memory(noise_multiplier, sample_rate, steps)
+    pld = _pld(noise_multiplier, sample_rate, discretization).self_compose(steps)
     grid = np.linspace(-10.0, 60.0, 2801)
     best = 1.0
     for _ in range(3):  # coarse grid, then refine around the minimum

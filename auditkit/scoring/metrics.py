@@ -17,6 +17,14 @@ SSIM_WINDOW = 3  # the Gaussian window's side, in pixels
 C1, C2 = 0.01**2, 0.03**2
 
 
+def identification_bytes(candidates: int, members: int, nonmembers: int, features: int) -> int:
+    """What matching ``candidates`` to ``members`` and ``nonmembers`` allocates at most (float64): the
+    standardised copies, the candidate-by-image distances and their clipped copies, the members-by-non-members
+    look-alike distances."""
+    pairs = 2 * candidates * members + 2 * candidates * nonmembers + members * nonmembers
+    return 8 * (pairs + 2 * (candidates + members + nonmembers) * features)
+
+
 def standardize(rows: torch.Tensor) -> torch.Tensor:
     """Each row (last dimension) to zero mean and unit norm: squared L2 between rows is 2 (1 - correlation)."""
     centred = rows - rows.mean(-1, keepdim=True)

@@ -106,14 +106,40 @@ def read_npz(
     )
 
 
-def _npy_bytes(archive: zipfile.ZipFile, key: str) -> tuple[int, int]:
-    """An archived array's size as its header declares it, and the uncompressed bytes the archive holds for it."""
-    info = archive.getinfo(f"{key}.npy")
-    with archive.open(info) as handle:
+def npz_shapes(path: Path, error: type[Exception], what: str = "NPZ archive") -> dict[str, tuple[int, ...]]:
+    """Every array's shape as the archive's headers declare it, read without loading (or inflating) any array:
+    what a budget is checked against before a file is read.
+
+    Args:
+        path: the archive.
+        error: the exception type raised, with a one-line message naming ``path``.
+        what: how the message names the expected format.
+
+    Returns:
+        Array name -> declared shape.
+    """
+    if not path.is_file() or not zipfile.is_zipfile(path):
+        return {}  # read_npz names the problem
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return {name.removesuffix(".npy"): _npy_header(archive, name)[0] for name in archive.namelist()}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as problem:
+        raise error(f"{path}: not a readable {what} ({problem})") from None
+
+
+def _npy_header(archive: zipfile.ZipFile, name: str) -> tuple[tuple[int, ...], np.dtype]:
+    """An archived array's declared shape and dtype, from its header alone."""
+    with archive.open(archive.getinfo(name)) as handle:
         version = np.lib.format.read_magic(handle)
         header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, _, dtype = header(handle)
-    return int(np.prod(shape, dtype=np.float64)) * dtype.itemsize, info.file_size
+    return tuple(int(side) for side in shape), dtype
+
+
+def _npy_bytes(archive: zipfile.ZipFile, key: str) -> tuple[int, int]:
+    """An archived array's size as its header declares it, and the uncompressed bytes the archive holds for it."""
+    shape, dtype = _npy_header(archive, f"{key}.npy")
+    return int(np.prod(shape, dtype=np.float64)) * dtype.itemsize, archive.getinfo(f"{key}.npy").file_size
 
 
 def load_weights(path: Path, error: type[Exception]) -> dict[str, torch.Tensor]:

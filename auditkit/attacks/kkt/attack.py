@@ -30,7 +30,7 @@ from auditkit.attacks.kkt.facts import KKTFacts
 from auditkit.attacks.kkt.kernel import MLPLayers, Objective, as_objective, candidate_lambdas
 from auditkit.attacks.kkt.network import victim_network
 from auditkit.attacks.kkt.optimizer import BatchedOptimizer, restart_mask, take_restarts
-from auditkit.attacks.kkt.residual import kkt_residual
+from auditkit.attacks.kkt.residual import kkt_residual, residual_bytes
 from auditkit.attacks.kkt.selection import Scorer, ground_truth_scorer, kkt_loss_score, residual_scorer
 from auditkit.attacks.kkt.starts import alpha_scale, public_start
 from auditkit.attacks.kkt.step import losses_function, take_step
@@ -63,10 +63,13 @@ class KKTAttack(Attack):
     def memory_bytes(self, n_train: int, widths: list[int], itemsize: int) -> int:
         """R restarts x m candidates x every layer's width, kept ACTIVATION_COPIES times (activations, smoothed
         derivatives, deltas, gradients, the optimiser's moments), plus the multipliers."""
-        cfg = self.config
-        m = max(2, cfg.candidates_per_sample * n_train) + widths[-1]
-        itemsize = 8 if cfg.refine_steps else itemsize
-        return cfg.restarts * m * (ACTIVATION_COPIES * sum(widths) + widths[-1]) * itemsize
+        itemsize = 8 if self.config.refine_steps else itemsize
+        searched = self.pooled_candidates(n_train, widths[-1]) * (ACTIVATION_COPIES * sum(widths) + widths[-1])
+        return max(searched * itemsize, residual_bytes(n_train, widths))  # the premise is measured after the search
+
+    def pooled_candidates(self, n_train: int, outputs: int) -> int:
+        """Every restart's candidates (the most the selection pools)."""
+        return self.config.restarts * (max(2, self.config.candidates_per_sample * n_train) + max(2, outputs))
 
     def check(self, model: nn.Module) -> ModelShape:
         """The network's input width, outputs and every ReLU's width; anything but a ReLU network of the

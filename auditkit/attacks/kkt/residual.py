@@ -89,6 +89,16 @@ def _flat(parameters: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat([p.reshape(-1) for p in parameters])
 
 
+GRAM_COPIES = 4  # the Gram matrix, its jittered copy, its Cholesky factor and the solver's work
+
+
+def residual_bytes(n_train: int, widths: list[int]) -> int:
+    """What :func:`kkt_residual` allocates at most (float64) for ``n_train`` samples on a network of ``widths``
+    (input first, outputs last): one row per sample and other class, their Gram matrix and per-layer factors."""
+    rows = n_train * max(1, widths[-1] - 1)
+    return 8 * (GRAM_COPIES * rows * rows + 2 * rows * sum(widths))
+
+
 def kkt_residual(problem: MLPLayers | Objective, x: torch.Tensor, labels: torch.Tensor) -> tuple[float, torch.Tensor]:
     """Relative residual ``||t - sum_i,k lambda_ik grad margin_ik(x_i)|| / ||t||`` with lambda >= 0 fitted
     (and the objective's free direction projected out of t and the gradients): one output, margin y Phi(x);
