@@ -13,30 +13,50 @@ Example:
     >>> run.victims[0].summary().identified  # doctest: +SKIP
 """
 
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 
-from auditkit.attacks.base import Attack, AttackConfig, AttackerKnowledge, AttackFacts, AttackOutput
-from auditkit.attacks.kkt.attack import KKTAttack
-from auditkit.attacks.kkt.config import KKTConfig
-from auditkit.attacks.kkt.facts import KKTFacts
-from auditkit.attacks.owner.attack import OwnerAttack
-from auditkit.attacks.owner.config import OwnerConfig
-from auditkit.attacks.owner.facts import OwnerFacts
-from auditkit.attacks.registry import attack_names, build_attack, register_attack
-from auditkit.auditing.auditor import Auditor
-from auditkit.config.loading import load_scenario
-from auditkit.config.schema import Scenario
-from auditkit.data.audit_data import AuditData
-from auditkit.data.datasets import toy_colors
-from auditkit.data.mnist import load_mnist_images
-from auditkit.data.tasks import binary_task, multiclass_task
-from auditkit.errors import AuditkitError, ConfigError, DataError, ScenarioError, UnsupportedModelError
-from auditkit.report import write_report
-from auditkit.results.audit import AuditResult, LeakageSummary
-from auditkit.results.run import RunResult
-from auditkit.running.runner import run_scenario
-from auditkit.victims.models import build_mlp
-from auditkit.victims.training import train_mlp
+# name -> the module that defines it: imported on first use (``import auditkit`` and ``auditkit --help`` stay
+# fast, and an interrupt during start-up lands in the command line's own handler, not inside torch's import)
+_EXPORTS = {
+    "auditkit.attacks.base": ("Attack", "AttackConfig", "AttackerKnowledge", "AttackFacts", "AttackOutput"),
+    "auditkit.attacks.kkt.attack": ("KKTAttack",),
+    "auditkit.attacks.kkt.config": ("KKTConfig",),
+    "auditkit.attacks.kkt.facts": ("KKTFacts",),
+    "auditkit.attacks.owner.attack": ("OwnerAttack",),
+    "auditkit.attacks.owner.config": ("OwnerConfig",),
+    "auditkit.attacks.owner.facts": ("OwnerFacts",),
+    "auditkit.attacks.registry": ("attack_names", "build_attack", "register_attack"),
+    "auditkit.auditing.auditor": ("Auditor",),
+    "auditkit.config.loading": ("load_scenario",),
+    "auditkit.config.schema": ("Scenario",),
+    "auditkit.data.audit_data": ("AuditData",),
+    "auditkit.data.datasets": ("toy_colors",),
+    "auditkit.data.mnist": ("load_mnist_images",),
+    "auditkit.data.tasks": ("binary_task", "multiclass_task"),
+    "auditkit.errors": ("AuditkitError", "ConfigError", "DataError", "ScenarioError", "UnsupportedModelError"),
+    "auditkit.report": ("write_report",),
+    "auditkit.results.audit": ("AuditResult", "LeakageSummary"),
+    "auditkit.results.run": ("RunResult",),
+    "auditkit.running.runner": ("run_scenario",),
+    "auditkit.victims.models": ("build_mlp",),
+    "auditkit.victims.training": ("train_mlp",),
+}
+_HOME = {name: module for module, names in _EXPORTS.items() for name in names}
+
+
+def __getattr__(name: str):
+    """A front-door name, imported from its module on first use."""
+    if name not in _HOME:
+        raise AttributeError(f"module 'auditkit' has no attribute {name!r}")
+    value = getattr(import_module(_HOME[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_HOME])
+
 
 try:
     __version__ = version("auditkit")

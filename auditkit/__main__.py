@@ -1,5 +1,5 @@
 """python -m auditkit: the command line (see auditkit.cli)."""
 
-from auditkit.cli import main
+from auditkit.cli import entry
 
-main()
+entry()

@@ -9,8 +9,6 @@ from typing import TYPE_CHECKING
 
 import click
 
-from auditkit.config.loading import load_scenario
-from auditkit.config.presets import BUILTIN_PRESETS, available, preset_dirs
 from auditkit.errors import AuditkitError, first_error
 
 if TYPE_CHECKING:
@@ -22,26 +20,6 @@ def _folder(context: click.Context, parameter: click.Parameter, value: str | Non
     if value is not None and not value.strip():
         raise click.BadParameter("an empty path (it would write into the current folder); name a folder")
     return None if value is None else Path(value)
-
-
-def _arch_arguments(arch: str | None, texts: tuple[str, ...]) -> dict:
-    """``--arch-arg KEY=VALUE`` as keyword arguments (values read as YAML scalars or lists)."""
-    import yaml
-
-    from auditkit.errors import ConfigError
-
-    if texts and arch is None:
-        raise ConfigError("--arch-arg: give --arch module:Class for the arguments to go to")
-    arguments = {}
-    for text in texts:
-        key, separator, value = text.partition("=")
-        if not separator or not key.isidentifier():
-            raise ConfigError(f"--arch-arg {text!r}: expected KEY=VALUE with KEY a Python name")
-        try:
-            arguments[key] = yaml.safe_load(value) if value else ""
-        except yaml.YAMLError:
-            raise ConfigError(f"--arch-arg {key}: {value!r} is not a YAML value") from None
-    return arguments
 
 
 def _fail(error: AuditkitError) -> None:
@@ -175,6 +153,7 @@ def run(
     """Train the scenario's victims (cached), attack each and write the leakage report.
 
     SCENARIO: a YAML file, or the name of a built-in scenario (``auditkit list``)."""
+    from auditkit.config.loading import load_scenario
     from auditkit.progress import Progress
     from auditkit.running.runner import run_scenario
 
@@ -252,7 +231,8 @@ def audit(
     (with ``--arch-arg KEY=VALUE``): your network class, for a CNN or any ReLU network whose state_dict does not
     say how it is wired; a network that takes images reads train_x as flat rows of image_shape."""
     from auditkit.auditing.saved_model import audit_saved_model
-    from auditkit.config.overrides import parse_settings
+    from auditkit.config.overrides import parse_arguments, parse_settings
+    from auditkit.errors import ConfigError
     from auditkit.progress import Progress
 
     def start() -> tuple[Path, RunResult]:
@@ -260,9 +240,11 @@ def audit(
         progress = Progress(not quiet, bars or None)
         overrides = parse_settings(settings)
         if steps is not None:
+            if "steps" in overrides.get("attack", {}):
+                raise ConfigError("--steps and --set attack.steps: both give the attack's steps; give one")
             overrides.setdefault("attack", {})["steps"] = steps
         _threads(threads)
-        arguments = _arch_arguments(arch, arch_args)
+        arguments = parse_arguments(arch, arch_args)
         return folder, audit_saved_model(
             model, data_path, folder, attack, device, seed, progress, overrides, init_path, arch, arguments
         )
@@ -277,15 +259,16 @@ def audit(
 def validate(scenario: str, settings: tuple[str, ...], presets: Path | None) -> None:
     """Check a scenario (a file or a built-in name; presets resolved, data available) without training."""
     from auditkit.attacks.registry import build_attack
+    from auditkit.config.loading import load_scenario
     from auditkit.running.jobs import plan_victims
 
     try:
         resolved = load_scenario(scenario, _overrides(None, None, settings), presets)
-        plan_victims(resolved)  # what `run` checks before training: data, DP plans, memory, every grid point
+        jobs = plan_victims(resolved)  # what `run` checks before training: data, DP plans, memory, every grid point
     except AuditkitError as error:
         _fail(error)
     attack = build_attack(resolved.attack)
-    click.echo(f"{scenario}: ok ({resolved.name}: {len(resolved.defenses)} victim(s), {attack.steps} attack steps)")
+    click.echo(f"{scenario}: ok ({resolved.name}: {len(jobs)} victim(s), {attack.steps} attack steps)")
     if warning := attack.warning():
         click.echo(warning, err=True)
 
@@ -294,6 +277,8 @@ def validate(scenario: str, settings: tuple[str, ...], presets: Path | None) -> 
 @PRESETS_OPTION
 def list_presets(presets: Path | None) -> None:
     """List data sets and the attack, defense and scenario presets (yours from --presets, then built-in)."""
+    from auditkit.config.presets import BUILTIN_PRESETS, available, preset_dirs
+
     dirs = preset_dirs(None, presets)
     from auditkit.attacks.registry import attack_names
     from auditkit.data.datasets import DATASETS
@@ -337,3 +322,13 @@ def report(run_dir: Path) -> None:
     except AuditkitError as error:
         _fail(error)
     click.echo(f"re-rendered {written}")
+
+
+def entry() -> None:
+    """The ``auditkit`` command: :func:`main`, with an interrupt at any point (the imports of start-up too) ending
+    in one line and exit code 130 instead of a traceback."""
+    try:
+        main()
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)

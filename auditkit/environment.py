@@ -47,8 +47,10 @@ def resolve_device(device: str | torch.device) -> torch.device:
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
     """``float32``/``float64`` (a name or a torch dtype) as a torch dtype; anything else is refused."""
     if isinstance(dtype, torch.dtype):
+        if str(dtype).removeprefix("torch.") not in DTYPE_NOTES:
+            raise ConfigError(f"dtype: {dtype} is not supported; allowed: {', '.join(DTYPE_NOTES)}")
         return dtype
-    if dtype not in DTYPE_NOTES:
+    if not isinstance(dtype, str) or dtype not in DTYPE_NOTES:
         raise ConfigError(f"dtype: {dtype!r} is not supported; allowed: {', '.join(DTYPE_NOTES)}")
     return {"float32": torch.float32, "float64": torch.float64}[dtype]
 

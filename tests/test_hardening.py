@@ -298,7 +298,7 @@ def test_a_set_by_list_index_and_a_folder_for_a_scenario_are_named(tmp_path):
     indexed = CliRunner().invoke(main, ["validate", str(tmp_path / "case.yaml"), "--set", "defenses.0.name=x"])
     assert indexed.exit_code == 2 and "a list item cannot be set by its index" in indexed.output, indexed.output
     folder = CliRunner().invoke(main, ["validate", str(tmp_path)])
-    assert folder.exit_code == 2 and "a folder, not a YAML file" in folder.output, folder.output
+    assert folder.exit_code == 2 and "a folder, not a file" in folder.output, folder.output
 
 
 def test_one_channel_images_given_as_c_h_w_are_drawn():

@@ -14,6 +14,7 @@ import json
 import shutil
 import tempfile
 import tracemalloc
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +26,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
-from auditkit import AuditkitError, load_scenario, run_scenario
+from auditkit import AuditkitError, Auditor, KKTAttack, load_scenario, run_scenario
 from auditkit.cli import main
-from auditkit.data.user_data import load_audit_data
+from auditkit.data.user_data import audit_data, load_audit_data
 from auditkit.progress import Progress
 from auditkit.victims.user_model import mlp_from_state_dict
 
@@ -304,3 +305,87 @@ def test_a_flipped_count_is_refused_by_report_and_audited_again_on_resume(finish
     assert resumed.facts.reused == 0  # the tampered victim was audited again, not reused
     assert resumed["none"].summary().identified == int(original["identified"].sum())
     assert CliRunner().invoke(main, ["report", str(out)]).exit_code == 0
+
+
+# one property per kind of the hostile walk (tests/test_user_mistakes.py holds its examples)
+
+
+@BOUNDED
+@given(rows=st.integers(1, 10**7), features=st.integers(1, 10**5), nonmembers=st.integers(0, 10**6))
+def test_declared_sizes_over_the_budget_are_refused_from_the_headers(cases, rows, features, nonmembers):
+    folder = _case(cases)
+    torch.save(mlp_from_state_dict({"0.weight": torch.ones(4, 16), "2.weight": torch.ones(1, 4)}).state_dict(),
+               folder / "model.pt")  # fmt: skip
+    shapes = {"train_x": (rows, features), "train_y": (rows,), "nonmember_x": (nonmembers, features)}
+    with zipfile.ZipFile(folder / "data.npz", "w") as archive:
+        for key, shape in shapes.items():
+            header = io.BytesIO()
+            np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": shape})
+            archive.writestr(f"{key}.npy", header.getvalue() + b"\0" * 8)
+    declared = 2 * 8 * (rows * features + rows + nonmembers * features)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AUDITKIT_MEMORY_GB", "0.25")
+        tracemalloc.start()
+        result = CliRunner().invoke(main, ["audit", str(folder / "model.pt"), "--data", str(folder / "data.npz"),
+                                           "--out", str(folder / "o")])  # fmt: skip
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    _one_line_or_success(result)
+    assert result.exit_code == 2 and peak < SMALL_FILE_PEAK  # nothing declared was inflated
+    if declared > 0.25 * 2**30:
+        assert "needs about" in result.output and "budget" in result.output, result.output
+    _only(folder, "model.pt", "data.npz")
+
+
+@BOUNDED
+@given(n_per_class=st.integers(1, 12), batch_size=st.integers(1, 40), image_size=st.integers(1, 6))
+def test_generated_settings_that_would_mean_nothing_are_refused(cases, n_per_class, batch_size, image_size):
+    folder = _case(cases)
+    scenario = {**TINY, "data": {**TINY["data"], "n_per_class": n_per_class, "image_size": image_size}}
+    scenario["victim"] = {"hidden": [8], "training": {"epochs": 5, "optimizer": "sgd", "batch_size": batch_size}}
+    (folder / "case.yaml").write_text(yaml.safe_dump(scenario))
+    result = CliRunner().invoke(main, ["validate", str(folder / "case.yaml")])
+    _one_line_or_success(result)
+    meaningless = batch_size > 2 * n_per_class or image_size < 3  # more than the training set; under the SSIM window
+    assert (result.exit_code == 2) == meaningless, result.output
+
+
+class _Returns(torch.nn.Module):
+    def __init__(self, value) -> None:
+        super().__init__()
+        self.hidden, self.out, self.value = torch.nn.Linear(16, 8), torch.nn.Linear(8, 1), value
+
+    def forward(self, x):
+        logits = self.out(torch.relu(self.hidden(x)))
+        return self.value if self.value is not None else logits
+
+
+@BOUNDED
+@given(content=st.binary(max_size=200), value=st.one_of(st.none(), SCALARS, st.tuples(SCALARS, SCALARS)))
+def test_generated_user_mistakes_get_one_line_never_a_traceback(cases, content, value):
+    folder = _case(cases)
+    (folder / "model.pt").write_bytes(content)
+    result = CliRunner().invoke(main, ["audit", str(folder / "model.pt"), "--data", str(folder / "none.npz"),
+                                       "--out", str(folder / "o")])  # fmt: skip
+    _one_line_or_success(result)
+    assert result.exit_code == 2
+    pair = (np.full((4, 16), 0.5), np.array([0, 1, 0, 1]))
+    try:
+        Auditor(KKTAttack(steps=1, restarts=1), device="cpu").audit(_Returns(value), pair)
+    except AuditkitError as error:
+        assert value is not None and "\n" not in str(error)
+    else:
+        assert value is None  # only a forward that returns its outputs is audited
+    _only(folder, "model.pt")
+
+
+@BOUNDED
+@given(low=st.floats(-1e-3, 0.5), high=st.floats(0.5, 1 + 1e-3), eps=st.floats(1e-12, 1e-3))
+def test_a_range_complaint_never_contradicts_itself(low, high, eps):
+    x = np.linspace(low, high, 96).reshape(6, 16)
+    x[0, 0] = 1 + eps  # always out of [0, 1]
+    with pytest.raises(AuditkitError) as refused:
+        audit_data(x, np.arange(6) % 2, image_shape=(4, 4))
+    shown = str(refused.value).split("values in [")[1].split("]")[0]
+    smallest, largest = (float(part) for part in shown.split(", "))
+    assert smallest < 0 or largest > 1, str(refused.value)  # the numbers shown are outside the range named

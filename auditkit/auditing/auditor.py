@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import itertools
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from auditkit.results.audit import AuditResult
 from auditkit.results.facts import VictimFacts
 from auditkit.scoring.bounds import check_ceiling_memory, kappa_ssim, reconstruction_bounds
 from auditkit.scoring.metrics import identified_nonmembers, match, minmax, same_class_ssim, ssim
+from auditkit.storage.files import SAFE_NAME
 from auditkit.victims.dp import privacy_facts
 from auditkit.victims.models import model_margins, normalized_margins
 
@@ -112,6 +114,8 @@ class Auditor:
         """
         if not isinstance(model, nn.Module):
             raise UnsupportedModelError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+        if not isinstance(name, str) or not re.fullmatch(SAFE_NAME, name):
+            raise ConfigError(f"name: {name!r} must match {SAFE_NAME} (it names the audit's folder)")
         if progress is not None and not isinstance(progress, bool) and not callable(progress):
             raise ConfigError(f"progress: expected True/False or a callback (step, loss), got {progress!r}")
         if isinstance(data, str | Path):

@@ -80,6 +80,11 @@ def audit_saved_model(
     preset_name = attack or ("owner" if initial is not None else None)
     preset = attack_preset(preset_name) if preset_name else {}
     attack_run = build_attack(deep_merge(preset, overrides.get("attack", {})))
+    if initial is not None and not attack_run.needs_initial:
+        raise ConfigError(
+            f"--init: the {attack_run.name} attack does not read the initial weights; leave --attack out (the "
+            "owner's attack is the default with --init) or name an attack that reads them (owner)"
+        )
     if attack_run.needs_initial and initial is None:
         raise ConfigError(attack_run.missing_initial("--init", "their state_dict file (as MODEL's)"))
     flat_shape = attack_run.check(model) if takes_flat_rows(model) else None
@@ -99,7 +104,7 @@ def audit_saved_model(
     name = victim_name(model_path)
     with exclusive_output(out) as out:
         check_layout(out, [name], (RUN_FILE, *REPORT_FILES))
-        for line in (*notes, attack_run.warning()):
+        for line in (*notes, *(f"note: {note}" for note in data.notes), attack_run.warning()):
             if line:
                 progress.note(line)
         started = time.perf_counter()

@@ -12,6 +12,7 @@ from auditkit.config.presets import available, find_preset, preset_dirs, raw_sce
 from auditkit.config.schema import Scenario
 from auditkit.errors import ScenarioError, first_error
 from auditkit.storage.files import SAFE_NAME
+from auditkit.storage.safe_load import not_a_file
 
 
 def validate(raw: dict, source: str = "scenario") -> Scenario:
@@ -29,7 +30,13 @@ def validate(raw: dict, source: str = "scenario") -> Scenario:
 
 def scenario_path(scenario: str | Path, presets: Path | None = None) -> Path:
     """A scenario file, or the name of a scenario in ``presets`` or among the built-in ones."""
+    if not str(scenario).strip():
+        raise ScenarioError("scenario: empty; give a YAML file or the name of a built-in scenario (auditkit list)")
     path = Path(scenario)
+    try:
+        path.resolve()
+    except (OSError, RuntimeError):  # a symbolic link loop (RuntimeError before Python 3.13)
+        raise ScenarioError(f"{path}: {not_a_file(path)}") from None
     if path.is_file() or not re.fullmatch(SAFE_NAME, str(scenario)) or path.suffix == ".yaml":
         return path
     found = find_preset(str(scenario), preset_dirs(None, presets)["scenario"])

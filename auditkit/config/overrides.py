@@ -64,6 +64,22 @@ def parse_settings(items: list[str] | tuple[str, ...]) -> dict:
     return overrides
 
 
+def parse_arguments(arch: str | None, texts: list[str] | tuple[str, ...]) -> dict:
+    """``--arch-arg KEY=VALUE`` items as keyword arguments for ``--arch``'s class (values read as YAML)."""
+    if texts and arch is None:
+        raise ConfigError("--arch-arg: give --arch module:Class for the arguments to go to")
+    arguments = {}
+    for text in texts:
+        key, separator, value = text.partition("=")
+        if not separator or not key.isidentifier():
+            raise ConfigError(f"--arch-arg {text!r}: expected KEY=VALUE with KEY a Python name")
+        try:
+            arguments[key] = read_value(value, f"--arch-arg {key}") if value else ""
+        except ScenarioError:
+            raise ConfigError(f"--arch-arg {key}: {value!r} is not a YAML value") from None
+    return arguments
+
+
 def short(value: Any) -> str:
     """``repr(value)``, cut to 60 characters, for error messages."""
     text = repr(value)

@@ -15,7 +15,7 @@ from typing import Any
 
 from auditkit.config.overrides import deep_merge, short
 from auditkit.config.yaml_files import read_yaml
-from auditkit.errors import ScenarioError
+from auditkit.errors import AuditkitError, ScenarioError, first_error
 from auditkit.storage.files import SAFE_NAME
 
 MAX_EXTENDS_DEPTH = 8
@@ -65,7 +65,27 @@ def preset_settings(kind: str, name: Any, folders: list[Path], field: str) -> di
     if path is None:
         names = ", ".join(available(folders)) or "none found"
         raise ScenarioError(f"{field}: unknown {kind} preset '{name}'; allowed: {names}")
-    return read_yaml(path, allow_empty=True)
+    settings = read_yaml(path, allow_empty=True)
+    _check_preset(kind, name, settings, path)
+    return settings
+
+
+def _check_preset(kind: str, name: str, settings: dict, path: Path) -> None:
+    """A preset valid on its own, or a :class:`ScenarioError` naming the preset's file (not the scenario using it)."""
+    from pydantic import ValidationError
+
+    from auditkit.attacks.registry import attack_config
+    from auditkit.config.schema import DefenseConfig
+
+    try:
+        if kind == "attack":
+            attack_config(settings, field="attack")
+        elif kind == "defense":
+            DefenseConfig.model_validate({"name": name, **settings})
+    except ValidationError as error:
+        raise ScenarioError(f"{path}: {first_error(error)}") from None
+    except AuditkitError as error:
+        raise ScenarioError(f"{path}: {error}") from None
 
 
 def raw_scenario(path: Path, dirs: dict[str, list[Path]], seen: tuple[Path, ...] = ()) -> dict:

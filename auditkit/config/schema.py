@@ -56,7 +56,7 @@ class DataConfig(_Strict):
     classes: list[int] | None = Field(None, description="multiclass: the digits, one class each (default 0-9)")
     n_per_class: int = Field(25, gt=0, le=100_000)
     test_per_class: int = Field(250, ge=0, le=100_000)
-    image_size: int = Field(8, gt=1, le=256, description="toy_colors only")
+    image_size: int = Field(8, ge=3, le=256, description="toy_colors only; at least the SSIM window")
     noise: float = Field(0.1, ge=0, le=10, description="toy_colors only")
 
     @model_validator(mode="after")

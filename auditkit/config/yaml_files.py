@@ -8,8 +8,10 @@ from pathlib import Path
 import yaml
 
 from auditkit.errors import ScenarioError
+from auditkit.storage.safe_load import not_a_file
 
 MAX_FILE_BYTES = 1_000_000  # a scenario or preset larger than this is refused before parsing
+MAX_NODES = 10_000  # values and keys a file may hold: the work of reading and validating it stays bounded
 
 
 class SafeYAMLLoader(yaml.SafeLoader):
@@ -17,16 +19,26 @@ class SafeYAMLLoader(yaml.SafeLoader):
     gigabytes) and reads ``1e-5`` as a number (YAML 1.1 needs ``1.0e-5``)."""
 
     def compose_node(self, parent, index):
-        """A node; an alias is refused before anything is expanded."""
+        """A node; an alias is refused before anything is expanded, and a file of more than MAX_NODES."""
         if self.check_event(yaml.AliasEvent):
             mark = self.peek_event().start_mark
             raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed; write the values out", mark)
+        self.nodes = getattr(self, "nodes", 0) + 1
+        if self.nodes > MAX_NODES:
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(None, None, f"more than {MAX_NODES:,} keys and values", mark)
         return super().compose_node(parent, index)
 
     def construct_mapping(self, node, deep=False):
         """A mapping, refused when a key appears twice."""
         keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
-        duplicated = sorted({str(k) for k in keys if keys.count(k) > 1})
+        seen, twice = set(), set()
+        for key in keys:
+            try:
+                (twice if key in seen else seen).add(key)
+            except TypeError:  # an unhashable key: the loader refuses it below
+                continue
+        duplicated = sorted(str(k) for k in twice)
         if duplicated:
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key(s) {', '.join(duplicated)}", node.start_mark
@@ -44,7 +56,7 @@ SafeYAMLLoader.add_implicit_resolver(
 def read_yaml(path: Path, allow_empty: bool = False) -> dict:
     """A YAML mapping; an empty file is an error unless ``allow_empty`` (a preset that changes no default)."""
     if not path.is_file():
-        raise ScenarioError(f"{path}: {'a folder, not a YAML file' if path.is_dir() else 'file not found'}")
+        raise ScenarioError(f"{path}: {not_a_file(path)}")
     if path.stat().st_size > MAX_FILE_BYTES:
         raise ScenarioError(f"{path}: {path.stat().st_size} bytes, more than the {MAX_FILE_BYTES} a scenario may have")
     try:

@@ -77,14 +77,19 @@ def audit_data(
     if mean is None:
         if x.min() < 0 or x.max() > 1:
             raise DataError(
-                f"train inputs: values in [{x.min():.3g}, {x.max():.3g}], not pixels in [0, 1]: give the mean that "
-                "was subtracted (key 'mean')"
+                f"train inputs: values in [{_shown(x.min())}, {_shown(x.max())}], not pixels in [0, 1]: give the "
+                "mean that was subtracted (key 'mean')"
             )
         mean, input_note = np.zeros(x.shape[1]), "inputs are pixels in [0, 1] (checked), not centred"
     else:
-        mean = np.asarray(mean, dtype=np.float64).reshape(-1)
-        if mean.shape != (x.shape[1],) or not np.isfinite(mean).all():
-            raise DataError(f"mean: expected {x.shape[1]} finite values, got shape {mean.shape}")
+        mean = as_numpy(mean, "mean")
+        if mean.dtype.kind not in "iuf":
+            raise DataError(f"mean: {mean.dtype} values; expected numbers, one per feature")
+        mean = mean.astype(np.float64).reshape(-1)
+        if mean.shape != (x.shape[1],):
+            raise DataError(f"mean: {mean.size} values, but the inputs have {x.shape[1]} features")
+        if not np.isfinite(mean).all():
+            raise DataError("mean: holds NaN or infinite values")
         for rows, what in ((x, "train inputs (train_x)"), (pool, "non-members (nonmember_x)"), (test_x, "test_x")):
             _check_centred(rows, mean, what)
         input_note = "inputs are pixels in [0, 1] minus the given mean (checked: inputs + mean lie in [0, 1])"
@@ -99,6 +104,11 @@ def audit_data(
             "of the shape they were taken as"
         )
     pool, pool_note = _without_members(pool, x)
+    repeated = len(x) - len(np.unique(x, axis=0))
+    if repeated:
+        pool_note += (
+            f"{repeated} training rows repeat another training row: each copy is scored as a sample of its own",
+        )
     return AuditData(
         name=name,
         train_x=x,
@@ -204,6 +214,12 @@ def as_numpy(values, what: str) -> np.ndarray:
             raise DataError(f"{what}: a {values.layout} tensor; give a dense one (.to_dense())")
         return values.detach().cpu().numpy()
     return np.asarray(values)
+
+
+def _shown(value: float) -> str:
+    """A value short enough to read, yet never rounded onto the other side of 0 or 1."""
+    text = f"{value:.8g}"
+    return text if (0 <= float(text) <= 1) == (0 <= value <= 1) else repr(float(value))
 
 
 def _rows(values, what: str) -> np.ndarray:

@@ -24,7 +24,7 @@ from auditkit.scoring.bounds import ReconstructionBounds
 from auditkit.scoring.membership import MembershipTest
 from auditkit.scoring.verdict import Verdict, judge, resemblance_note
 from auditkit.storage.checksums import verify_checksums, write_checksums
-from auditkit.storage.files import SAFE_NAME, to_jsonable, write_json, write_npz, write_text
+from auditkit.storage.files import SAFE_NAME, ensure_writable, to_jsonable, write_json, write_npz, write_text
 
 RESULT_FILE = "result.json"
 FRAME_FILE = "per_sample.csv"
@@ -250,7 +250,7 @@ class AuditResult:
     def save(self, directory: str | Path) -> Path:
         """per_sample.csv, reconstructions.npz, result.json, then their checksums (last: a directory with them
         is complete, and :meth:`load` refuses it once any of its files changed)."""
-        directory = Path(directory)
+        directory = ensure_writable(directory, "result folder")
         write_text(directory / FRAME_FILE, self.frame.to_csv(index=False))
         write_npz(
             directory / ARRAYS_FILE,

@@ -39,6 +39,8 @@ def run_scenario(
     settings is loaded, not attacked."""
     if executor not in EXECUTORS:
         raise ExecutorError(f"executor: '{executor}' is not one of {', '.join(EXECUTORS)}")
+    if address is not None and executor != "ray":
+        raise ExecutorError(f"--address {address}: a Ray cluster's address, read only with --executor ray")
     with exclusive_output(out) as out:
         return _run(scenario, out, resume, progress or Progress(), executor, threads, address)
 

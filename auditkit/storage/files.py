@@ -42,6 +42,13 @@ def inside(root: str | Path, name: str) -> Path:
 def ensure_writable(folder: str | Path, what: str) -> Path:
     """Create ``folder`` and check a file can be written in it, before any work is done."""
     folder = Path(folder)
+    try:
+        os.stat(folder)
+    except FileNotFoundError:
+        if folder.is_symlink():
+            raise AuditkitError(f"{what} {folder}: a symbolic link to nothing ({os.readlink(folder)})") from None
+    except OSError as error:  # a link loop, a name the file system refuses
+        raise AuditkitError(f"{what} {folder}: not writable ({error.strerror or error})") from None
     if folder.exists() and not folder.is_dir():
         raise AuditkitError(f"{what} {folder}: exists and is not a folder")
     try:

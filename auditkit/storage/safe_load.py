@@ -10,6 +10,7 @@ import dataclasses
 import json
 import pickle
 import re
+import struct
 import warnings
 import zipfile
 import zlib
@@ -29,6 +30,10 @@ _UNREADABLE_WEIGHTS = (
     ValueError,
     OSError,
     KeyError,
+    IndexError,  # the weights-only unpickler's reading of a truncated or foreign stream
+    TypeError,
+    AttributeError,
+    struct.error,
 )
 
 
@@ -47,6 +52,8 @@ def read_json_object(path: Path, error: type[Exception], missing: str = "not fou
         values = json.loads(path.read_text())
     except FileNotFoundError:
         raise error(f"{path}: {missing}") from None
+    except OSError:  # a folder, a link loop, a name too long, unreadable
+        raise error(f"{path}: {not_a_file(path)}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as problem:
         raise error(f"{path}: not valid JSON ({problem})") from None
     if not isinstance(values, dict):
@@ -166,6 +173,13 @@ def load_weights(path: Path, error: type[Exception]) -> dict[str, torch.Tensor]:
         # the format keeps no order (names come back sorted as strings: body.10 before body.2): numbered
         # names in their numbers' order, which is how torch names the layers of Sequential and ModuleList
         return {name: tensors[name] for name in sorted(tensors, key=natural_order)}
+    with path.open("rb") as handle:
+        head = handle.read(2)
+    if not zipfile.is_zipfile(path) and head[:1] != b"\x80":  # neither torch.save's zip nor its legacy pickle
+        raise error(
+            f"{path}: not a weights file (neither what torch.save writes nor safetensors): save the weights with "
+            "torch.save(model.state_dict(), 'model.pt') or safetensors"
+        )
     try:
         with warnings.catch_warnings():  # torch warns about a foreign pickle protocol before refusing it
             warnings.simplefilter("ignore")
@@ -197,8 +211,15 @@ def _is_safetensors(path: Path) -> bool:
 
 
 def not_a_file(path: Path) -> str:
-    """Why ``path`` cannot be read as a file: absent, or something else (a folder, a device, a pipe)."""
-    return "not a regular file (a folder, device or pipe)" if path.exists() else "file not found"
+    """Why ``path`` cannot be read as a file: absent, a link that leads nowhere, a name the file system refuses,
+    or something else (a folder, a device, a pipe)."""
+    try:
+        path.stat()
+    except FileNotFoundError:
+        return "a symbolic link to nothing" if path.is_symlink() else "file not found"
+    except OSError as problem:  # a link loop, a name too long, a component that is not a folder
+        return f"cannot be read ({problem.strerror or problem})"
+    return "a folder, not a file" if path.is_dir() else "not a regular file (a folder, device or pipe)"
 
 
 def first_line(error: Exception) -> str:

@@ -93,6 +93,10 @@ def plan_defenses(scenario: Scenario, n: int) -> dict[str, PrivacyFacts]:
     """
     plans = {}
     for index, defense in enumerate(scenario.defenses):
+        batch = defense.training.get("batch_size", scenario.victim.training.batch_size)
+        if batch is not None and batch > n:
+            where = f"defenses.{index}.training" if "batch_size" in defense.training else "victim.training"
+            raise ConfigError(f"{where}.batch_size: {batch} is larger than the {n} training samples")
         plan = DEFENSE_KINDS[defense.kind].plan(defense, n, f"defenses.{index}.dp")
         if plan is not None:
             plans[defense.name] = plan

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from auditkit.environment import DEFAULT_DTYPE, resolve_dtype
+from auditkit.errors import UnsupportedModelError
 
 BiasMode = Literal["none", "first", "all"]
 PoolMode = Literal["none", "max", "avg"]
@@ -148,6 +149,17 @@ def unwrap(model: nn.Module) -> nn.Module:
         model = inner
 
 
+def outputs_tensor(value) -> torch.Tensor:
+    """A model's ``forward`` result when it is the outputs (a tensor); anything else (a tuple of logits and
+    features, a dict) is one :class:`UnsupportedModelError` line saying what to give instead."""
+    if isinstance(value, torch.Tensor):
+        return value
+    raise UnsupportedModelError(
+        f"model: its forward returns a {type(value).__name__}, not a tensor of outputs: audit a module whose forward "
+        "returns the outputs alone (wrap it: lambda x: model(x)[0], as an nn.Module)"
+    )
+
+
 def model_margins(model: nn.Module, x, labels) -> np.ndarray:
     """Each sample's margin under ``model`` (a float64 copy in eval mode, on the CPU): ``y Phi(x)`` for one
     output (labels -1/+1), ``Phi_y(x) - max_{k != y} Phi_k(x)`` for C outputs (labels 0..C-1); positive = correct.
@@ -163,7 +175,7 @@ def model_margins(model: nn.Module, x, labels) -> np.ndarray:
     net = copy.deepcopy(unwrap(model)).to("cpu", torch.float64).eval()
     inputs, y = (torch.as_tensor(np.asarray(a), dtype=torch.float64) for a in (x, labels))
     with torch.no_grad():
-        out = net(inputs).reshape(len(inputs), -1)
+        out = outputs_tensor(net(inputs)).reshape(len(inputs), -1)
     if out.shape[1] == 1:
         return (out[:, 0] * y).numpy()
     own = out.gather(1, y.long()[:, None]).squeeze(1)

@@ -79,12 +79,21 @@ def mlp_from_state_dict(state: dict[str, torch.Tensor], source: str = "state_dic
             )
         if not (torch.isfinite(weight).all() and (bias is None or torch.isfinite(bias).all())):
             raise UnsupportedModelError(f"{source}: layer {index} holds NaN or infinite weights")
+        if 0 in weight.shape:
+            raise UnsupportedModelError(f"{source}: layer {index}'s weight has shape {tuple(weight.shape)}: no units")
         linear = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, dtype=weight.dtype)
         with torch.no_grad():
             linear.weight.copy_(weight)
             if bias is not None:
                 linear.bias.copy_(bias)
         modules += [linear, nn.ReLU()]
+    for index, (weight, _) in enumerate(layers):
+        if not (weight.abs() >= torch.finfo(torch.float32).tiny).any():
+            raise UnsupportedModelError(
+                f"{source}: layer {index}'s weight is all zero or subnormal (every |w| under float32's smallest normal "
+                f"number, {torch.finfo(torch.float32).tiny:.3g}): the layer passes nothing on, so no attack can read "
+                "the training inputs through it"
+            )
     return nn.Sequential(*modules[:-1])
 
 

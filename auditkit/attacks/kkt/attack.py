@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from auditkit.attacks.base import Attack, AttackerKnowledge, AttackOutput, ModelShape, ProgressCallback
-from auditkit.attacks.kkt.config import DIVERGED, LOG_UNIFORM, SEARCH_RANGES, SELECTION_RULES, KKTConfig
+from auditkit.attacks.kkt.config import DIVERGED, SELECTION_RULES, KKTConfig
 from auditkit.attacks.kkt.control import run_start_control
 from auditkit.attacks.kkt.convergence import measure, short_attack_warning
 from auditkit.attacks.kkt.deflation import BestRestart, Pass, deflated_search
@@ -32,11 +32,11 @@ from auditkit.attacks.kkt.network import victim_network
 from auditkit.attacks.kkt.optimizer import BatchedOptimizer, restart_mask, take_restarts
 from auditkit.attacks.kkt.residual import kkt_residual, residual_bytes
 from auditkit.attacks.kkt.selection import Scorer, ground_truth_scorer, kkt_loss_score, residual_scorer
-from auditkit.attacks.kkt.starts import alpha_scale, public_start
+from auditkit.attacks.kkt.starts import alpha_scale, public_start, restart_settings
 from auditkit.attacks.kkt.step import losses_function, take_step
 from auditkit.attacks.registry import register_attack
 from auditkit.environment import DEFAULT_DTYPE, resolve_dtype
-from auditkit.errors import ConfigError
+from auditkit.errors import ConfigError, UnsupportedModelError
 
 ACTIVATION_COPIES = 8  # per candidate and unit, what a step keeps alive at once (an upper estimate)
 
@@ -80,6 +80,8 @@ class KKTAttack(Attack):
         else:
             zeros = torch.zeros(1, network.input_dim, dtype=network.parameters[0].dtype)
             widths = (*(z[0].numel() for z in network.preactivations(zeros)), network.outputs)
+        if len(widths) < 2:
+            raise UnsupportedModelError(f"the {self.name} attack needs a hidden ReLU layer; the model is linear")
         return ModelShape(network.input_dim, network.outputs, (network.input_dim, *widths))
 
     def objective(self, model: nn.Module | MLPLayers, knowledge: AttackerKnowledge) -> Objective:
@@ -163,7 +165,7 @@ class KKTAttack(Attack):
         scale = 1.0
         if cfg.alpha_relative:  # alpha relative to the victim's median |pre-activation|
             scale = alpha_scale(objective.at, lower, upper, reference, generator, device, dtype)
-        settings = self._restart_settings(generator)
+        settings = restart_settings(cfg, generator)
         hyper = self._per_restart(settings, device, dtype)
 
         classes = max(2, objective.outputs)
@@ -326,21 +328,6 @@ class KKTAttack(Attack):
             )
         offset = np.zeros(knowledge.ground_truth.shape[1]) if knowledge.pixel_offset is None else knowledge.pixel_offset
         return ground_truth_scorer(knowledge.ground_truth + offset, offset, device, dtype)
-
-    def _restart_settings(self, generator: torch.Generator) -> dict[str, list[float]]:
-        """Per-restart (init_scale, lr_x, lambda_min, alpha): the config's, then random draws when searching."""
-        cfg, restarts = self.config, self.config.restarts
-        settings = {k: [float(getattr(cfg, k))] for k in SEARCH_RANGES}
-        drawn = restarts - 1 if cfg.search == "random" else 0
-        for key, values in settings.items():
-            low, high = cfg.search_ranges.get(key, SEARCH_RANGES[key])
-            u = torch.rand(drawn, generator=generator, dtype=torch.float64)
-            if key in LOG_UNIFORM:
-                values += torch.exp(math.log(low) + u * (math.log(high) - math.log(low))).tolist()
-            else:
-                values += (low + u * (high - low)).tolist()
-            values += values[:1] * (restarts - len(values))
-        return settings
 
     @staticmethod
     def _best(scores: torch.Tensor, active: torch.Tensor, fraction: float) -> torch.Tensor:

@@ -37,7 +37,7 @@ from auditkit.attacks.kkt.tracing import (
     traced,
 )
 from auditkit.errors import UnsupportedModelError
-from auditkit.victims.models import unwrap
+from auditkit.victims.models import outputs_tensor, unwrap
 from auditkit.victims.user_model import mlp_from_state_dict
 
 LINEAR_MODULES = (
@@ -116,7 +116,7 @@ class ReLUNetwork:
         else:
             alpha = torch.as_tensor(alpha, dtype=x.dtype, device=x.device)
             out = functional_call(self.smooth, values, (inputs, alpha))
-        out = out.reshape(*x.shape[:-1], -1)
+        out = outputs_tensor(out).reshape(*x.shape[:-1], -1)
         return out.squeeze(-1) if out.shape[-1] == 1 else out
 
     def to(self, device: torch.device | str, dtype: torch.dtype) -> ReLUNetwork:

@@ -1,10 +1,13 @@
-"""Where the attack's candidates start and what its alpha is relative to: public-image starts and the victim's
-pre-activation scale."""
+"""Where the attack's candidates start and with what: public-image starts, each restart's settings and the
+victim's pre-activation scale that alpha is relative to."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 
+from auditkit.attacks.kkt.config import LOG_UNIFORM, SEARCH_RANGES, KKTConfig
 from auditkit.attacks.kkt.kernel import MLPLayers, Network, forward, preactivation_scale
 from auditkit.errors import ConfigError, UnsupportedModelError
 
@@ -41,7 +44,23 @@ def alpha_scale(
     scale = preactivation_scale(layers, reference_inputs.to(device=device, dtype=dtype))
     if not scale > 0:
         raise UnsupportedModelError(
-            "the victim's hidden pre-activations are all zero at the reference inputs: relative alpha is "
-            "undefined (set attack.alpha_relative: false)"
+            "the victim's hidden pre-activations are all zero at the reference inputs: its hidden layers pass "
+            "nothing on (zero or subnormal weights, or biases no input overcomes), so the attack has nothing to read"
         )
     return scale
+
+
+def restart_settings(config: KKTConfig, generator: torch.Generator) -> dict[str, list[float]]:
+    """Per-restart (init_scale, lr_x, lambda_min, alpha): the config's, then random draws from its search ranges
+    when it searches (log-uniform for LOG_UNIFORM settings)."""
+    settings = {key: [float(getattr(config, key))] for key in SEARCH_RANGES}
+    drawn = config.restarts - 1 if config.search == "random" else 0
+    for key, values in settings.items():
+        low, high = config.search_ranges[key]
+        u = torch.rand(drawn, generator=generator, dtype=torch.float64)
+        if key in LOG_UNIFORM:
+            values += torch.exp(math.log(low) + u * (math.log(high) - math.log(low))).tolist()
+        else:
+            values += (low + u * (high - low)).tolist()
+        values += values[:1] * (config.restarts - len(values))
+    return settings
