@@ -1,8 +1,8 @@
 """The start control's reading and cost: the attack started at the training samples and at as many non-members.
 
-    python benchmarks/start_control.py --scenarios mnist_quick mnist_cnn --user-cnn --steps 250 1000 2000
+    python benchmarks/start_control.py --scenarios mnist_quick mnist_cnn --user-cnn --steps 250 500 1000
 
-For each scenario's first victim (seed 0, CPU, from the victim cache) and for a user's small CNN (Conv2d,
+For every victim of each scenario (seed 0, CPU, from the victim cache) and for a user's small CNN (Conv2d,
 ReLU, max pooling, Linear; ~19k parameters, trained by a plain Adam loop to zero training error on the
 default's 50 digits), the control of the scenario's attack at each number of steps: training samples and
 non-members kept (their run's candidate still nearest to its start among members and non-members), the
@@ -13,6 +13,7 @@ benchmarks/results/start_control.{json,md}.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 
 import record
@@ -24,6 +25,10 @@ from auditkit import Auditor, load_scenario
 from auditkit.attacks.kkt.control import run_start_control
 from auditkit.attacks.registry import build_attack
 from auditkit.auditing.inputs import flat_input
+from auditkit.data.datasets import load_data
+from auditkit.progress import Progress
+from auditkit.running.jobs import obtain_victim, plan_victims
+from auditkit.victims.defenses import untrained_victim
 
 COLUMNS = ["victim", "steps", "members_kept", "nonmembers_kept", "p_value", "reading", "tolerance", "moved", "seconds"]
 
@@ -68,8 +73,11 @@ def main() -> None:
     os.environ.setdefault("AUDITKIT_CACHE", "/tmp/auditkit_bench_cache")
     victims = []
     for name in args.scenarios:
-        scenario, data, model, _ = scenario_victim(name, {"seed": args.seed, "device": "cpu"})
-        victims.append((name, scenario, data, model))
+        scenario = load_scenario(name, {"seed": args.seed, "device": "cpu"})
+        data = load_data(scenario.data, scenario.seed)
+        for job in plan_victims(scenario):
+            model, _ = obtain_victim(job.scenario, job.defense, data, torch.device("cpu"), Progress(False), job.plan)
+            victims.append((f"{name}/{job.name}", job.scenario, data, model))
     if args.user_cnn:
         scenario, data, _, _ = scenario_victim("mnist_quick", {"seed": args.seed, "device": "cpu"})
         victims.append(("user_cnn", load_scenario("mnist_cnn", {"seed": args.seed}), data, user_cnn(data, args.seed)))
@@ -77,7 +85,8 @@ def main() -> None:
     print(record.header(COLUMNS), flush=True)
     for name, scenario, data, model in victims:
         attack = build_attack(scenario.attack)
-        knowledge = Auditor(seed=args.seed).knowledge(data)
+        initial = untrained_victim(scenario, data) if attack.needs_initial else None
+        knowledge = dataclasses.replace(Auditor(seed=args.seed).knowledge(data), initial=initial)
         train = tuple(torch.as_tensor(a, dtype=torch.float64) for a in (data.train_x, data.train_y))
         for steps in args.steps:
             control = run_start_control(

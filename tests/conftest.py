@@ -22,6 +22,14 @@ from auditkit.scoring.verdict import Verdict, judge
 from auditkit.victims.models import build_mlp
 from auditkit.victims.training import train_mlp
 
+TINY = """name: tiny
+device: cpu
+data: {dataset: toy_colors, n_per_class: 5, test_per_class: 20, image_size: 4}
+victim: {hidden: [16], training: {epochs: 50}}
+defenses: [{name: none}]
+attack: {steps: 10, restarts: 1, log_every: 5}
+"""  # a scenario that trains and attacks in seconds
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_cache(tmp_path_factory):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import TINY
 
 from auditkit import Auditor, KKTAttack, build_mlp
 from auditkit.cli import main
@@ -18,14 +19,6 @@ from auditkit.config.yaml_files import read_yaml
 from auditkit.data.user_data import audit_data, load_audit_data
 from auditkit.errors import ConfigError, DataError, ScenarioError, UnsupportedModelError
 from auditkit.victims.user_model import mlp_from_state_dict
-
-TINY = """name: tiny
-device: cpu
-data: {dataset: toy_colors, n_per_class: 5, test_per_class: 20, image_size: 4}
-victim: {hidden: [16], training: {epochs: 50}}
-defenses: [{name: none}]
-attack: {steps: 10, restarts: 1, log_every: 5}
-"""
 
 
 def test_an_empty_out_or_cache_is_refused_not_the_current_folder(tmp_path, monkeypatch):

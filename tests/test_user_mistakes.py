@@ -11,19 +11,13 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import TINY
 
 from auditkit import AuditkitError, Auditor, KKTAttack, build_mlp
 from auditkit.cli import entry, main
 from auditkit.data.user_data import audit_data
 from auditkit.errors import ConfigError, UnsupportedModelError
 
-TINY = """name: tiny
-device: cpu
-data: {dataset: toy_colors, n_per_class: 5, test_per_class: 20, image_size: 4}
-victim: {hidden: [16], training: {epochs: 50}}
-defenses: [{name: none}]
-attack: {steps: 10, restarts: 1, log_every: 5}
-"""
 PAIR = (np.random.default_rng(0).random((6, 16)), np.arange(6) % 2)
 
 
@@ -94,6 +88,13 @@ def test_duplicated_rows_and_mapped_labels_are_stated(files):
     assert "labels 0 -> -1, 2 -> +1" in data.notes
     result = _audit(files, "--steps", "1")
     assert result.exit_code == 0, result.output
+
+
+def test_mistakes_in_nonmembers_and_test_are_named_as_such():
+    auditor = Auditor(KKTAttack(steps=1, restarts=1), device="cpu")
+    for argument in ("nonmembers", "test"):
+        with pytest.raises(AuditkitError, match=rf"^{argument}: expected \(inputs, labels\)"):
+            auditor.audit(build_mlp(16, [8]), PAIR, **{argument: [1, 2, 3]})
 
 
 def test_a_name_that_is_a_path_is_refused():
@@ -216,3 +217,12 @@ def test_images_under_the_ssim_window_are_refused():
     x = np.random.default_rng(0).random((6, 16))
     with pytest.raises(AuditkitError, match=r"image_shape: \(2, 8\) has a side under 3 pixels, the SSIM window"):
         audit_data(x, np.arange(6) % 2, image_shape=(2, 8))
+
+
+def test_the_command_line_module_imports_no_torch_before_a_command_runs():
+    import subprocess
+    import sys
+
+    probe = "import sys, auditkit.cli; print(sorted(m for m in ('torch', 'pandas', 'numpy') if m in sys.modules))"
+    found = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert found.strip() == "[]"  # an interrupt while they load lands in entry()'s handler, not a traceback

@@ -239,3 +239,29 @@ def test_a_float64_safetensors_model_is_read_without_rounding(tmp_path):
     save_file({"0.weight": weight, "2.weight": weight[:1, :3].clone()}, tmp_path / "wide.safetensors")
     rebuilt = mlp_from_state_dict(load_state_dict(tmp_path / "wide.safetensors"))
     assert rebuilt[0].weight.dtype == torch.float64 and torch.equal(rebuilt[0].weight, weight)
+
+
+def test_training_checkpoints_and_model_folders_are_read_for_their_state_dict(tmp_path):
+    import json
+
+    from safetensors.torch import save_file
+
+    from auditkit.errors import UnsupportedModelError
+
+    model = torch.nn.Sequential(torch.nn.Linear(6, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
+    state = model.state_dict()
+    optimizer = torch.optim.Adam(model.parameters())
+    tutorial = {"epoch": 3, "model_state_dict": state, "optimizer_state_dict": optimizer.state_dict(), "loss": 0.1}
+    torch.save(tutorial, tmp_path / "tutorial.pt")
+    lightning = {"epoch": 1, "global_step": 10, "pytorch-lightning_version": "2.4.0",
+                 "state_dict": {f"model.{name}": tensor for name, tensor in state.items()}}  # fmt: skip
+    torch.save(lightning, tmp_path / "last.ckpt")
+    (tmp_path / "hub").mkdir()
+    save_file(state, tmp_path / "hub" / "model.safetensors")
+    (tmp_path / "hub" / "config.json").write_text(json.dumps({"hidden": 4}))
+    for source in ("tutorial.pt", "last.ckpt", "hub"):
+        loaded = load_state_dict(tmp_path / source)
+        assert sorted(loaded) == sorted(state) and all(torch.equal(loaded[k], state[k]) for k in state), source
+    torch.save({"epoch": 1, "weights": state}, tmp_path / "other.pt")
+    with pytest.raises(UnsupportedModelError, match=r"other.pt: a checkpoint \(keys 'epoch', 'weights'\) with no"):
+        load_state_dict(tmp_path / "other.pt")

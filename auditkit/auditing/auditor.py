@@ -141,9 +141,9 @@ class Auditor:
             x, y, note = pairs
             image_shape = image_shape or (sample_shape if sample_shape and len(sample_shape) in (2, 3) else None)
             if nonmembers is not None and not isinstance(nonmembers, torch.Tensor | np.ndarray):
-                nonmembers = sample_pairs(nonmembers)[0]  # a Dataset/DataLoader of (input, label) pairs: the inputs
+                nonmembers = sample_pairs(nonmembers, "nonmembers")[0]  # a Dataset/DataLoader of pairs: the inputs
             widths = {"image_shape": image_shape, "outputs": shape.outputs, "inputs": shape.inputs}
-            held_out = sample_pairs(test)[:2] if test is not None else None
+            held_out = sample_pairs(test, "test")[:2] if test is not None else None
             data = audit_data(x, y, nonmembers=nonmembers, test=held_out, mean=mean, **widths)
             data = dataclasses.replace(data, notes=data.notes + ((note,) if note else ()))
         if (data.outputs == 1) != (shape.outputs == 1) or data.outputs > shape.outputs:

@@ -18,11 +18,11 @@ from auditkit.victims.models import unwrap
 from auditkit.victims.user_model import fitting_state
 
 
-def sample_pairs(train) -> tuple:
+def sample_pairs(train, what: str = "train") -> tuple:
     """(inputs, labels, note) in the user's index order: from a pair, from a Dataset item by item (index 0
     first), from a DataLoader's dataset read the same way whatever its sampler (shuffled, Poisson or
     weighted sampling would renumber, repeat or drop samples), or from any other iterable of pairs or
-    batches in iteration order (the note says so)."""
+    batches in iteration order (the note says so). ``what``: the argument, as errors and notes name it."""
     if isinstance(train, tuple | list) and len(train) == 2:
         return train[0], train[1], ""
     note = ""
@@ -41,13 +41,13 @@ def sample_pairs(train) -> tuple:
         items = (source[index] for index in range(len(source)))
     else:
         items, batched = iter(source), True
-        note = "train: read in iteration order (not a Dataset with an index): sample i is the i-th item yielded"
+        note = f"{what}: read in iteration order (not a Dataset with an index): sample i is the i-th item yielded"
     try:
         pairs = [(torch.as_tensor(x), torch.as_tensor(y)) for x, y in items]
     except (TypeError, ValueError) as error:
-        raise DataError(f"train: expected (inputs, labels) or a Dataset/DataLoader of pairs ({error})") from None
+        raise DataError(f"{what}: expected (inputs, labels) or a Dataset/DataLoader of pairs ({error})") from None
     if not pairs:
-        raise DataError("train: the Dataset/DataLoader is empty")
+        raise DataError(f"{what}: the Dataset/DataLoader is empty")
     join = torch.cat if batched and pairs[0][0].ndim > 1 and pairs[0][1].ndim == 1 else torch.stack
     return join([x for x, _ in pairs]), join([y for _, y in pairs]), note
 

@@ -33,8 +33,10 @@ GLOSSARY = {
     "unknown)",
     "verdict": "the premise check, of the model and of the attack, as the attack states it; for the KKT attack: "
     "conclusive: the model sits near a KKT point "
-    "(residual <= 0.3), fits its training set, and the attack converged (its residual no larger than the model's), "
-    "so a low count means little leakage; weak: residual 0.3-0.7, uncentred inputs or an attack not fully "
+    "(residual <= 0.3), fits its training set, the attack converged (its residual no larger than the model's) and, "
+    "when nothing was identified beyond chance, the start control found the weights do not hold the training set "
+    "where the search missed it, so the count means what it says (for this attack; never a guarantee against "
+    "others); weak: residual 0.3-0.7, uncentred inputs or an attack not fully "
     "converged, counts under-state the leakage; inconclusive: residual > 0.7, training errors or an attack far from "
     "converged, a low count says nothing",
     "SSIM": "structural similarity of a reconstruction and its training image (3x3 window, the paper's protocol); "
@@ -45,7 +47,8 @@ GLOSSARY = {
     "multipliers live and reconstructions succeed",
 }
 LEAKED_SHOWN = 12  # identified samples listed with thumbnails on the first screen
-VERDICT_COLOURS = {"conclusive": "#1e7d32", "weak": "#b26a00", "inconclusive": "#b71c1c"}
+# conclusive is no colour of safety: it says the count can be read, and a conclusive count may be a large leak
+VERDICT_COLOURS = {"conclusive": "#1f4e79", "weak": "#b26a00", "inconclusive": "#b71c1c"}
 
 
 def _data_uri(png: bytes | None) -> str:

@@ -28,6 +28,15 @@ def _interval(successes: int, trials: int) -> tuple[float, float]:
     return (float(ci.low), float(ci.high))
 
 
+def more_often(hits: int, trials: int, other_hits: int, other_trials: int) -> float:
+    """The one-sided Fisher exact p-value of 'the first group's rate is higher than the second's' (NaN when a
+    group is empty)."""
+    if not trials or not other_trials:
+        return math.nan
+    table = [[hits, trials - hits], [other_hits, other_trials - other_hits]]
+    return float(fisher_exact(table, alternative="greater").pvalue)
+
+
 @dataclass(frozen=True)
 class MembershipTest:
     """Identified members and non-members, their exact intervals, the test and the epsilon they prove."""
@@ -87,13 +96,7 @@ class MembershipTest:
     @property
     def p_value(self) -> float:
         """One-sided Fisher exact test of 'members are identified more often than non-members'."""
-        if not self.members or not self.nonmembers:
-            return math.nan
-        table = [
-            [self.members_identified, self.members - self.members_identified],
-            [self.nonmembers_identified, self.nonmembers - self.nonmembers_identified],
-        ]
-        return float(fisher_exact(table, alternative="greater").pvalue)
+        return more_often(self.members_identified, self.members, self.nonmembers_identified, self.nonmembers)
 
     @property
     def significant(self) -> bool:

@@ -97,9 +97,31 @@ def mlp_from_state_dict(state: dict[str, torch.Tensor], source: str = "state_dic
     return nn.Sequential(*modules[:-1])
 
 
+CHECKPOINT_KEYS = ("state_dict", "model_state_dict", "model")  # where training checkpoints keep the weights
+FOLDER_WEIGHTS = "model.safetensors"  # the weights file of a saved model folder (Hugging Face's layout)
+
+
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """A state_dict read safely (:func:`auditkit.storage.safe_load.load_weights`): never unpickles objects."""
-    return load_weights(Path(path), UnsupportedModelError)
+    """A state_dict read safely (:func:`auditkit.storage.safe_load.load_weights`: never unpickles objects): a
+    state_dict file, a training checkpoint that holds one under ``CHECKPOINT_KEYS`` (the PyTorch tutorial's
+    ``model_state_dict``; Lightning's ``state_dict``, its ``model.`` prefix dropped), or a folder holding
+    ``model.safetensors``. A checkpoint with none of those keys is refused naming the keys it has."""
+    path = Path(path)
+    if path.is_dir() and (path / FOLDER_WEIGHTS).is_file():
+        path = path / FOLDER_WEIGHTS
+    loaded = load_weights(path, UnsupportedModelError)
+    if not isinstance(loaded, Mapping) or all(isinstance(value, torch.Tensor) for value in loaded.values()):
+        return loaded
+    nested = next((loaded[key] for key in CHECKPOINT_KEYS if isinstance(loaded.get(key), Mapping)), None)
+    if nested is None:
+        found = ", ".join(repr(str(key)) for key in list(loaded)[:8])
+        raise UnsupportedModelError(
+            f"{path}: a checkpoint (keys {found}) with no state_dict under {', '.join(CHECKPOINT_KEYS)}: save "
+            "model.state_dict(), or put it under one of those keys"
+        )
+    if nested and all(str(name).startswith("model.") for name in nested):  # a LightningModule's self.model
+        nested = {str(name).removeprefix("model."): tensor for name, tensor in nested.items()}
+    return dict(nested)
 
 
 def model_from_class(spec: str, arguments: Mapping, state: Mapping, source: str = "state_dict") -> nn.Module:

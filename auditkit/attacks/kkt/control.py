@@ -5,7 +5,8 @@ the attack's objective. The auditor can check exactly that, because it has the t
 the attack started at the training samples (their multipliers fitted) and at as many non-members (labelled by
 the model, multipliers fitted the same way). How far each start's candidate moves (NCC distance) is read
 against the non-members': a start is *kept* when it moved less than all but ``FALSE_KEEP`` of the non-members
-did (the threshold comes from the non-members alone). Members kept significantly more often than non-members
+did (the threshold comes from the non-members alone) and stayed within ``KEPT_DISTANCE`` of its start (it is
+still that image). Members kept significantly more often than non-members
 (one-sided Fisher exact test) means the weights hold the training set and the search missed it; both kept
 alike means the objective does not tell members from non-members, and a null result is evidence. Runs in
 which nothing moved cannot tell either way.
@@ -13,23 +14,22 @@ which nothing moved cannot tell either way.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from scipy.stats import fisher_exact
 
 from auditkit.attacks.kkt.kernel import forward
 from auditkit.attacks.kkt.network import victim_network
 from auditkit.attacks.kkt.residual import kkt_residual
-from auditkit.scoring.membership import SIGNIFICANCE
+from auditkit.scoring.membership import SIGNIFICANCE, more_often
 from auditkit.scoring.metrics import ncc_distance
 
 STEPS = 500  # the control's steps per run (benchmarks/results/start_control.md measures the choice)
 MOVED = 0.01  # median NCC distance of a run's candidates from their starts under which the run did not move
 FALSE_KEEP = 0.05  # the share of non-members counted kept: the keep threshold is their moves' quantile
+KEPT_DISTANCE = 0.1  # NCC distance 2 (1 - correlation): a start moved further (correlation under 0.95) is not kept
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class StartControl:
     members_kept: int
     nonmembers: int
     nonmembers_kept: int
-    tolerance: float  # a start moved less than this is kept: the non-members' FALSE_KEEP quantile
+    tolerance: float  # moved less than this: kept (the non-members' FALSE_KEEP quantile, KEPT_DISTANCE at most)
     members_moved: float  # median NCC distance of the members' run's candidates from their starts
     nonmembers_moved: float
     seconds: float
@@ -49,13 +49,7 @@ class StartControl:
     @property
     def p_value(self) -> float:
         """One-sided Fisher exact test of 'members are kept more often than non-members'."""
-        if not self.members or not self.nonmembers:
-            return math.nan
-        table = [
-            [self.members_kept, self.members - self.members_kept],
-            [self.nonmembers_kept, self.nonmembers - self.nonmembers_kept],
-        ]
-        return float(fisher_exact(table, alternative="greater").pvalue)
+        return more_often(self.members_kept, self.members, self.nonmembers_kept, self.nonmembers)
 
     @property
     def reading(self) -> str:
@@ -168,7 +162,7 @@ def run_start_control(
         ends = output.candidates if len(output.candidates) == len(inputs) else np.full(inputs.shape, np.nan)
         distances.append(moved(inputs.numpy() + offset, ends + offset))
     members, others_moved = distances
-    tolerance = float(np.quantile(others_moved, FALSE_KEEP))
+    tolerance = min(float(np.quantile(others_moved, FALSE_KEEP)), KEPT_DISTANCE)
     kept = [int((d < tolerance).sum()) for d in distances]
     seconds = time.perf_counter() - started
     medians = [float(np.median(d)) for d in distances]
