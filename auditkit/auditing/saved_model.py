@@ -99,7 +99,8 @@ def audit_saved_model(
     shape = input_shape(model, None, data.image_shape)
     model, initial = (flat_input(m, shape) if m is not None else None for m in (model, initial))
     what = f"the audit of {model_path.name}"
-    attack_run.check_memory(attack_run.check(model), len(data.train_x), itemsize, what, len(data.pool_x))
+    checked = flat_shape or attack_run.check(model)  # a flat-row model is what was checked: flat_input left it alone
+    attack_run.check_memory(checked, len(data.train_x), itemsize, what, len(data.pool_x))
     resolved = resolve_device(device)
     name = victim_name(model_path)
     with exclusive_output(out) as out:

@@ -29,15 +29,15 @@ def file_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
-def checksum_text(folder: Path, names: Sequence[str]) -> str:
-    """The checksum list of ``names`` in ``folder``, sorted by name."""
-    return "".join(f"{file_hash(folder / name)}  {name}\n" for name in sorted(names))
+def _text(hashes: dict[str, str]) -> str:
+    """The checksum list of name -> hash, sorted by name."""
+    return "".join(f"{hashes[name]}  {name}\n" for name in sorted(hashes))
 
 
 def write_checksums(folder: str | Path, names: Sequence[str]) -> None:
     """Write the checksum list of ``names`` (files of ``folder``), atomically: the last file of a result."""
     folder = Path(folder)
-    write_text(folder / CHECKSUM_FILE, checksum_text(folder, names))
+    write_text(folder / CHECKSUM_FILE, _text({name: file_hash(folder / name) for name in names}))
 
 
 def verify_checksums(folder: str | Path, names: Sequence[str], error: type[Exception]) -> None:
@@ -70,5 +70,5 @@ def verify_checksums(folder: str | Path, names: Sequence[str], error: type[Excep
                 f"{folder / name}: changed since the audit wrote it (its SHA-256 is not the one in {CHECKSUM_FILE}): "
                 "auditkit reports only results it can vouch for; audit again"
             )
-    if stored != checksum_text(folder, names).encode():
+    if stored != _text(listed).encode():  # the hashes hold; the list itself must be as written, to the byte
         raise error(f"{path}: changed since the audit wrote it: audit again")

@@ -20,11 +20,12 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from auditkit.attacks.kkt.kernel import forward
 from auditkit.attacks.kkt.network import victim_network
 from auditkit.attacks.kkt.residual import kkt_residual
+from auditkit.attacks.kkt.starts import predicted_labels
 from auditkit.scoring.membership import SIGNIFICANCE, more_often
-from auditkit.scoring.metrics import ncc_distance
+from auditkit.scoring.metrics import standardize
+from auditkit.storage.safe_load import from_json_fields
 
 STEPS = 500  # the control's steps per run (benchmarks/results/start_control.md measures the choice)
 MOVED = 0.01  # median NCC distance of a run's candidates from their starts under which the run did not move
@@ -83,15 +84,13 @@ class StartControl:
 
     @classmethod
     def from_dict(cls, values: dict) -> StartControl:
-        """Read back :meth:`to_dict` (the derived keys are recomputed)."""
-        counts = ("steps", "members", "members_kept", "nonmembers", "nonmembers_kept")
-        numbers = ("tolerance", "members_moved", "nonmembers_moved", "seconds")
-        found = {key: int(values[key]) for key in counts} | {key: float(values[key]) for key in numbers}
-        if not (
-            0 <= found["members_kept"] <= found["members"] and 0 <= found["nonmembers_kept"] <= found["nonmembers"]
-        ):
+        """Read back :meth:`to_dict` (the derived keys are recomputed; each field's type checked)."""
+        found = from_json_fields(cls, values)
+        if None in (found.tolerance, found.members_moved, found.nonmembers_moved, found.seconds):
+            raise ValueError("start_control: a number is missing (null)")
+        if not (0 <= found.members_kept <= found.members and 0 <= found.nonmembers_kept <= found.nonmembers):
             raise ValueError("start_control: a kept count outside its pool")
-        return cls(**found)
+        return found
 
 
 def moved(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
@@ -103,9 +102,9 @@ def moved(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """
     finite = np.isfinite(ends).all(1)
     distance = np.full(len(starts), 4.0)
-    if finite.any():
-        pairs = ncc_distance(starts[finite], ends[finite])
-        distance[finite] = np.diagonal(pairs)
+    if finite.any():  # 2 (1 - correlation) of each start with its own end, as ncc_distance scores pairs
+        before, after = (standardize(torch.as_tensor(rows[finite], dtype=torch.float64)) for rows in (starts, ends))
+        distance[finite] = np.clip(2.0 - 2.0 * (before * after).sum(1).numpy(), 0.0, None)
     return distance
 
 
@@ -143,10 +142,8 @@ def run_start_control(
     count = min(len(x), len(nonmembers))
     chosen = np.sort(np.random.default_rng(seed).choice(len(nonmembers), count, replace=False))
     others = torch.as_tensor(np.asarray(nonmembers)[chosen], dtype=torch.float64)
-    layers = victim_network(model).to("cpu", torch.float64)
-    with torch.no_grad():
-        outputs = forward(layers, others).reshape(len(others), -1)
-    other_labels = torch.where(outputs[:, 0] > 0, 1.0, -1.0) if outputs.shape[1] == 1 else outputs.argmax(1).double()
+    layers = victim_network(model)
+    other_labels = predicted_labels(layers, others)
     recipe = type(attack)(
         attack.config, steps=steps, restarts=1, search="off", passes=1, early_stop_step=0, refine_steps=0
     )
@@ -156,8 +153,8 @@ def run_start_control(
     for inputs, labels in ((x, y), (others, other_labels)):
         _, fitted = kkt_residual(objective, inputs, labels)
         lambdas = fitted * len(inputs)
-        if outputs.shape[1] > 1 and attack.config.multiclass_margins == "all":
-            lambdas = lambdas[:, None].expand(-1, outputs.shape[1]) / (outputs.shape[1] - 1)
+        if layers.outputs > 1 and attack.config.multiclass_margins == "all":
+            lambdas = lambdas[:, None].expand(-1, layers.outputs) / (layers.outputs - 1)
         output = recipe.run(model, knowledge, seed=seed, device=device, dtype=dtype, initial=(inputs, lambdas, labels))
         ends = output.candidates if len(output.candidates) == len(inputs) else np.full(inputs.shape, np.nan)
         distances.append(moved(inputs.numpy() + offset, ends + offset))

@@ -12,6 +12,14 @@ from auditkit.attacks.kkt.kernel import MLPLayers, Network, forward, preactivati
 from auditkit.errors import ConfigError, UnsupportedModelError
 
 
+def predicted_labels(layers: MLPLayers | Network, inputs: torch.Tensor) -> torch.Tensor:
+    """The class the victim assigns each input (float64, CPU), in the labels' encoding: -1/+1 for one output,
+    0..C-1 for C."""
+    with torch.no_grad():
+        outputs = forward(layers.to("cpu", torch.float64), inputs.double()).reshape(len(inputs), -1)
+    return torch.where(outputs[:, 0] > 0, 1.0, -1.0) if layers.outputs == 1 else outputs.argmax(1).double()
+
+
 def public_start(
     layers: MLPLayers | Network, reference, labels: torch.Tensor, restarts: int, generator: torch.Generator
 ) -> torch.Tensor:
@@ -20,8 +28,7 @@ def public_start(
     if reference is None or len(reference) == 0:
         raise ConfigError("attack.init: 'public' needs public data of the same distribution (non-members)")
     reference = reference.double()
-    outputs = forward(layers.to("cpu", torch.float64), reference)
-    predicted = torch.where(outputs > 0, 1.0, -1.0) if layers.outputs == 1 else outputs.argmax(1).double()
+    predicted = predicted_labels(layers, reference)
     start = torch.empty(restarts, len(labels), reference.shape[1], dtype=torch.float64)
     for label in labels.unique():
         slots = torch.nonzero(labels == label).flatten()

@@ -6,7 +6,8 @@ path, ``theta_T - c theta_0 ~= sum_i a_i grad f(theta*; x_i)`` with theta* theta
 two ends, and c absorbing weight decay's shrinking of theta_0. The signs are fixed by the loss as in the
 KKT problem (logistic: a_i = y_i lambda_i; cross-entropy: one non-negative multiplier per other class),
 so the KKT attack's candidates, priors, restarts and selection run on that objective unchanged
-(``../shared/design/owner-attack.md``; Loo et al., ICLR 2024). DP-SGD's guarantee takes theta_0 as
+(Loo et al., "Understanding Reconstruction Attacks with the Neural Tangent Kernel and Dataset Distillation",
+ICLR 2024). DP-SGD's guarantee takes theta_0 as
 public, so the DP ceilings bound this attacker too.
 """
 
