@@ -4,7 +4,8 @@ The front door: :class:`Auditor` audits a model you hold; :func:`load_scenario` 
 train, defend and audit the victims a scenario describes; :func:`write_report` renders a result; the data
 and victim helpers (:func:`binary_task`, :func:`build_mlp`, :func:`train_mlp`, ...) build your own. Attacks
 are registered by name (:func:`build_attack`, :func:`register_attack`); :class:`KKTAttack` is the default,
-:class:`OwnerAttack` explains what training added to the initial weights (for an owner, who holds them).
+:class:`OwnerAttack` explains what training added to the initial weights (for an owner, who holds them),
+:class:`SpanAttack` reads membership and training inputs from the dense layers' row spaces.
 
 Example:
     >>> import auditkit
@@ -25,6 +26,8 @@ _EXPORTS = {
     "auditkit.attacks.kkt.facts": ("KKTFacts",),
     "auditkit.attacks.owner.attack": ("OwnerAttack",),
     "auditkit.attacks.owner.config": ("OwnerConfig",),
+    "auditkit.attacks.span.attack": ("SpanAttack",),
+    "auditkit.attacks.span.config": ("SpanConfig",),
     "auditkit.attacks.owner.facts": ("OwnerFacts",),
     "auditkit.attacks.registry": ("attack_names", "build_attack", "register_attack"),
     "auditkit.auditing.auditor": ("Auditor",),

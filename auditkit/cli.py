@@ -268,7 +268,10 @@ def validate(scenario: str, settings: tuple[str, ...], presets: Path | None) -> 
     except AuditkitError as error:
         _fail(error)
     attack = build_attack(resolved.attack)
-    click.echo(f"{scenario}: ok ({resolved.name}: {len(jobs)} victim(s), {attack.steps} attack steps)")
+    victims = len({job.victim for job in jobs})
+    click.echo(
+        f"{scenario}: ok ({resolved.name}: {victims} victim(s), {len(jobs)} audit(s), {attack.steps} attack steps)"
+    )
     if warning := attack.warning():
         click.echo(warning, err=True)
 

@@ -35,6 +35,8 @@ BENCHMARKS = (  # the registered benchmarks: each a module here with a main()
     "restarts",
     "scenario_seeds",
     "selection",
+    "span",
+    "span_search",
     "start_control",
     "training",
     "truth_start",

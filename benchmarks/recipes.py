@@ -2,6 +2,7 @@
 
     python benchmarks/recipes.py --seed 0 --attacks kkt owner
     python benchmarks/recipes.py --seed 0 --attacks kkt owner --arch cnn --kkt-steps 0 --owner-steps 0
+    python benchmarks/recipes.py --seed 0 --attacks span --all --programs 200
 
 
 50 MNIST parity digits, 784-500-500-1 bias-free, trained by a plain PyTorch loop (as a user would:
@@ -12,8 +13,11 @@ attack's measured recipe (one restart, 8,000 steps: the default sweep without it
 fit a CPU budget) and the owner's attack (given the initial weights; one restart, --owner-steps steps).
 The practitioner's recipes by default, every one with --all. ``--arch cnn``: mnist_cnn's network instead
 (conv 16 x 5x5 stride 2, then 500 units, bias-free); ``--kkt-steps 0 --owner-steps 0`` measures the premise
-alone (the victims' residuals at their training set, no search). Writes
-benchmarks/results/recipes_seedS[_cnn].{json,md}.
+alone (the victims' residuals at their training set, no search). ``span``: the span attack without the
+initial weights, with them (``span+W0``), and for Adam-type recipes with them and the first layer's update
+multiplied by the final preconditioner ``sqrt(exp_avg_sq) + eps`` (``span+W0+v``: Adam's per-coordinate
+rescaling undone as of the last step), ``--programs`` linear programs each; its own columns. Writes
+benchmarks/results/recipes_seedS[_cnn|_span].{json,md}.
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ RECIPES = [
 ]
 ORDINARY = ("GD wd 1e-2 (auditkit default)", "SGD+m wd 0", "SGD+m wd 5e-4", "SGD+m wd 1e-3", "SGD+m wd 1e-2",
             "SGD wd 0", "Adam", "AdamW wd 1e-2")  # fmt: skip
+SPAN_COLUMNS = ["recipe", "train_accuracy", "attack", "span_rank", "span_tail", "auc", "tpr_at_0_1pct_fpr",
+                "tpr_at_1pct_fpr", "confirmed", "nonmembers_identified", "rebuilt", "verdict", "seconds"]  # fmt: skip
 COLUMNS = ["recipe", "steps", "train_accuracy", "test_accuracy", "attack", "premise_residual", "attack_residual",
            "convergence", "identified", "nonmembers_identified", "fpr", "p_value", "verdict", "seconds"]  # fmt: skip
 
@@ -66,8 +72,8 @@ def optimizer_for(kind: str, parameters, lr: float, weight_decay: float) -> torc
     return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
 
 
-def train(model, x, y01, kind, lr, weight_decay, batch, epochs, seed) -> int:
-    """The user's own loop; returns the number of optimizer steps."""
+def train(model, x, y01, kind, lr, weight_decay, batch, epochs, seed) -> tuple[int, torch.optim.Optimizer]:
+    """The user's own loop; returns the number of optimizer steps and the optimizer (its state)."""
     optimizer = optimizer_for(kind, model.parameters(), lr, weight_decay)
     generator = torch.Generator().manual_seed(seed)
     steps = 0
@@ -79,23 +85,43 @@ def train(model, x, y01, kind, lr, weight_decay, batch, epochs, seed) -> int:
             F.binary_cross_entropy_with_logits(model(x[index]).squeeze(-1), y01[index]).backward()
             optimizer.step()
             steps += 1
-    return steps
+    return steps, optimizer
+
+
+def preconditioned(model, initial, optimizer):
+    """The model with its first layer's update multiplied by Adam's final ``sqrt(exp_avg_sq) + eps`` (a copy)."""
+    rescaled = copy.deepcopy(model)
+    first, start = rescaled[0].weight, initial[0].weight
+    state = optimizer.state[model[0].weight]
+    scale = state["exp_avg_sq"].sqrt() + optimizer.defaults["eps"]
+    with torch.no_grad():
+        first.copy_(start + (first - start) * scale / scale.mean())
+    return rescaled
+
+
+def span_variants(model, initial, optimizer, kind: str) -> list[tuple[str, torch.nn.Module, torch.nn.Module | None]]:
+    """(label, model, init) of each span reading: without the initial weights, with them, Adam's undone."""
+    variants = [("span", model, None), ("span+W0", model, initial)]
+    if kind in ("adam", "adamw"):
+        variants.append(("span+W0+v", preconditioned(model, initial, optimizer), initial))
+    return variants
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--attacks", nargs="+", choices=["kkt", "owner"], default=["kkt"])
+    parser.add_argument("--attacks", nargs="+", choices=["kkt", "owner", "span"], default=["kkt"])
     parser.add_argument("--owner-steps", type=int, default=2000)
     parser.add_argument("--kkt-steps", type=int, default=8000)
     parser.add_argument("--arch", choices=["mlp", "cnn"], default="mlp", help="cnn: mnist_cnn's network")
     parser.add_argument("--all", action="store_true", help="every recipe, not only the practitioner's")
+    parser.add_argument("--programs", type=int, default=200, help="the span attack's linear programs")
     args = parser.parse_args()
     images, digits = load_mnist_images()
     data = binary_task(images, digits, *PARITY, 25, 250, args.seed, (28, 28), "mnist")
     y01 = torch.as_tensor((data.train_y > 0).astype(np.float32))
     records = []
-    print(record.header(COLUMNS), flush=True)
+    print(record.header(SPAN_COLUMNS if args.attacks == ["span"] else COLUMNS), flush=True)
     for name, kind, lr, weight_decay, batch, epochs, centred in RECIPES:
         if not (args.all or name in ORDINARY):
             continue
@@ -108,11 +134,24 @@ def main() -> None:
         else:
             model = build_mlp(784, [500, 500], "none", seed=args.seed)
         initial = copy.deepcopy(model)
-        steps = train(model, x, y01, kind, lr, weight_decay, batch, epochs, args.seed)
+        steps, optimizer = train(model, x, y01, kind, lr, weight_decay, batch, epochs, args.seed)
         trained = time.perf_counter() - trained
         with torch.no_grad():
             test_accuracy = float((torch.sign(model(test_x).squeeze(-1)).numpy() == data.test_y).mean())
         for attack in args.attacks:
+            if attack == "span":
+                for label, victim, init in span_variants(model, initial, optimizer, kind):
+                    start = time.perf_counter()
+                    span = build_attack({"name": "span", "programs": args.programs})
+                    result = Auditor(span, seed=args.seed).audit(
+                        victim, train=(x, y01), nonmembers=pool, mean=data.mean if centred else None, init=init
+                    )
+                    summary = result.summary()
+                    found = {"recipe": name, "seed": args.seed, **summary.to_dict(), "attack": label,
+                             "seconds": time.perf_counter() - start}  # fmt: skip
+                    records.append(found)
+                    print(record.row(found, SPAN_COLUMNS), flush=True)
+                continue
             start = time.perf_counter()
             steps_run = {"steps": args.owner_steps if attack == "owner" else args.kkt_steps}
             auditor = Auditor(
@@ -134,7 +173,13 @@ def main() -> None:
     note = (f"(2-core CPU, float32; {args.arch}; n = 50, 2000 non-members; kkt: {args.kkt_steps} steps, owner: "
             f"{args.owner_steps} steps, one restart each; seconds: training and that attack)")  # fmt: skip
     suffix = "_cnn" if args.arch == "cnn" else ""
-    record.write(f"recipes_seed{args.seed}{suffix}", record.command_line(), records, COLUMNS, note)
+    if args.attacks == ["span"]:
+        note = (f"(2-core CPU, float32; {args.arch}; n = 50, 2000 non-members; {args.programs} programs; seconds: the "
+                "span attack's audit)")  # fmt: skip
+        suffix, columns = suffix + "_span", SPAN_COLUMNS
+    else:
+        columns = COLUMNS
+    record.write(f"recipes_seed{args.seed}{suffix}", record.command_line(), records, columns, note)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,8 @@ data: {dataset: toy_colors, n_per_class: 5, test_per_class: 20, image_size: 4}
 victim: {hidden: [16], training: {epochs: 50}}
 defenses: [{name: none}]
 attack: {steps: 10, restarts: 1, log_every: 5}
-"""  # a scenario that trains and attacks in seconds
+beside: []
+"""  # a scenario that trains and attacks in seconds (by the KKT attack alone)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -12,7 +12,7 @@ import torch
 from pydantic import Field
 
 from auditkit import Attack, AttackConfig, AttackFacts, AttackOutput, Auditor, RunResult, build_mlp, toy_colors
-from auditkit.attacks.registry import ATTACKS, attack_config, attack_names, register_attack
+from auditkit.attacks.registry import ATTACKS, attack_class, attack_config, attack_names, register_attack
 from auditkit.errors import ConfigError
 from auditkit.victims.training import train_mlp
 
@@ -60,6 +60,7 @@ CONTRACT_SETTINGS = {  # short: a contract
     "kkt": {"steps": 300, "restarts": 2},
     "owner": {"steps": 300, "restarts": 2},
     "nonmember_copies": {"count": 30},
+    "span": {"programs": 20},
 }
 
 
@@ -81,9 +82,9 @@ def test_every_registered_attack_has_a_contract_setting():
 @pytest.mark.parametrize("name", sorted(CONTRACT_SETTINGS))
 def test_an_attack_keeps_the_contract(name, toy_victim, tmp_path):
     model, data, initial = toy_victim
-    attack = ATTACKS[name](CONTRACT_SETTINGS[name])
+    attack = attack_class(name)(CONTRACT_SETTINGS[name])
     assert attack.config.name == name and attack_config(attack.config.model_dump()) == attack.config
-    init = initial if attack.needs_initial else None
+    init = initial if attack.reads_initial else None  # the span attack reads them when given
     auditor = Auditor(attack, device="cpu", dtype="float64", seed=3)
     first, again = (auditor.audit(model, data, init=init) for _ in range(2))
     output_size = first.attack.candidates

@@ -592,7 +592,7 @@ def test_a_diverging_victim_is_reported_and_the_others_complete(tmp_path, monkey
     text = ALONE.replace("[{name: none}]", "[{name: none}, {name: wild, kind: recipe, training: {lr: 1000.0}}]")
     (tmp_path / "base.yaml").write_text(text.replace("hidden: [16]", "hidden: [16], init_scale: 5.0"))
     run = run_scenario(load_scenario(tmp_path / "base.yaml"), tmp_path / "out", progress=Progress(enabled=False))
-    assert [r.name for r in run.victims] == ["none"] and [f.name for f in run.failures] == ["wild"]
+    assert [r.name for r in run.victims] == ["none", "none.span"] and [f.name for f in run.failures] == ["wild"]
     assert "training diverged" in run.failures[0].reason
     table = (tmp_path / "out" / "comparison.csv").read_text()
     assert "failed: [wild] training diverged" in table

@@ -21,7 +21,8 @@ QUIET = Progress(enabled=False)
 
 
 def _grid(**overrides):
-    settings = {"attack": {"steps": 100}, "device": "cpu", "victim": {"training": {"epochs": 300}}, **overrides}
+    settings = {"attack": {"steps": 100}, "device": "cpu", "victim": {"training": {"epochs": 300}}, "beside": []}
+    settings |= overrides
     return load_scenario(PRESETS / "scenarios" / "toy_colors.yaml", settings)
 
 

@@ -302,7 +302,7 @@ def test_a_flipped_count_is_refused_by_report_and_audited_again_on_resume(finish
     assert refused.exit_code == 2 and "per_sample.csv: changed since the audit wrote it" in refused.output
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY))
     resumed = run_scenario(load_scenario(tmp_path / "tiny.yaml"), out, resume=True, progress=Progress(enabled=False))
-    assert resumed.facts.reused == 0  # the tampered victim was audited again, not reused
+    assert resumed.facts.reused == 1  # the span attack's result reused; the tampered KKT result audited again
     assert resumed["none"].summary().identified == int(original["identified"].sum())
     assert CliRunner().invoke(main, ["report", str(out)]).exit_code == 0
 

@@ -36,14 +36,15 @@ QUIET = Progress(enabled=False)
 
 def _toy(**overrides):
     return load_scenario(
-        PRESETS / "scenarios" / "toy_colors.yaml", {"attack": {"steps": 200}, "device": "cpu", **overrides}
+        PRESETS / "scenarios" / "toy_colors.yaml",
+        {"attack": {"steps": 200}, "device": "cpu", "beside": [], **overrides},  # the KKT attack's runs alone
     )
 
 
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("toy")
-    overrides = {"attack": {"steps": 1000}, "device": "cpu", "report": {"grid_size": 6}}
+    overrides = {"attack": {"steps": 1000}, "device": "cpu", "report": {"grid_size": 6}, "beside": []}
     scenario = load_scenario(PRESETS / "scenarios" / "toy_colors.yaml", overrides)
     return scenario, out, run_scenario(scenario, out, progress=QUIET)
 
@@ -109,7 +110,9 @@ def test_resume_reuses_finished_audits_of_the_same_settings_only(toy_run, tmp_pa
     assert again.summary() == run.summary()
     assert (run.facts.reused, again.facts.reused) == (0, 1)  # the wall time of `again` is not the audit's
     assert "1 finished victim(s) reused" in (out / "report.html").read_text()
-    changed = load_scenario(PRESETS / "scenarios" / "toy_colors.yaml", {"attack": {"steps": 900}, "device": "cpu"})
+    changed = load_scenario(
+        PRESETS / "scenarios" / "toy_colors.yaml", {"attack": {"steps": 900}, "device": "cpu", "beside": []}
+    )
     redone = run_scenario(changed, out, resume=True, progress=QUIET)
     assert (out / "none" / "result.json").stat().st_mtime_ns != before
     assert redone["none"].fingerprint != run["none"].fingerprint

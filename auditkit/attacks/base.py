@@ -74,6 +74,7 @@ class AttackerKnowledge:
     ground_truth: np.ndarray | None = None  # the training inputs: the auditor's view, never an outsider's
     pixel_offset: np.ndarray | None = None  # added to an input to get its pixels (e.g. the training mean)
     initial: nn.Module | None = None  # the model at the weights training started from: the owner's knowledge
+    image_shape: tuple[int, ...] | None = None  # one input as an image ((H, W) or (C, H, W)), when it is one
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,12 @@ class AttackFacts:
 
     GLOSSARY: ClassVar[dict[str, str]] = {}  # terms the attack's report words use
     HEADLINE: ClassVar[tuple[str, ...]] = ()  # the keys of headline(), for the gate and the comparison
+    DISTANCE: ClassVar[str] = ""  # the per-sample column of its membership distance ('' for an attack without)
+
+    def inapplicable(self) -> str:
+        """Why the attack cannot read this victim at all ('' when it can): the verdict is then 'not applicable',
+        which says nothing about leakage either way."""
+        return ""
 
     def concerns(self, train_accuracy: float, centred: bool) -> list[Concern]:
         """Where the premise falls short. An attack that states no premise cannot vouch for a low count."""
@@ -152,7 +159,8 @@ class AttackOutput:
 
     ``lambdas`` (a weight per candidate, e.g. KKT multipliers) and ``restart`` (which run of the attack
     found it) default to NaN and 0; ``per_sample`` holds columns :meth:`Attack.assess` adds to the
-    per-sample table (one value per training sample).
+    per-sample table (one value per training sample). ``distance``, for an attack with a membership test,
+    scores any inputs (flat rows): lower is more likely a training sample.
     """
 
     candidates: np.ndarray  # (K, d), in the victim's input space
@@ -163,6 +171,7 @@ class AttackOutput:
     loss_history: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (log points, runs)
     history_steps: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
     per_sample: dict[str, np.ndarray] = field(default_factory=dict)
+    distance: Callable[[np.ndarray], np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         count = len(self.candidates)
@@ -195,7 +204,8 @@ class Attack(ABC):
     name: ClassVar[str]
     config_type: ClassVar[type[AttackConfig]]
     facts_type: ClassVar[type[AttackFacts]] = AttackFacts
-    needs_initial: ClassVar[bool] = False  # it reads the initial weights (``AttackerKnowledge.initial``)
+    needs_initial: ClassVar[bool] = False  # it cannot run without the initial weights (``AttackerKnowledge.initial``)
+    reads_initial: ClassVar[bool] = False  # it reads them when given (implied by ``needs_initial``)
 
     def __init__(self, config: AttackConfig | dict | None = None, **overrides) -> None:
         values = {**(config.model_dump() if isinstance(config, BaseModel) else dict(config or {})), **overrides}

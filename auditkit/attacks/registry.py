@@ -16,6 +16,7 @@ DEFAULT_ATTACK = "kkt"
 BUILTIN_MODULES = (
     "auditkit.attacks.kkt.attack",
     "auditkit.attacks.owner.attack",
+    "auditkit.attacks.span.attack",
 )  # imported on first use: each registers its attack
 
 ATTACKS: dict[str, type[Attack]] = {}

@@ -30,6 +30,10 @@ from auditkit.storage.files import SAFE_NAME
 from auditkit.victims.dp import privacy_facts
 from auditkit.victims.models import model_margins, normalized_margins
 
+REBUILT_ERROR = 0.05  # a candidate within this of every pixel of its sample rebuilds it almost exactly
+REBUILT_SSIM = 0.9  # or one at least this similar by SSIM
+CONFIRMING_SHARE = 0.5  # a member is confirmed below this share of every public input's membership distance
+
 
 class Auditor:
     """Attack a trained model and report, per training sample, whether it can be pulled back out.
@@ -181,6 +185,7 @@ class Auditor:
         pool_images = data.to_pixels(data.pool_x)
         frame = self._per_sample(data, train_images, candidates, pool_images, output, margins)
         evidence = {
+            **self._distances(frame, output, data),
             "nonmember_identified": identified_nonmembers(train_images, candidates, pool_images),
             "nonmember_labels": data.pool_y,  # the one-run test pairs within labels (NaN: unknown, no pairs)
             "candidate_lambdas": output.lambdas,
@@ -225,7 +230,25 @@ class Auditor:
             reference_inputs=data.pool_x[: self.reference_size] if len(data.pool_x) else None,
             ground_truth=data.train_x,
             pixel_offset=data.mean,
+            image_shape=tuple(data.image_shape),
         )
+
+    def _distances(self, frame: pd.DataFrame, output: AttackOutput, data: AuditData) -> dict[str, np.ndarray]:
+        """For an attack with a membership distance: every member's (a column of ``frame``, which this adds with
+        ``confirmed``) and non-member's, and the attacker's threshold: half the least distance of a public input
+        (the first ``reference_size`` non-members; without any, nothing is confirmed)."""
+        if output.distance is None:
+            return {}
+        members, nonmembers = (np.asarray(output.distance(x), dtype=float) for x in (data.train_x, data.pool_x))
+        public = nonmembers[: self.reference_size]
+        threshold = CONFIRMING_SHARE * float(public.min()) if len(public) else -math.inf
+        frame[output.facts.DISTANCE] = members
+        frame["confirmed"] = members < threshold
+        return {
+            "nonmember_distance": nonmembers,
+            "nonmember_confirmed": nonmembers < threshold,
+            "membership_threshold": np.array(threshold),
+        }
 
     def _ceiling(self, result: AuditResult, identification_pool: int, pool_images: np.ndarray):
         """The DP ceiling beside each success criterion (see :mod:`auditkit.scoring.bounds`)."""
@@ -262,6 +285,7 @@ class Auditor:
             frame["ssim"] = np.nan
             frame["identified"] = False
             frame["reconstructed"] = False
+            frame["rebuilt"] = False
             return frame
         scores = match(train_images, candidates, pool_images)
         frame["ssim"] = scores["ssim"]
@@ -273,5 +297,9 @@ class Auditor:
         frame["candidate_lambda"] = output.lambdas[scores["candidate"]]
         frame["candidate_restart"] = output.restart[scores["candidate"]]
         frame["ncc_distance"] = scores["ncc_distance"]
+        matched = candidates[scores["candidate"]].reshape(n, -1)
+        frame["max_abs_error"] = np.abs(matched - train_images.reshape(n, -1)).max(1)
+        close = (frame["max_abs_error"] <= REBUILT_ERROR) | (frame["ssim"] >= REBUILT_SSIM)
+        frame["rebuilt"] = frame["identified"] & close
         frame["control_ssim"] = scores["control_ssim"]
         return frame

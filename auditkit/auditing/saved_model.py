@@ -29,6 +29,7 @@ from auditkit.storage.outdir import check_layout, exclusive_output
 from auditkit.storage.safe_load import npz_shapes
 from auditkit.victims.user_model import load_state_dict, mlp_from_state_dict, model_from_class
 
+BESIDE_BY_DEFAULT = ("span",)  # attack presets run beside the default one: seconds, and read any dense layer
 ASSUMED_RELU = (
     "note: {model} holds weights only, not its activations: it was audited as a ReLU network (Linear, ReLU, ..., "
     "Linear); if it uses another activation (Tanh, GELU, ...), the audit does not describe it: give your class "
@@ -77,10 +78,9 @@ def audit_saved_model(
         if arch is None:  # rebuilt as the model was: the layers numbered as in the model, whatever their names
             init_state = mlp_from_state_dict(init_state, str(init_path)).state_dict()
         initial = initial_model(model, init_state, str(init_path))
-    preset_name = attack or ("owner" if initial is not None else None)
-    preset = attack_preset(preset_name) if preset_name else {}
-    attack_run = build_attack(deep_merge(preset, overrides.get("attack", {})))
-    if initial is not None and not attack_run.needs_initial:
+    attack_runs = _attacks(attack, initial is not None, overrides.get("attack", {}))
+    attack_run = attack_runs[0]
+    if initial is not None and not attack_run.reads_initial:
         raise ConfigError(
             f"--init: the {attack_run.name} attack does not read the initial weights; leave --attack out (the "
             "owner's attack is the default with --init) or name an attack that reads them (owner)"
@@ -99,33 +99,62 @@ def audit_saved_model(
     shape = input_shape(model, None, data.image_shape)
     model, initial = (flat_input(m, shape) if m is not None else None for m in (model, initial))
     what = f"the audit of {model_path.name}"
-    checked = flat_shape or attack_run.check(model)  # a flat-row model is what was checked: flat_input left it alone
-    attack_run.check_memory(checked, len(data.train_x), itemsize, what, len(data.pool_x))
+    for each in attack_runs:
+        checked = flat_shape or each.check(model)  # a flat-row model is what was checked: flat_input left it alone
+        each.check_memory(checked, len(data.train_x), itemsize, what, len(data.pool_x))
     resolved = resolve_device(device)
     name = victim_name(model_path)
+    names = [name, *(f"{name}.{each.name}" for each in attack_runs[1:])]
     with exclusive_output(out) as out:
-        check_layout(out, [name], (RUN_FILE, *REPORT_FILES))
-        for line in (*notes, *(f"note: {note}" for note in data.notes), attack_run.warning()):
+        check_layout(out, names, (RUN_FILE, *REPORT_FILES))
+        for line in (*notes, *(f"note: {note}" for note in data.notes), *(each.warning() for each in attack_runs)):
             if line:
                 progress.note(line)
         started = time.perf_counter()
-        seed_everything(seed)
-        auditor = Auditor(attack_run, device=resolved, dtype=DEFAULT_DTYPE, seed=seed)
-        with progress.task(f"[{name}] attack", attack_run.steps) as update:
-            result = auditor.audit(model, data, name=name, init=initial, progress=update)
-        result.data_notes = notes + result.data_notes
-        result.save(inside(out, name))
-        settings = {"model": str(model_path), "data": str(data_path), "attack": attack_run.config.model_dump()}
+        results = []
+        for each, result_name in zip(attack_runs, names):
+            seed_everything(seed)
+            auditor = Auditor(each, device=resolved, dtype=DEFAULT_DTYPE, seed=seed)
+            with progress.task(f"[{result_name}] attack", each.steps) as update:
+                result = auditor.audit(model, data, name=result_name, init=initial, progress=update)
+            result.data_notes = notes + result.data_notes
+            result.save(inside(out, result_name))
+            results.append(result)
+        settings = {
+            "model": str(model_path),
+            "data": str(data_path),
+            "attack": attack_run.config.model_dump(),
+            "beside": [each.config.model_dump() for each in attack_runs[1:]],
+        }
         if init_path is not None:
             settings["init"] = str(init_path)
         if arch is not None:
             settings["arch"] = {"class": arch, "arguments": arch_arguments or {}}
         seconds = time.perf_counter() - started
         facts = RunFacts.collect(f"audit of {model_path.name}", seed, resolved, DEFAULT_DTYPE, settings, seconds)
-        run = RunResult(facts, [result])
+        run = RunResult(facts, results)
         run.save(out, victims=False)
         write_report(run, out)
     return run
+
+
+def _attacks(attack: str | Path | None, owner: bool, overrides: dict) -> list[Attack]:
+    """The attacks ``--attack`` names (presets or YAML files, comma-separated; ``overrides`` apply to the first),
+    or by default the KKT attack (the owner's with ``--init``) with the span attack beside it."""
+    names: list[str | Path | None]
+    if attack is None:
+        names = ["owner" if owner else None, *BESIDE_BY_DEFAULT]
+    elif isinstance(attack, Path):
+        names = [attack]
+    else:
+        names = [name.strip() for name in attack.split(",")]
+    if any(name == "" for name in names) or len({str(name) for name in names}) != len(names):
+        raise ConfigError(f"--attack {attack}: expected distinct attack presets separated by commas")
+    attacks = [build_attack(deep_merge(attack_preset(names[0]) if names[0] else {}, overrides))]
+    attacks += [build_attack(attack_preset(name)) for name in names[1:]]
+    if len({each.name for each in attacks}) != len(attacks):
+        raise ConfigError(f"--attack {attack}: two presets of the same attack; give one of each")
+    return attacks
 
 
 def _check_declared_sizes(data_path: Path, attack: Attack, shape: ModelShape | None, itemsize: int, what: str) -> None:

@@ -232,6 +232,11 @@ class Scenario(_Strict):
     victim: VictimConfig = Field(default_factory=VictimConfig)
     defenses: list[DefenseConfig] = Field(min_length=1)
     attack: SerializeAsAny[AttackConfig] = Field(default_factory=attack_config)
+    beside: list[SerializeAsAny[AttackConfig]] = Field(
+        default_factory=lambda: [attack_config({"name": "span"})],
+        max_length=8,
+        description="attacks run on the same victims beside 'attack', each with its own result (VICTIM.NAME)",
+    )
     report: ReportConfig = Field(default_factory=ReportConfig)
     grid: dict[str, list[Any]] = Field(
         default_factory=dict,
@@ -243,11 +248,29 @@ class Scenario(_Strict):
     def _named_attack(cls, attack: Any) -> AttackConfig:
         return attack_config(attack)
 
+    @field_validator("beside", mode="before")
+    @classmethod
+    def _named_attacks(cls, beside: Any) -> list[AttackConfig]:
+        if not isinstance(beside, list):
+            raise ValueError(f"expected a list of attack settings (e.g. [{{name: span}}]), got {short(beside)}")
+        return [attack_config(attack, f"beside.{i}") for i, attack in enumerate(beside)]
+
+    @model_validator(mode="after")
+    def _distinct_attacks(self) -> Scenario:
+        if len(set(names := [self.attack.name, *(attack.name for attack in self.beside)])) != len(names):
+            raise ValueError(f"beside: each attack runs once per victim; {names} names one twice")
+        return self
+
+    def attacks(self) -> list[tuple[str, AttackConfig]]:
+        """Each attack with the suffix of its results' names: '' for ``attack``, '.NAME' for those beside it."""
+        return [("", self.attack), *((f".{attack.name}", attack) for attack in self.beside)]
+
     @field_validator("grid")
     @classmethod
     def _grid_keys(cls, grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
         for key, values in grid.items():
-            if not re.fullmatch(r"[a-z_]+(\.[a-z_]+)*", key) or key.split(".")[0] in ("name", "grid", "defenses"):
+            fixed = key.split(".")[0] in ("name", "grid", "defenses", "beside")
+            if not re.fullmatch(r"[a-z_]+(\.[a-z_]+)*", key) or fixed:
                 raise ValueError(f"'{key}' is not a setting a grid can vary (e.g. seed, data.n_per_class)")
             if not values or len(set(map(repr, values))) != len(values):
                 raise ValueError(f"{key}: expected a list of distinct values, got {short(values)}")

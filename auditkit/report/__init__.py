@@ -8,6 +8,7 @@ from auditkit.report.html import render
 from auditkit.report.plots import (
     leakage_vs_weight_decay,
     loss_curves,
+    membership_roc,
     privacy_tradeoff,
     reconstruction_grid,
     ssim_distribution,
@@ -38,6 +39,9 @@ def write_report(run: RunResult, out: str | Path, grid_size: int = 24, victim_fo
         figures[f"{result.name}/loss"] = loss_curves(result)
         grid_folder = inside(out, result.name) if victim_folders else out  # a name read from a file stays inside
         write_bytes(grid_folder / "reconstructions.png", figures[result.name])
+        if (roc := membership_roc(result)) is not None:
+            figures[f"{result.name}/roc"] = roc
+            write_bytes(grid_folder / "roc.png", roc)
     for name in FIGURES:
         if name in figures:
             write_bytes(out / f"{name}.png", figures[name])

@@ -38,7 +38,13 @@ GLOSSARY = {
     "where the search missed it, so the count means what it says (for this attack; never a guarantee against "
     "others); weak: residual 0.3-0.7, uncentred inputs or an attack not fully "
     "converged, counts under-state the leakage; inconclusive: residual > 0.7, training errors or an attack far from "
-    "converged, a low count says nothing",
+    "converged, a low count says nothing; not applicable: the attack cannot read this model at all (no evidence "
+    "either way)",
+    "confirmed": "a training sample whose membership distance (the span attack: its span residual) is below half of "
+    "every public input's: the attacker's own threshold, set without the training set",
+    "ROC AUC": "the chance that a random non-member's membership distance exceeds a random member's (1: every "
+    "member told apart, 0.5: chance); TPR at 0.1 % FPR is the fraction of members below the threshold that at most "
+    "0.1 % of the non-members fall below",
     "SSIM": "structural similarity of a reconstruction and its training image (3x3 window, the paper's protocol); "
     "the training mean image alone passes 0.4 for about half of MNIST, so it is shown beside that baseline",
     "DP ceiling": "for a DP-SGD victim, the most any reconstruction attack can achieve given the noise "
@@ -48,7 +54,7 @@ GLOSSARY = {
 }
 LEAKED_SHOWN = 12  # identified samples listed with thumbnails on the first screen
 # conclusive is no colour of safety: it says the count can be read, and a conclusive count may be a large leak
-VERDICT_COLOURS = {"conclusive": "#1f4e79", "weak": "#b26a00", "inconclusive": "#b71c1c"}
+VERDICT_COLOURS = {"conclusive": "#1f4e79", "weak": "#b26a00", "inconclusive": "#b71c1c", "not applicable": "#616161"}
 
 
 def _data_uri(png: bytes | None) -> str:
@@ -117,6 +123,7 @@ def _victim(result: AuditResult, figures: dict[str, bytes]) -> dict:
         "leaked": _leaked(result),
         "grid": _data_uri(figures.get(result.name)),
         "loss": _data_uri(figures.get(f"{result.name}/loss")),
+        "roc": _data_uri(figures.get(f"{result.name}/roc")),
         "bounds": bounds,
         "attack": result.attack,
         "attack_words": result.attack.describe(),

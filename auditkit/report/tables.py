@@ -11,6 +11,7 @@ from auditkit.results.run import VictimFailure
 
 COMPARISON_COLUMNS = [
     "defense",
+    "attack",
     "status",
     "verdict",
     "epsilon",
@@ -20,6 +21,11 @@ COMPARISON_COLUMNS = [
     "n",
     "identified",
     "identified_fraction",
+    "confirmed",
+    "rebuilt",
+    "auc",
+    "tpr_at_0_1pct_fpr",
+    "tpr_at_1pct_fpr",
     "nonmembers_identified",
     "p_value",
     "epsilon_lower",
@@ -64,9 +70,15 @@ def headline(result: AuditResult) -> str:
     summary = result.summary()
     accuracy = result.victim.training.test_accuracy if result.victim else math.nan
     tested = "n/a (not measured)" if math.isnan(accuracy) else f"{accuracy:.3f}"
+    membership = ""
+    if not math.isnan(summary.auc):
+        membership = (
+            f"confirmed {summary.confirmed}/{summary.n} (ROC AUC {summary.auc:.3f}, TPR at 0.1 % FPR "
+            f"{summary.tpr_at_0_1pct_fpr:.2f}), rebuilt {summary.rebuilt}; "
+        )
     return (
-        f"[{summary.name}] {summary.verdict}: {summary.finding}\n"
-        f"    identified {summary.identified}/{summary.n} ({100 * summary.identified_fraction:.0f}%), non-members "
+        f"[{summary.name}] {summary.verdict}: {summary.finding}\n    {membership}"
+        f"identified {summary.identified}/{summary.n} ({100 * summary.identified_fraction:.0f}%), non-members "
         f"{summary.nonmembers_identified}/{summary.nonmembers}; SSIM > {summary.ssim_threshold}: "
         f"{summary.ssim_above_threshold} (mean-image baseline {summary.baseline_ssim_above_threshold}); "
         f"test accuracy {tested}" + (f"; {result.attack.sentence()}" if result.attack.sentence() else "")

@@ -22,6 +22,7 @@ from auditkit.results.facts import PrivacyFacts, VictimFacts
 from auditkit.results.storage import ResultError, read_arrays, read_frame, read_json
 from auditkit.scoring.bounds import ReconstructionBounds
 from auditkit.scoring.membership import MembershipTest
+from auditkit.scoring.roc import DistanceROC
 from auditkit.scoring.verdict import Verdict, judge, resemblance_note
 from auditkit.storage.checksums import verify_checksums, write_checksums
 from auditkit.storage.files import SAFE_NAME, ensure_writable, to_jsonable, write_json, write_npz, write_text
@@ -63,6 +64,11 @@ class LeakageSummary:
     warning: str
     attack: str = "kkt"  # the attack's registered name
     premise: dict[str, Any] = field(default_factory=dict)  # the attack's own headline numbers (its facts')
+    confirmed: int = 0  # members the membership test singles out: identified, or below a distance's threshold
+    rebuilt: int = 0  # identified and within 0.05 of every pixel (or SSIM >= 0.9): rebuilt almost exactly
+    auc: float = math.nan  # the membership distance's ROC AUC (NaN: the attack has none)
+    tpr_at_0_1pct_fpr: float = math.nan
+    tpr_at_1pct_fpr: float = math.nan
 
     def metric(self, name: str) -> Any:
         """A headline number by name: a field, or one of the attack's premise numbers (NaN when absent)."""
@@ -102,11 +108,13 @@ class AuditResult:
         return self.victim.training.privacy if self.victim else None
 
     def membership(self) -> MembershipTest:
-        """Identified members against identified non-members (see :mod:`auditkit.scoring.membership`)."""
+        """Identified members against identified non-members (see :mod:`auditkit.scoring.membership`); for an
+        attack with a membership distance, members against non-members below its threshold."""
         privacy, labels = self.privacy, self.evidence.get("nonmember_labels")
+        flag = "confirmed" if "confirmed" in self.frame else "identified"
         return MembershipTest.from_flags(
-            self.frame["identified"].to_numpy(dtype=bool),
-            self.evidence["nonmember_identified"],
+            self.frame[flag].to_numpy(dtype=bool),
+            self.evidence[f"nonmember_{flag}"],
             privacy.delta if privacy else 0.0,
             self.attack.seed or 0,
             (self.frame["label"].to_numpy(), labels) if labels is not None else None,
@@ -129,13 +137,20 @@ class AuditResult:
         nothing about whether the training set is also a solution (measured on ``mnist_cnn``: public starts
         settle near themselves, yet started at the training set the attack keeps it: README, "Measured")."""
         count = len(self.candidates)
-        if test.significant or not count or 4 * test.nonmembers_identified < count:
+        if test.significant or not count or 4 * test.nonmembers_identified < count or "confirmed" in self.frame:
             return []
         reason = (
             f"{test.nonmembers_identified} of its {count} candidates settled on non-member images: the attack "
             "explained the weights with other inputs than the training set"
         )
         return [Concern(reason, True)]
+
+    def roc(self) -> DistanceROC:
+        """The membership distance's ROC numbers (NaN for an attack without one)."""
+        column = self.attack.DISTANCE
+        if not column or column not in self.frame:
+            return DistanceROC.of(np.zeros(0), np.zeros(0))
+        return DistanceROC.of(self.frame[column].to_numpy(dtype=float), self.evidence["nonmember_distance"])
 
     def verdict(self, test: MembershipTest | None = None) -> Verdict:
         """The attack's premise check for this victim and the finding (``test``: this result's membership
@@ -149,6 +164,9 @@ class AuditResult:
             self.bounds.identified.bound if self.bounds is not None else None,
             self._recognisable(),
             backed,
+            inapplicable=self.attack.inapplicable(),
+            confirmed="confirmed" in self.frame,
+            rebuilt=int(self.frame["rebuilt"].sum()) if "rebuilt" in self.frame else 0,
         )
 
     def _recognisable(self) -> int:
@@ -191,6 +209,9 @@ class AuditResult:
             warning="" if self.attack.candidates else "every attack restart diverged (NaN/inf): no candidates to score",
             attack=self.attack.name,
             premise=self.attack.headline(),
+            confirmed=test.members_identified,
+            rebuilt=int(frame["rebuilt"].sum()) if "rebuilt" in frame else 0,
+            **self.roc().to_dict(),
         )
 
     def per_class(self) -> pd.DataFrame:

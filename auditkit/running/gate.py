@@ -71,7 +71,7 @@ def gate_failures(run: RunResult, conditions: list[Condition], allow_inconclusiv
             if condition.holds(summary):
                 measured = summary.metric(condition.metric)
                 reasons.append(f"[{summary.name}] {condition.metric} = {measured:.4g}: {condition} holds")
-        if summary.verdict != "conclusive" and not allow_inconclusive:
+        if summary.verdict not in ("conclusive", "not applicable") and not allow_inconclusive:  # n/a: no reading
             reasons.append(
                 f"[{summary.name}] verdict {summary.verdict}: the attack cannot vouch for a low count "
                 "(--allow-inconclusive to accept)"

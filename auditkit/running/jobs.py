@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
+from auditkit.attacks.base import AttackConfig
 from auditkit.attacks.registry import build_attack
 from auditkit.auditing.auditor import Auditor
 from auditkit.budget import check_memory
@@ -16,6 +17,7 @@ from auditkit.config.schema import DefenseConfig, Scenario
 from auditkit.data.audit_data import AuditData
 from auditkit.data.datasets import load_data
 from auditkit.environment import resolve_dtype
+from auditkit.errors import ScenarioError
 from auditkit.progress import Progress
 from auditkit.results.audit import AuditResult
 from auditkit.results.facts import PrivacyFacts, TrainingLog, VictimFacts
@@ -36,17 +38,21 @@ from auditkit.victims.training import accuracy, classification_loss
 
 @dataclass(frozen=True)
 class VictimJob:
-    """One victim to train and audit: a grid point's scenario, one of its defenses, and what names it."""
+    """One victim to train (or load) and attack: a grid point's scenario, one of its defenses, one of its
+    attacks, and what names it."""
 
     name: str  # the result's name and folder
     scenario: Scenario
     defense: DefenseConfig
     plan: PrivacyFacts | None  # the DP-SGD noise and budget, resolved before anything trains
     fingerprint: str  # of the settings that determine its audit (--resume reuses only an equal one)
+    attack: AttackConfig  # the scenario's attack, or one beside it
+    victim: str  # the victim's name (the result's, without the attack beside the scenario's)
 
 
 def plan_victims(scenario: Scenario, data_for: Callable[[Scenario], AuditData] | None = None) -> list[VictimJob]:
-    """One job per grid point and defense, in that order; every DP defense's noise resolved and every victim's
+    """One job per grid point, defense and attack, in that order (a victim's attacks one after the other: the
+    first trains it, the others load it from the cache); every DP defense's noise resolved and every victim's
     and attack's memory checked up front (impossible settings fail before anything trains). ``data_for``: a
     grid point's data set (loaded)."""
     data_for = data_for or last_data_set()
@@ -55,15 +61,22 @@ def plan_victims(scenario: Scenario, data_for: Callable[[Scenario], AuditData] |
         data = data_for(point.scenario)
         n, (widths, parameters) = len(data.train_x), victim_size(point.scenario, data)
         plans = plan_defenses(point.scenario, n)
-        attack, itemsize = build_attack(point.scenario.attack), resolve_dtype(point.scenario.dtype).itemsize
+        itemsize = resolve_dtype(point.scenario.dtype).itemsize
         for defense in point.scenario.defenses:
-            name, fingerprint = point.victim_name(defense), audit_fingerprint(point.scenario, defense)
             victim = training_bytes(point.scenario, defense, n, widths, parameters)
-            parts = attack.memory_parts(n, widths, itemsize, len(data.pool_x))
-            check_memory({"victim": victim, **parts}, f"victim {name}")
             if (plan := plans.get(defense.name)) is not None:
                 check_ceiling_memory(plan.noise_multiplier, plan.sample_rate, plan.steps)
-            jobs.append(VictimJob(name, point.scenario, defense, plans.get(defense.name), fingerprint))
+            for suffix, config in point.scenario.attacks():
+                name = point.victim_name(defense) + suffix
+                parts = build_attack(config).memory_parts(n, widths, itemsize, len(data.pool_x))
+                check_memory({"victim": victim, **parts}, f"victim {name}")
+                fingerprint = audit_fingerprint(point.scenario, defense, config)
+                victim_name = point.victim_name(defense)
+                jobs.append(VictimJob(name, point.scenario, defense, plan, fingerprint, config, victim_name))
+    names = [job.name for job in jobs]
+    if len(set(names)) != len(names):
+        taken = next(name for name in names if names.count(name) > 1)
+        raise ScenarioError(f"defenses: the result name {taken!r} is taken twice (a defense named like VICTIM.ATTACK)")
     return jobs
 
 
@@ -78,11 +91,12 @@ def audit_victim(
         model, victim = obtain_victim(scenario, defense, data, device, progress, job.plan)
     except TrainingDiverged as error:
         progress.note(str(error))
-        return VictimFailure(job.name, str(error))
-    attack = build_attack(scenario.attack)
+        return VictimFailure(job.victim, str(error))
+    attack = build_attack(job.attack)
     threshold = scenario.report.ssim_threshold
     auditor = Auditor(attack, device=device, dtype=scenario.dtype, ssim_threshold=threshold, seed=scenario.seed)
-    init = untrained_victim(scenario, data) if attack.needs_initial else None  # regenerated from the seed
+    owner = attack.needs_initial or (attack.reads_initial and build_attack(scenario.attack).needs_initial)
+    init = untrained_victim(scenario, data) if owner else None  # regenerated from the seed: the owner's knowledge
     with progress.task(f"[{job.name}] attack", attack.steps) as update:
         result = auditor.audit(model, data, name=job.name, victim=victim, init=init, progress=update)
     result.fingerprint = job.fingerprint
@@ -131,9 +145,12 @@ def obtain_victim(
     return model, VictimFacts(defense.model_dump(), log)
 
 
-def audit_fingerprint(scenario: Scenario, defense: DefenseConfig) -> str:
-    """Hash of every setting that determines one victim's audit (its name, description and siblings aside)."""
-    config = scenario.model_dump(exclude={"name", "description", "defenses", "grid"})
+def audit_fingerprint(scenario: Scenario, defense: DefenseConfig, attack: AttackConfig | None = None) -> str:
+    """Hash of every setting that determines one victim's audit by ``attack`` (the scenario's when None; its
+    name, description, siblings and the other attacks aside)."""
+    config = scenario.model_dump(exclude={"name", "description", "defenses", "grid", "beside"})
+    if attack is not None:
+        config["attack"] = attack.model_dump()
     return fingerprint({"scenario": config, "defense": defense.model_dump(exclude={"description"})})
 
 

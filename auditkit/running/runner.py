@@ -80,7 +80,10 @@ def _run(
         if isinstance(outcome, AuditResult):
             outcome.save(inside(out, job.name))
             summary = outcome.summary()  # the finding itself is printed once, by the caller, at the end
-            progress.note(f"[{job.name}] audited: {summary.identified}/{summary.n} identified, {summary.verdict}")
+            counts = f"{summary.identified}/{summary.n} identified"
+            if summary.auc == summary.auc:  # an attack with a membership distance: what it confirmed too
+                counts = f"{summary.confirmed}/{summary.n} confirmed, {summary.rebuilt} rebuilt, {counts}"
+            progress.note(f"[{job.name}] audited: {counts}, {summary.verdict}")
         outcomes[job.name] = outcome
     ordered = [outcomes[job.name] for job in jobs]
     seconds = time.perf_counter() - started
@@ -92,7 +95,7 @@ def _run(
     run = RunResult(
         facts,
         [o for o in ordered if isinstance(o, AuditResult)],
-        [o for o in ordered if isinstance(o, VictimFailure)],
+        list({o.name: o for o in ordered if isinstance(o, VictimFailure)}.values()),  # a victim's, once
     )
     run.save(out, victims=False)
     write_report(run, out, scenario.report.grid_size)

@@ -16,7 +16,7 @@ from auditkit.attacks.base import Concern
 from auditkit.scoring.bounds import VACUOUS_CEILING
 from auditkit.scoring.membership import MembershipTest
 
-Level = Literal["conclusive", "weak", "inconclusive"]
+Level = Literal["conclusive", "weak", "inconclusive", "not applicable"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,10 @@ def judge(
     dp_ceiling: float | None = None,
     recognisable: int | None = None,
     backed: str = "",
+    *,
+    inapplicable: str = "",
+    confirmed: bool = False,
+    rebuilt: int = 0,
 ) -> Verdict:
     """Judge the attack's concerns and say what the counts mean.
 
@@ -47,10 +51,17 @@ def judge(
             under a quarter of the identified, the finding says so and leaves the pictures to judge.
         backed: what makes a null result evidence (the attack's start control), for the finding; without it a
             null result is never read as an all-clear (the attack's concerns say why).
+        inapplicable: why the attack cannot read this model at all: the level is then 'not applicable', and the
+            finding says it is no evidence either way.
+        confirmed: the test counts members confirmed by a membership distance, not reconstructed ones.
+        rebuilt: how many of them were rebuilt almost exactly (said when any was).
 
     Returns:
-        The level (conclusive, weak, inconclusive), the reasons and the finding.
+        The level (conclusive, weak, inconclusive, not applicable), the reasons and the finding.
     """
+    if inapplicable:
+        finding = f"This attack does not apply to this model: {inapplicable}. That is no evidence either way."
+        return Verdict("not applicable", (inapplicable,), finding)
     reasons = [concern.reason for concern in concerns]
     level: Level = "inconclusive" if any(c.fatal for c in concerns) else "weak" if concerns else "conclusive"
     identified = f"{test.members_identified} of {test.members} training samples"
@@ -58,7 +69,14 @@ def judge(
     implied = f" (privacy loss at least epsilon = {test.epsilon_lower:.2g} at 95 %)" if test.epsilon_lower > 0 else ""
     faint = recognisable is not None and 4 * recognisable < test.members_identified
     lower_bound = f" The count is a lower bound: {'; '.join(reasons)}." if reasons else ""
-    if test.significant:
+    if test.significant and confirmed:
+        finding = (
+            f"Anyone holding these weights can confirm {test.members_identified} of your {test.members} training "
+            f"samples (against {chance}, "
+            f"p = {test.p_value:.2g}), and rebuild {rebuilt} of them almost exactly{implied}."
+        )
+        finding += lower_bound
+    elif test.significant:
         finding = (
             f"{identified} were reconstructed and identified, against {chance} (p = {test.p_value:.2g}): the "
             f"weights leak these samples{implied}."

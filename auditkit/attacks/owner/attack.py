@@ -42,6 +42,7 @@ class OwnerAttack(KKTAttack):
     config_type = OwnerConfig
     facts_type = OwnerFacts
     needs_initial = True
+    reads_initial = True
     config: OwnerConfig
 
     def objective(self, model: nn.Module | MLPLayers, knowledge: AttackerKnowledge) -> Objective:
