@@ -205,7 +205,7 @@ class Attack(ABC):
     config_type: ClassVar[type[AttackConfig]]
     facts_type: ClassVar[type[AttackFacts]] = AttackFacts
     needs_initial: ClassVar[bool] = False  # it cannot run without the initial weights (``AttackerKnowledge.initial``)
-    reads_initial: ClassVar[bool] = False  # it reads them when given (implied by ``needs_initial``)
+    reads_initial: ClassVar[bool] = False  # it reads them when given (an attack that needs them sets both)
 
     def __init__(self, config: AttackConfig | dict | None = None, **overrides) -> None:
         values = {**(config.model_dump() if isinstance(config, BaseModel) else dict(config or {})), **overrides}

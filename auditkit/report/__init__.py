@@ -36,7 +36,8 @@ def write_report(run: RunResult, out: str | Path, grid_size: int = 24, victim_fo
             figures[name] = png
     for result in run.victims:
         figures[result.name] = reconstruction_grid(result, grid_size)
-        figures[f"{result.name}/loss"] = loss_curves(result)
+        if result.evidence["loss_history"].size:  # an attack that iterates (the span attack solves programs)
+            figures[f"{result.name}/loss"] = loss_curves(result)
         grid_folder = inside(out, result.name) if victim_folders else out  # a name read from a file stays inside
         write_bytes(grid_folder / "reconstructions.png", figures[result.name])
         if (roc := membership_roc(result)) is not None:

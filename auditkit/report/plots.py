@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 from auditkit.report.tables import epsilon_of, undefended  # noqa: E402
 from auditkit.results.audit import AuditResult
 from auditkit.scoring.metrics import minmax  # noqa: E402
-from auditkit.scoring.roc import roc_curve  # noqa: E402
+from auditkit.scoring.roc import DistanceROC, roc_curve  # noqa: E402
 
 
 def _png(figure: plt.Figure) -> bytes:
@@ -157,12 +157,12 @@ def ssim_distribution(results: list[AuditResult]) -> bytes:
 def membership_roc(result: AuditResult) -> bytes | None:
     """The ROC curve of the attack's membership distance, members against non-members, on log axes (where the
     low false-positive rates that matter show); None for an attack without one."""
-    column = result.attack.DISTANCE
-    if not column or column not in result.frame or not len(result.evidence.get("nonmember_distance", ())):
+    members, nonmembers = result.distances()
+    if not len(members) or not len(nonmembers):
         return None
-    fpr, tpr = roc_curve(result.frame[column].to_numpy(dtype=float), result.evidence["nonmember_distance"])
-    roc = result.roc()
-    floor = 1.0 / (2 * len(result.evidence["nonmember_distance"]))
+    fpr, tpr = roc_curve(members, nonmembers)
+    roc = DistanceROC.of(members, nonmembers)
+    floor = 1.0 / (2 * len(nonmembers))
     figure, ax = plt.subplots(figsize=(4.2, 3.6))
     ax.step(np.maximum(fpr, floor), np.maximum(tpr, floor), where="post", lw=1.4, label=f"AUC {roc.auc:.3f}")
     ax.plot([floor, 1], [floor, 1], ls=":", color="grey", lw=0.8, label="chance")
@@ -170,7 +170,7 @@ def membership_roc(result: AuditResult) -> bytes | None:
     ax.set_yscale("log")
     ax.set_xlabel("false-positive rate (non-members)")
     ax.set_ylabel("true-positive rate (members)")
-    ax.set_title(f"{result.name}: membership by {column.replace('_', ' ')}", fontsize=9)
+    ax.set_title(f"{result.name}: membership by {result.attack.DISTANCE.replace('_', ' ')}", fontsize=9)
     ax.legend(fontsize=7, frameon=False)
     figure.tight_layout()
     return _png(figure)

@@ -145,12 +145,16 @@ class AuditResult:
         )
         return [Concern(reason, True)]
 
-    def roc(self) -> DistanceROC:
-        """The membership distance's ROC numbers (NaN for an attack without one)."""
+    def distances(self) -> tuple[np.ndarray, np.ndarray]:
+        """The members' and the non-members' membership distances (both empty for an attack without one)."""
         column = self.attack.DISTANCE
         if not column or column not in self.frame:
-            return DistanceROC.of(np.zeros(0), np.zeros(0))
-        return DistanceROC.of(self.frame[column].to_numpy(dtype=float), self.evidence["nonmember_distance"])
+            return np.zeros(0), np.zeros(0)
+        return self.frame[column].to_numpy(dtype=float), self.evidence["nonmember_distance"]
+
+    def roc(self) -> DistanceROC:
+        """The membership distance's ROC numbers (NaN for an attack without one)."""
+        return DistanceROC.of(*self.distances())
 
     def verdict(self, test: MembershipTest | None = None) -> Verdict:
         """The attack's premise check for this victim and the finding (``test``: this result's membership
@@ -166,8 +170,12 @@ class AuditResult:
             backed,
             inapplicable=self.attack.inapplicable(),
             confirmed="confirmed" in self.frame,
-            rebuilt=int(self.frame["rebuilt"].sum()) if "rebuilt" in self.frame else 0,
+            rebuilt=self._rebuilt(),
         )
+
+    def _rebuilt(self) -> int:
+        """How many samples were rebuilt almost exactly (0 in results saved before it was counted)."""
+        return int(self.frame["rebuilt"].sum()) if "rebuilt" in self.frame else 0
 
     def _recognisable(self) -> int:
         """How many identified samples' matches resemble them more than the mean image does (SSIM)."""
@@ -210,7 +218,7 @@ class AuditResult:
             attack=self.attack.name,
             premise=self.attack.headline(),
             confirmed=test.members_identified,
-            rebuilt=int(frame["rebuilt"].sum()) if "rebuilt" in frame else 0,
+            rebuilt=self._rebuilt(),
             **self.roc().to_dict(),
         )
 

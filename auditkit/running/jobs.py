@@ -66,12 +66,12 @@ def plan_victims(scenario: Scenario, data_for: Callable[[Scenario], AuditData] |
             victim = training_bytes(point.scenario, defense, n, widths, parameters)
             if (plan := plans.get(defense.name)) is not None:
                 check_ceiling_memory(plan.noise_multiplier, plan.sample_rate, plan.steps)
+            victim_name = point.victim_name(defense)
             for suffix, config in point.scenario.attacks():
-                name = point.victim_name(defense) + suffix
+                name = victim_name + suffix
                 parts = build_attack(config).memory_parts(n, widths, itemsize, len(data.pool_x))
                 check_memory({"victim": victim, **parts}, f"victim {name}")
                 fingerprint = audit_fingerprint(point.scenario, defense, config)
-                victim_name = point.victim_name(defense)
                 jobs.append(VictimJob(name, point.scenario, defense, plan, fingerprint, config, victim_name))
     names = [job.name for job in jobs]
     if len(set(names)) != len(names):
@@ -145,12 +145,11 @@ def obtain_victim(
     return model, VictimFacts(defense.model_dump(), log)
 
 
-def audit_fingerprint(scenario: Scenario, defense: DefenseConfig, attack: AttackConfig | None = None) -> str:
-    """Hash of every setting that determines one victim's audit by ``attack`` (the scenario's when None; its
-    name, description, siblings and the other attacks aside)."""
+def audit_fingerprint(scenario: Scenario, defense: DefenseConfig, attack: AttackConfig) -> str:
+    """Hash of every setting that determines one victim's audit by ``attack`` (its name, description, siblings
+    and the other attacks aside; the scenario's own attack hashes as before there were others)."""
     config = scenario.model_dump(exclude={"name", "description", "defenses", "grid", "beside"})
-    if attack is not None:
-        config["attack"] = attack.model_dump()
+    config["attack"] = attack.model_dump()
     return fingerprint({"scenario": config, "defense": defense.model_dump(exclude={"description"})})
 
 

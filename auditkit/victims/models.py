@@ -149,6 +149,13 @@ def unwrap(model: nn.Module) -> nn.Module:
         model = inner
 
 
+def assigned_classes(outputs: torch.Tensor) -> torch.Tensor:
+    """The class (n, C) outputs assign each row, in the labels' encoding (float64): -1/+1 for one output (the
+    sign), 0..C-1 for C (the largest)."""
+    outputs = outputs.reshape(len(outputs), -1).double()
+    return torch.where(outputs[:, 0] > 0, 1.0, -1.0) if outputs.shape[1] == 1 else outputs.argmax(1).double()
+
+
 def outputs_tensor(value) -> torch.Tensor:
     """A model's ``forward`` result when it is the outputs (a tensor); anything else (a tuple of logits and
     features, a dict) is one :class:`UnsupportedModelError` line saying what to give instead."""

@@ -10,14 +10,14 @@ import torch
 from auditkit.attacks.kkt.config import LOG_UNIFORM, SEARCH_RANGES, KKTConfig
 from auditkit.attacks.kkt.kernel import MLPLayers, Network, forward, preactivation_scale
 from auditkit.errors import ConfigError, UnsupportedModelError
+from auditkit.victims.models import assigned_classes
 
 
 def predicted_labels(layers: MLPLayers | Network, inputs: torch.Tensor) -> torch.Tensor:
     """The class the victim assigns each input (float64, CPU), in the labels' encoding: -1/+1 for one output,
     0..C-1 for C."""
     with torch.no_grad():
-        outputs = forward(layers.to("cpu", torch.float64), inputs.double()).reshape(len(inputs), -1)
-    return torch.where(outputs[:, 0] > 0, 1.0, -1.0) if layers.outputs == 1 else outputs.argmax(1).double()
+        return assigned_classes(forward(layers.to("cpu", torch.float64), inputs.double()))
 
 
 def public_start(

@@ -27,7 +27,7 @@ from auditkit.attacks.span.rebuild import rebuild_inputs, template_costs
 from auditkit.attacks.span.residual import layer_inputs, span_residuals
 from auditkit.attacks.span.spectrum import LayerSpan, dense_layers, read_span
 from auditkit.errors import ConfigError, UnsupportedModelError
-from auditkit.victims.models import outputs_tensor
+from auditkit.victims.models import assigned_classes, outputs_tensor
 
 INPUT_LAYER_TOLERANCE = 1e-6  # a layer takes the inputs themselves when its inputs equal them to this
 
@@ -192,5 +192,4 @@ def _predicted(network: nn.Module, inputs: np.ndarray, device, dtype) -> np.ndar
         return np.zeros(0)
     with torch.no_grad():
         outputs = outputs_tensor(network(torch.as_tensor(inputs, device=device, dtype=dtype)))
-    outputs = outputs.reshape(len(inputs), -1).to("cpu", torch.float64)
-    return (torch.where(outputs[:, 0] > 0, 1.0, -1.0) if outputs.shape[1] == 1 else outputs.argmax(1).double()).numpy()
+    return assigned_classes(outputs.cpu()).numpy()
