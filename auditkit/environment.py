@@ -13,9 +13,8 @@ from auditkit.errors import ConfigError
 
 DEFAULT_DTYPE = "float32"  # victims and attack alike; float64 is the thorough setting (benchmarks/results)
 DTYPE_NOTES = {
-    "float32": "the CPU default; float64 identified a few more samples at a multiple of the time "
-    "(measured: benchmarks/results/dtype_mnist_quick.md)",
-    "float64": "the thorough setting: slower than float32 on a CPU (measured: benchmarks/results/dtype_mnist_quick.md)",
+    "float32": "the CPU default; float64 identified a few more samples at a multiple of the time (measured)",
+    "float64": "the thorough setting: slower than float32 on a CPU (measured)",
 }
 
 

@@ -22,6 +22,7 @@ HERE = Path(__file__).parent
 RESULTS = HERE / "results"
 INDEX = RESULTS / "INDEX.md"
 BENCHMARKS = (  # the registered benchmarks: each a module here with a main()
+    "checkpoint",
     "convergence",
     "dp_noise",
     "findings",
@@ -32,6 +33,7 @@ BENCHMARKS = (  # the registered benchmarks: each a module here with a main()
     "owner_premise",
     "pruning",
     "recipes",
+    "recorder",
     "restarts",
     "scenario_seeds",
     "selection",

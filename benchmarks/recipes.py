@@ -3,6 +3,7 @@
     python benchmarks/recipes.py --seed 0 --attacks kkt owner
     python benchmarks/recipes.py --seed 0 --attacks kkt owner --arch cnn --kkt-steps 0 --owner-steps 0
     python benchmarks/recipes.py --seed 0 --attacks span --all --programs 200
+    python benchmarks/recipes.py --seed 0 --attacks span --only Adam "AdamW wd 1e-2" --record-every 10 50 250 500
 
 
 50 MNIST parity digits, 784-500-500-1 bias-free, trained by a plain PyTorch loop (as a user would:
@@ -16,15 +17,20 @@ The practitioner's recipes by default, every one with --all. ``--arch cnn``: mni
 alone (the victims' residuals at their training set, no search). ``span``: the span attack without the
 initial weights, with them (``span+W0``), and for Adam-type recipes with them and the first layer's update
 multiplied by the final preconditioner ``sqrt(exp_avg_sq) + eps`` (``span+W0+v``: Adam's per-coordinate
-rescaling undone as of the last step), ``--programs`` linear programs each; its own columns. Writes
-benchmarks/results/recipes_seedS[_cnn|_span].{json,md}.
+rescaling undone as of the last step), ``--programs`` linear programs each; its own columns; with
+``--record-every K ...``, Adam-type recipes trained again with a training recorder taking a snapshot every K
+steps and audited with the record (``span+record/K``: the rescaling undone interval by interval). Writes
+benchmarks/results/recipes_seedS[_cnn|_span|_span_record].{json,md}.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import shutil
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import record
@@ -35,6 +41,7 @@ from auditkit import Auditor
 from auditkit.attacks.registry import build_attack
 from auditkit.data.mnist import load_mnist_images
 from auditkit.data.tasks import PARITY, binary_task
+from auditkit.recording import TrainingRecorder
 from auditkit.victims.models import ConvLayer, build_cnn, build_mlp
 
 # name, optimizer, lr, weight decay, batch size (0: full batch), epochs, centred inputs
@@ -72,9 +79,13 @@ def optimizer_for(kind: str, parameters, lr: float, weight_decay: float) -> torc
     return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
 
 
-def train(model, x, y01, kind, lr, weight_decay, batch, epochs, seed) -> tuple[int, torch.optim.Optimizer]:
-    """The user's own loop; returns the number of optimizer steps and the optimizer (its state)."""
+def train(
+    model, x, y01, kind, lr, weight_decay, batch, epochs, seed, record_to=None
+) -> tuple[int, torch.optim.Optimizer]:
+    """The user's own loop; returns the number of optimizer steps and the optimizer (its state). ``record_to``:
+    (folder, every): a training recorder attached (the loop unchanged), closed at the end."""
     optimizer = optimizer_for(kind, model.parameters(), lr, weight_decay)
+    recorder = None if record_to is None else TrainingRecorder(model, optimizer, record_to[0], every=record_to[1])
     generator = torch.Generator().manual_seed(seed)
     steps = 0
     for _ in range(epochs):
@@ -85,6 +96,8 @@ def train(model, x, y01, kind, lr, weight_decay, batch, epochs, seed) -> tuple[i
             F.binary_cross_entropy_with_logits(model(x[index]).squeeze(-1), y01[index]).backward()
             optimizer.step()
             steps += 1
+    if recorder is not None:
+        recorder.close()
     return steps, optimizer
 
 
@@ -116,6 +129,10 @@ def main() -> None:
     parser.add_argument("--arch", choices=["mlp", "cnn"], default="mlp", help="cnn: mnist_cnn's network")
     parser.add_argument("--all", action="store_true", help="every recipe, not only the practitioner's")
     parser.add_argument("--programs", type=int, default=200, help="the span attack's linear programs")
+    parser.add_argument(
+        "--record-every", type=int, nargs="*", default=[], help="span: Adam-type recipes also trained and recorded"
+    )
+    parser.add_argument("--only", nargs="*", default=None, help="these recipes alone (names as in the table)")
     args = parser.parse_args()
     images, digits = load_mnist_images()
     data = binary_task(images, digits, *PARITY, 25, 250, args.seed, (28, 28), "mnist")
@@ -123,7 +140,7 @@ def main() -> None:
     records = []
     print(record.header(SPAN_COLUMNS if args.attacks == ["span"] else COLUMNS), flush=True)
     for name, kind, lr, weight_decay, batch, epochs, centred in RECIPES:
-        if not (args.all or name in ORDINARY):
+        if not (args.all or name in ORDINARY) or (args.only is not None and name not in args.only):
             continue
         trained = time.perf_counter()
         shift = 0.0 if centred else data.mean
@@ -151,6 +168,19 @@ def main() -> None:
                              "seconds": time.perf_counter() - start}  # fmt: skip
                     records.append(found)
                     print(record.row(found, SPAN_COLUMNS), flush=True)
+                for every in args.record_every if kind in ("adam", "adamw") else ():
+                    start, folder = time.perf_counter(), Path(tempfile.mkdtemp()) / "record"
+                    twin = build_mlp(784, [500, 500], "none", seed=args.seed)  # the same training, recorded
+                    train(twin, x, y01, kind, lr, weight_decay, batch, epochs, args.seed, (folder, every))
+                    span = build_attack({"name": "span", "programs": args.programs})
+                    result = Auditor(span, seed=args.seed).audit(
+                        twin, train=(x, y01), nonmembers=pool, mean=data.mean if centred else None, record=folder
+                    )
+                    shutil.rmtree(folder.parent)
+                    found = {"recipe": name, "seed": args.seed, **result.summary().to_dict(),
+                             "attack": f"span+record/{every}", "seconds": time.perf_counter() - start}  # fmt: skip
+                    records.append(found)
+                    print(record.row(found, SPAN_COLUMNS), flush=True)
                 continue
             start = time.perf_counter()
             steps_run = {"steps": args.owner_steps if attack == "owner" else args.kkt_steps}
@@ -176,7 +206,7 @@ def main() -> None:
     if args.attacks == ["span"]:
         note = (f"(2-core CPU, float32; {args.arch}; n = 50, 2000 non-members; {args.programs} programs; seconds: the "
                 "span attack's audit)")  # fmt: skip
-        suffix, columns = suffix + "_span", SPAN_COLUMNS
+        suffix, columns = suffix + ("_span_record" if args.record_every else "_span"), SPAN_COLUMNS
     else:
         columns = COLUMNS
     record.write(f"recipes_seed{args.seed}{suffix}", record.command_line(), records, columns, note)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -11,7 +12,7 @@ RESULTS = Path(__file__).parent / "results"
 
 def command_line() -> str:
     """How this benchmark was started: ``python benchmarks/SCRIPT.py ARGS`` (what a result file names first)."""
-    return " ".join(["python", f"benchmarks/{Path(sys.argv[0]).name}", *sys.argv[1:]])
+    return " ".join(["python", f"benchmarks/{Path(sys.argv[0]).name}", *map(shlex.quote, sys.argv[1:])])
 
 
 def cell(value) -> str:

@@ -20,14 +20,15 @@ SMALLER = {
 }
 
 
-def python_example() -> str:
-    section = README.read_text().split("## Python API", 1)[1]
-    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+def readme_python(heading: str) -> list[str]:
+    """The python blocks of README.md's section under ``heading``, up to the next heading of any level."""
+    section = README.read_text().split(heading + "\n", 1)[1]
+    return re.findall(r"```python\n(.*?)```", re.split(r"\n#+ ", section, maxsplit=1)[0], re.S)
 
 
 @pytest.mark.slow
 def test_the_readme_python_example_runs_and_its_result_renders(tmp_path, monkeypatch):
-    code = python_example()
+    code = readme_python("## Python API")[0]
     for text, smaller in SMALLER.items():
         assert code.count(text) == 1, f"the README example no longer has {text!r}: update this test"
         code = code.replace(text, smaller)
@@ -43,18 +44,52 @@ def test_the_readme_python_example_runs_and_its_result_renders(tmp_path, monkeyp
     assert not (tmp_path / "runs" / "mine" / "victim").exists()
 
 
-def pytest_example() -> str:
-    section = README.read_text().split("### Checks in pytest", 1)[1]
-    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
-
-
 @pytest.mark.slow
 def test_the_readme_pytest_example_runs_with_its_helper_signature(small_victim):
     """The example as written, on the 20-digit victim (its full attack at one restart: 20 of 20 measured)."""
     model, data = small_victim
-    code = pytest_example().replace("KKTAttack(steps=3000)", "KKTAttack(steps=3000, restarts=1)")
+    code = readme_python("### Checks in pytest")[0].replace(
+        "KKTAttack(steps=3000)", "KKTAttack(steps=3000, restarts=1)"
+    )
     namespace = {"model": model, "x": data.train_x, "y": data.train_y, "x_heldout": data.pool_x[:300],
                  "pixel_mean": data.mean}  # fmt: skip
     exec(compile(code, str(README), "exec"), namespace)  # noqa: S102 (our own README)
     assert namespace["result"].summary().identified >= 8
     assert namespace["short"].summary().verdict == "inconclusive"
+
+
+TUTORIAL_SMALLER = {"range(100)": "range(30)", "OwnerAttack()": "OwnerAttack(steps=100, restarts=1)"}
+
+
+@pytest.mark.slow
+def test_the_readme_tutorial_script_is_audited_with_no_edits(tmp_path, monkeypatch):
+    """The tutorial's training script and its audit, as written but shorter, then its command line."""
+    training, audit = readme_python("### A tutorial training script, audited as it is")
+    code = training + audit
+    for text, smaller in TUTORIAL_SMALLER.items():
+        assert code.count(text) == 1, f"the README tutorial no longer has {text!r}: update this test"
+        code = code.replace(text, smaller)
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(compile(code, str(README), "exec"), namespace)  # noqa: S102 (our own README)
+    result = namespace["result"]
+    assert result.summary().n == 100 and result.attack.name == "owner"
+    assert "view(x.size(0), -1)" in training and "std=STD" in training and "model_state_dict" in training
+    (tmp_path / "span.yaml").write_text("name: span\nprograms: 20\n")  # the default attack pair, shorter
+    arguments = ["--init", "init.pt", "--attack", "owner,span.yaml", "--steps", "50", "--quiet"]
+    ran = CliRunner().invoke(main, ["audit", "checkpoint.pt", "--data", "data.npz", *arguments])
+    assert ran.exit_code == 0, ran.output
+    assert "[checkpoint]" in ran.output and "test accuracy n/a" not in ran.output
+
+
+@pytest.mark.slow
+def test_the_readme_recorder_script_records_and_audits_in_one_call(tmp_path, monkeypatch):
+    code = readme_python("### Record the training, audit in one call (Adam too)")[0]
+    assert code.count("range(100)") == 1, "the README recorder example changed: update this test"
+    assert len(code.strip().splitlines()) <= 30
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(compile(code, str(README), "exec"), namespace)  # noqa: S102 (our own README)
+    summary = namespace["result"].summary()
+    assert namespace["result"].attack.name == "span" and summary.verdict in ("conclusive", "weak"), summary.finding
+    assert summary.auc > 0.9 and (tmp_path / "record" / "manifest.json").is_file()

@@ -72,9 +72,17 @@ class AttackerKnowledge:
     upper: np.ndarray  # largest valid input per dimension
     reference_inputs: np.ndarray | None = None  # public (non-member) data of the same distribution
     ground_truth: np.ndarray | None = None  # the training inputs: the auditor's view, never an outsider's
-    pixel_offset: np.ndarray | None = None  # added to an input to get its pixels (e.g. the training mean)
+    pixel_offset: np.ndarray | None = None  # added to a scaled input to get its pixels (e.g. the training mean)
+    pixel_scale: np.ndarray | None = None  # what an input is multiplied by first (the std it was divided by)
     initial: nn.Module | None = None  # the model at the weights training started from: the owner's knowledge
     image_shape: tuple[int, ...] | None = None  # one input as an image ((H, W) or (C, H, W)), when it is one
+    updates: dict | None = None  # dense layer name -> what training added, an optimiser's rescaling undone (a record)
+
+    def to_pixels(self, inputs: np.ndarray) -> np.ndarray:
+        """Flat input rows as flat pixel rows (``inputs * pixel_scale + pixel_offset``, each when given)."""
+        scale = 1.0 if self.pixel_scale is None else np.asarray(self.pixel_scale).reshape(1, -1)
+        offset = 0.0 if self.pixel_offset is None else np.asarray(self.pixel_offset).reshape(1, -1)
+        return np.asarray(inputs) * scale + offset
 
 
 @dataclass(frozen=True)
@@ -206,6 +214,7 @@ class Attack(ABC):
     facts_type: ClassVar[type[AttackFacts]] = AttackFacts
     needs_initial: ClassVar[bool] = False  # it cannot run without the initial weights (``AttackerKnowledge.initial``)
     reads_initial: ClassVar[bool] = False  # it reads them when given (an attack that needs them sets both)
+    keeps_checkpoints: ClassVar[bool] = False  # its run() takes ``checkpoint=FOLDER`` (long searches: see KKT's)
 
     def __init__(self, config: AttackConfig | dict | None = None, **overrides) -> None:
         values = {**(config.model_dump() if isinstance(config, BaseModel) else dict(config or {})), **overrides}
@@ -282,6 +291,10 @@ class Attack(ABC):
             device: where it computes.
             dtype: its working precision.
             progress: called as ``(step, loss)`` while it runs.
+
+        An attack whose ``keeps_checkpoints`` is True also takes ``checkpoint``: a folder where it keeps its
+        state as it runs, and from which a run of the same attack on the same victim continues after an
+        interruption, bit for bit.
 
         Returns:
             Its candidates and facts.

@@ -22,6 +22,7 @@ from auditkit.data.user_data import audit_data
 from auditkit.environment import DEFAULT_DTYPE, resolve_device, resolve_dtype
 from auditkit.errors import ConfigError, DataError, UnsupportedModelError
 from auditkit.progress import Progress
+from auditkit.recording.record import record_inputs
 from auditkit.results.audit import AuditResult
 from auditkit.results.facts import VictimFacts
 from auditkit.scoring.bounds import check_ceiling_memory, kappa_ssim, reconstruction_bounds
@@ -87,6 +88,7 @@ class Auditor:
         nonmembers=None,
         test=None,
         mean=None,
+        std=None,
         image_shape: tuple[int, ...] | None = None,
         name: str = "victim",
         victim: VictimFacts | None = None,
@@ -94,6 +96,8 @@ class Auditor:
         delta: float | None = None,
         init=None,
         progress: bool | ProgressCallback | None = None,
+        checkpoint: str | Path | None = None,
+        record=None,
     ) -> AuditResult:
         """Run the attack on ``model`` and score every training sample.
 
@@ -101,7 +105,8 @@ class Auditor:
         arrays, any two-class label encoding) or a Dataset/DataLoader of such pairs (read in the dataset's
         index order whatever the loader's sampler, so sample i is the user's item i), ``nonmembers``
         (inputs of the same distribution not trained on: the members-vs-non-members test needs them),
-        ``mean`` (what was subtracted from [0, 1] pixels; else inputs must be pixels in [0, 1]) and
+        ``mean`` and ``std`` (the normalisation of [0, 1] pixels: inputs ``(pixels - mean) / std``, each a
+        number, one per channel or one per feature; without a mean, inputs must be pixels in [0, 1]) and
         ``image_shape``; ``test`` (held-out labelled pairs, as ``train``) gives the test accuracy beside
         the leakage. What was assumed is stated in the result's ``data_notes``.
 
@@ -112,6 +117,12 @@ class Auditor:
         what the owner's attack (``OwnerAttack``) explains the trained weights against.
         progress: True for a progress bar of the attack steps (on a terminal; elsewhere one line when it
         ends), or a callback ``(step, loss)``.
+        record: a training record (its folder, or a :class:`auditkit.recording.TrainingRecord`) kept by
+        :class:`auditkit.recording.TrainingRecorder`: the initial weights (unless ``init`` is given), the DP
+        settings (unless ``privacy`` is), and for Adam or AdamW what training added with the rescaling undone.
+        checkpoint: a folder where the attack keeps its state as it runs (an attack whose
+        ``keeps_checkpoints`` is True: the KKT and owner's, at most once a minute): the same audit run again
+        continues from it, bit for bit, after an interruption.
 
         Returns:
             The per-sample result with its evidence and the attack's facts.
@@ -126,6 +137,11 @@ class Auditor:
             raise DataError(f"data: {str(data)!r} is a path; load it first (auditkit.data.user_data.load_audit_data)")
         if any(tensor.is_meta for tensor in itertools.chain(model.parameters(), model.buffers())):
             raise UnsupportedModelError("model: its weights are on the meta device (no values): load them first")
+        updates, record_note = None, ""
+        if record is not None:
+            record, updates, record_note = record_inputs(record, model)
+            init = init if init is not None else record.initial_state()
+            privacy = privacy if privacy is not None or victim is not None else record.privacy()
         if init is None and self.attack.needs_initial:
             raise ConfigError(
                 self.attack.missing_initial("init", "a module of the model's architecture, or its state_dict")
@@ -148,7 +164,7 @@ class Auditor:
                 nonmembers = sample_pairs(nonmembers, "nonmembers")[0]  # a Dataset/DataLoader of pairs: the inputs
             widths = {"image_shape": image_shape, "outputs": shape.outputs, "inputs": shape.inputs}
             held_out = sample_pairs(test, "test")[:2] if test is not None else None
-            data = audit_data(x, y, nonmembers=nonmembers, test=held_out, mean=mean, **widths)
+            data = audit_data(x, y, nonmembers=nonmembers, test=held_out, mean=mean, std=std, **widths)
             data = dataclasses.replace(data, notes=data.notes + ((note,) if note else ()))
         if (data.outputs == 1) != (shape.outputs == 1) or data.outputs > shape.outputs:
             raise UnsupportedModelError(
@@ -173,11 +189,15 @@ class Auditor:
             given = victim.training.privacy
             check_ceiling_memory(given.noise_multiplier, given.sample_rate, given.steps)
 
-        knowledge = dataclasses.replace(self.knowledge(data), initial=initial)
+        knowledge = dataclasses.replace(self.knowledge(data), initial=initial, updates=updates or None)
+        if record_note:
+            data = dataclasses.replace(data, notes=data.notes + (record_note,))
         bar = Progress().task(f"[{name}] attack", self.attack.steps) if progress is True else None
         with bar or contextlib.nullcontext(progress or None) as update:
+            keeps = checkpoint is not None and self.attack.keeps_checkpoints
+            kept = {"checkpoint": Path(checkpoint)} if keeps else {}
             output = self.attack.run(
-                model, knowledge, seed=self.seed, device=self.device, dtype=self.dtype, progress=update
+                model, knowledge, seed=self.seed, device=self.device, dtype=self.dtype, progress=update, **kept
             )
         output = self.attack.assess(model, knowledge, output, train)
         train_images = data.to_pixels(data.train_x)
@@ -194,6 +214,7 @@ class Auditor:
             "loss_history": output.loss_history,
             "history_steps": output.history_steps,
             "mean": data.mean,
+            "std": data.std,
         }
         result = AuditResult(
             name=name,
@@ -230,6 +251,7 @@ class Auditor:
             reference_inputs=data.pool_x[: self.reference_size] if len(data.pool_x) else None,
             ground_truth=data.train_x,
             pixel_offset=data.mean,
+            pixel_scale=data.std,
             image_shape=tuple(data.image_shape),
         )
 

@@ -92,7 +92,7 @@ def input_shape(model: nn.Module, inputs, image_shape) -> tuple[int, ...] | None
     if image_shape is None:
         raise UnsupportedModelError(
             "model: it takes images (a convolution first) but the inputs are flat rows: give them as (n, C, H, W) "
-            "or give image_shape"
+            "or give image_shape (Auditor.audit's argument, or the data file's key 'image_shape')"
         )
     shape = tuple(int(side) for side in image_shape)
     return (1, *shape) if len(shape) == 2 else shape

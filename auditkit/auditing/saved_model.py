@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import time
@@ -21,10 +22,11 @@ from auditkit.data.user_data import load_audit_data
 from auditkit.environment import DEFAULT_DTYPE, resolve_device, resolve_dtype, seed_everything
 from auditkit.errors import ConfigError, DataError
 from auditkit.progress import Progress
+from auditkit.recording.record import TrainingRecord
 from auditkit.report import REPORT_FILES, write_report
-from auditkit.results.facts import RunFacts
+from auditkit.results.facts import PrivacyFacts, RunFacts
 from auditkit.results.run import RUN_FILE, RunResult
-from auditkit.storage.files import inside
+from auditkit.storage.files import inside, recorded_path
 from auditkit.storage.outdir import check_layout, exclusive_output
 from auditkit.storage.safe_load import npz_shapes
 from auditkit.victims.user_model import load_state_dict, mlp_from_state_dict, model_from_class
@@ -49,6 +51,9 @@ def audit_saved_model(
     init_path: Path | None = None,
     arch: str | None = None,
     arch_arguments: dict | None = None,
+    *,
+    privacy: PrivacyFacts | None = None,
+    record_path: Path | None = None,
 ) -> RunResult:
     """Load (safely) and check the model, its initial weights and the data before anything runs, then
     attack, save and report.
@@ -58,6 +63,10 @@ def audit_saved_model(
     preset defaults to ``owner``.
     arch: ``module:Class``, the user's own network class the state_dict loads into (with ``arch_arguments``);
     without it the state_dict must describe a ReLU MLP (Linear layers only).
+    privacy: how the model was trained with DP-SGD (:func:`auditkit.victims.dp.privacy_facts`): its epsilon
+    and the DP ceiling beside the counts.
+    record_path: a training record (:class:`auditkit.recording.TrainingRecorder`'s folder): the initial
+    weights (unless ``init_path``), the DP settings (unless ``privacy``), Adam's rescaling undone.
     """
     progress = progress or Progress()
     overrides = overrides or {}
@@ -78,6 +87,9 @@ def audit_saved_model(
         if arch is None:  # rebuilt as the model was: the layers numbered as in the model, whatever their names
             init_state = mlp_from_state_dict(init_state, str(init_path)).state_dict()
         initial = initial_model(model, init_state, str(init_path))
+    record = TrainingRecord.load(record_path, model) if record_path is not None else None
+    if record is not None and initial is None:
+        initial = initial_model(model, record.initial_state(), str(record_path))
     attack_runs = _attacks(attack, initial is not None, overrides.get("attack", {}))
     attack_run = attack_runs[0]
     if initial is not None and not attack_run.reads_initial:
@@ -116,18 +128,24 @@ def audit_saved_model(
             seed_everything(seed)
             auditor = Auditor(each, device=resolved, dtype=DEFAULT_DTYPE, seed=seed)
             with progress.task(f"[{result_name}] attack", each.steps) as update:
-                result = auditor.audit(model, data, name=result_name, init=initial, progress=update)
+                result = auditor.audit(
+                    model, data, name=result_name, init=initial, progress=update, privacy=privacy, record=record
+                )
             result.data_notes = notes + result.data_notes
             result.save(inside(out, result_name))
             results.append(result)
         settings = {
-            "model": str(model_path),
-            "data": str(data_path),
+            "model": recorded_path(model_path),
+            "data": recorded_path(data_path),
             "attack": attack_run.config.model_dump(),
             "beside": [each.config.model_dump() for each in attack_runs[1:]],
         }
         if init_path is not None:
-            settings["init"] = str(init_path)
+            settings["init"] = recorded_path(init_path)
+        if record_path is not None:
+            settings["record"] = recorded_path(record_path)
+        if privacy is not None:
+            settings["privacy"] = dataclasses.asdict(privacy)
         if arch is not None:
             settings["arch"] = {"class": arch, "arguments": arch_arguments or {}}
         seconds = time.perf_counter() - started

@@ -11,7 +11,8 @@ import numpy as np
 class AuditData:
     """Training members, held-out test set and the non-member pool, all as flat float64 arrays.
 
-    ``train_x`` etc. are in the victim's input space (pixels minus ``mean``); labels are in {-1, +1}
+    ``train_x`` etc. are in the victim's input space (``(pixels - mean) / std``, ``std`` 1 unless the user's
+    inputs were scaled too, as with torchvision's ``Normalize``); labels are in {-1, +1}
     (binary task, one-output victim) or 0..C-1 (C classes, C-output victim).
     ``pool_x`` holds every image of the task's classes not used for training (test set included): the
     non-members that identification and look-alike controls compare against.
@@ -28,6 +29,11 @@ class AuditData:
     image_shape: tuple[int, ...]  # (H, W) or (C, H, W)
     train_index: np.ndarray  # positions of the members in the source data set
     notes: tuple[str, ...] = ()  # assumptions made building it (label encoding, input preparation)
+    std: np.ndarray | None = None  # per feature; None: the inputs were not scaled (all ones)
+
+    def __post_init__(self) -> None:
+        if self.std is None:
+            self.std = np.ones_like(self.mean)
 
     @property
     def outputs(self) -> int:
@@ -36,14 +42,14 @@ class AuditData:
 
     @property
     def lower(self) -> np.ndarray:
-        """Smallest valid input per dimension (pixel 0 minus the mean)."""
-        return -self.mean
+        """Smallest valid input per dimension (pixel 0, normalised)."""
+        return -self.mean / self.std
 
     @property
     def upper(self) -> np.ndarray:
-        """Largest valid input per dimension (pixel 1 minus the mean)."""
-        return 1.0 - self.mean
+        """Largest valid input per dimension (pixel 1, normalised)."""
+        return (1.0 - self.mean) / self.std
 
     def to_pixels(self, x: np.ndarray) -> np.ndarray:
         """Input-space rows back to images in pixel space, shape (k, *image_shape)."""
-        return (np.asarray(x) + self.mean).reshape(-1, *self.image_shape)
+        return (np.asarray(x) * self.std + self.mean).reshape(-1, *self.image_shape)

@@ -30,6 +30,8 @@ def class_labels(labels: Iterable, outputs: int = 1) -> tuple[np.ndarray, str]:
     values = values.reshape(-1)
     if values.dtype.kind not in "biuUS" and not (values.dtype.kind == "f" and (values == np.round(values)).all()):
         raise DataError(f"labels: expected classes (integers, booleans or strings), got {values.dtype} values")
+    if values.dtype.kind == "f":
+        values = values.astype(np.int64)  # 0.0 and 0 are one class, named alike in train and test notes
     classes = sorted(set(values.tolist()))
     if outputs == 1:
         if len(classes) != 2:
@@ -55,6 +57,7 @@ def audit_data(
     nonmembers=None,
     test: tuple | None = None,
     mean: np.ndarray | None = None,
+    std: np.ndarray | None = None,
     image_shape: tuple[int, ...] | None = None,
     name: str = "data",
     outputs: int = 1,
@@ -62,8 +65,9 @@ def audit_data(
 ) -> AuditData:
     """AuditData from arrays or tensors, for a model with ``outputs`` outputs (labels: :func:`class_labels`);
     ``test``: held-out (inputs, labels), prepared like the training inputs, for the test accuracy.
-    ``mean``: what was subtracted from [0, 1] pixels before training (centred inputs); without it the
-    inputs must be pixels in [0, 1], which is checked and stated."""
+    ``mean`` and ``std``: the normalisation of [0, 1] pixels before training, inputs ``(pixels - mean) / std``
+    (each a number, one per channel of (C, H, W) images, or one per feature; ``std`` 1 when not given, ``mean``
+    0); without either the inputs must be pixels in [0, 1]. Which one applies is checked and stated."""
     x = _rows(train_x, "train inputs")
     if inputs is not None and x.shape[1] != inputs:
         raise DataError(f"train inputs (train_x): {x.shape[1]} features per sample but the model takes {inputs} inputs")
@@ -74,34 +78,26 @@ def audit_data(
     if pool.shape[1] != x.shape[1]:
         raise DataError(f"non-members: {pool.shape[1]} features, the training inputs have {x.shape[1]}")
     test_x, test_y = _held_out(test, x.shape[1], labels_note, outputs)
-    if mean is None:
+    shape = _checked_shape(image_shape, x.shape[1])
+    if mean is None and std is None:
         if x.min() < 0 or x.max() > 1:
             raise DataError(
                 f"train inputs: values in [{_shown(x.min())}, {_shown(x.max())}], not pixels in [0, 1]: give the "
-                "mean that was subtracted (key 'mean')"
+                "mean that was subtracted (key 'mean'), and the std they were divided by (key 'std')"
             )
         mean, input_note = np.zeros(x.shape[1]), "inputs are pixels in [0, 1] (checked), not centred"
     else:
-        mean = as_numpy(mean, "mean")
-        if mean.dtype.kind not in "iuf":
-            raise DataError(f"mean: {mean.dtype} values; expected numbers, one per feature")
-        mean = mean.astype(np.float64).reshape(-1)
-        if mean.shape != (x.shape[1],):
-            raise DataError(f"mean: {mean.size} values, but the inputs have {x.shape[1]} features")
-        if not np.isfinite(mean).all():
-            raise DataError("mean: holds NaN or infinite values")
+        mean = _per_feature(mean, "mean", shape) if mean is not None else np.zeros(x.shape[1])
+        if std is not None:
+            std = _per_feature(std, "std", shape)
+            if (std <= 0).any():
+                raise DataError("std: holds values <= 0; it is what the inputs were divided by")
         for rows, what in ((x, "train inputs (train_x)"), (pool, "non-members (nonmember_x)"), (test_x, "test_x")):
-            _check_centred(rows, mean, what)
-        input_note = "inputs are pixels in [0, 1] minus the given mean (checked: inputs + mean lie in [0, 1])"
-    shape = _image_shape(image_shape) if image_shape is not None else _square(x.shape[1])
-    if int(np.prod(shape)) != x.shape[1] or len(shape) not in (2, 3):
-        raise DataError(f"image_shape: {shape} is not (H, W) or (C, H, W) for {x.shape[1]} features; give it")
-    if len(shape) == 3 and shape[0] not in (1, 3):
-        raise DataError(f"image_shape: {shape} has {shape[0]} channels; (C, H, W) images are grayscale (1) or RGB (3)")
-    if min(shape[-2:]) < SSIM_WINDOW:
-        raise DataError(
-            f"image_shape: {shape} has a side under {SSIM_WINDOW} pixels, the SSIM window: the inputs must be images "
-            "of the shape they were taken as"
+            _check_centred(rows, mean, std, what)
+        input_note = (
+            "inputs are pixels in [0, 1] minus the given mean (checked: inputs + mean lie in [0, 1])"
+            if std is None
+            else "inputs are (pixels in [0, 1] - mean) / std, as given (checked: inputs * std + mean lie in [0, 1])"
         )
     pool, pool_note = _without_members(pool, x)
     repeated = len(x) - len(np.unique(x, axis=0))
@@ -121,13 +117,14 @@ def audit_data(
         image_shape=shape,
         train_index=np.arange(len(x)),
         notes=(labels_note, input_note, *pool_note),
+        std=std,
     )
 
 
 def load_audit_data(path: str | Path, outputs: int = 1, inputs: int | None = None) -> AuditData:
     """An .npz (``allow_pickle=False``) with ``train_x`` (the model's inputs), ``train_y`` and optionally
-    ``nonmember_x``, ``test_x`` with ``test_y`` (held-out labelled data: the test accuracy), ``mean`` (what
-    was subtracted from [0, 1] pixels to make ``train_x``: checked) and ``image_shape``, for a model with
+    ``nonmember_x``, ``test_x`` with ``test_y`` (held-out labelled data: the test accuracy), ``mean`` and
+    ``std`` (the normalisation of [0, 1] pixels that made ``train_x``: checked) and ``image_shape``, for a model with
     ``outputs`` outputs and ``inputs`` inputs."""
     path = Path(path)
     if not path.is_file():
@@ -136,7 +133,7 @@ def load_audit_data(path: str | Path, outputs: int = 1, inputs: int | None = Non
     missing = [key for key in ("train_x", "train_y") if key not in arrays]
     if missing:
         raise DataError(f"{path}: missing array(s) {', '.join(missing)} (found: {', '.join(arrays) or 'none'})")
-    unknown = set(arrays) - {"train_x", "train_y", "nonmember_x", "test_x", "test_y", "mean", "image_shape"}
+    unknown = set(arrays) - {"train_x", "train_y", "nonmember_x", "test_x", "test_y", "mean", "std", "image_shape"}
     if unknown:
         raise DataError(f"{path}: unknown array(s) {', '.join(sorted(unknown))}")
     if ("test_x" in arrays) != ("test_y" in arrays):
@@ -149,6 +146,7 @@ def load_audit_data(path: str | Path, outputs: int = 1, inputs: int | None = Non
         nonmembers=arrays.get("nonmember_x"),
         test=(arrays["test_x"], arrays["test_y"]) if "test_x" in arrays else None,
         mean=arrays.get("mean"),
+        std=arrays.get("std"),
         image_shape=shape,
         name=re.sub(r"[^A-Za-z0-9_.-]", "_", path.stem),
         outputs=outputs,
@@ -186,23 +184,63 @@ def _without_members(pool: np.ndarray, train_x: np.ndarray) -> tuple[np.ndarray,
 PIXEL_TOLERANCE = 1e-4  # float32 inputs round-tripped through a subtraction
 
 
-def _check_centred(rows: np.ndarray, mean: np.ndarray, what: str) -> None:
-    """Inputs given with a mean are the model's inputs, pixels minus the mean: inputs + mean must be pixels
-    in [0, 1]. Raw pixels sent beside the mean (or a mean that does not belong to them) fail here."""
+def _check_centred(rows: np.ndarray, mean: np.ndarray, std: np.ndarray | None, what: str) -> None:
+    """Inputs given with a mean (and std) are the model's inputs, normalised pixels: inputs * std + mean must be
+    pixels in [0, 1]. Raw pixels sent beside the mean (or a mean that does not belong to them) fail here."""
     if not len(rows):
         return
-    pixels = rows + mean
+    pixels = rows * (1.0 if std is None else std) + mean
     low, high = float(pixels.min()), float(pixels.max())
     if low >= -PIXEL_TOLERANCE and high <= 1 + PIXEL_TOLERANCE:
         return
+    given = "mean" if std is None else "mean and std"
     raw = rows.min() >= 0 and rows.max() <= 1
     hint = (
-        "they look like raw [0, 1] pixels: send the model's inputs (pixels minus mean, i.e. train_x - mean) "
-        "with the mean, or raw pixels without a mean"
+        f"they look like raw [0, 1] pixels: send the model's inputs (the normalised pixels) with the {given}, or "
+        f"raw pixels without a {given}"
         if raw
-        else "the mean does not belong to these inputs (the mean that was subtracted from [0, 1] pixels is needed)"
+        else f"the {given} {'does' if std is None else 'do'} not belong to these inputs (the normalisation applied "
+        "to [0, 1] pixels is needed)"
     )
-    raise DataError(f"{what} + mean lie in [{low:.3g}, {high:.3g}], not [0, 1]: {hint}")
+    formula = "+ mean" if std is None else "* std + mean"
+    raise DataError(f"{what} {formula} lie in [{low:.3g}, {high:.3g}], not [0, 1]: {hint}")
+
+
+def _per_feature(values, key: str, shape: tuple[int, ...]) -> np.ndarray:
+    """``mean`` or ``std`` as one value per feature, from a number, one per channel of (C, H, W) images, or one
+    per feature (the torchvision convention is per channel)."""
+    array = as_numpy(values, key)
+    if array.dtype.kind not in "iuf":
+        raise DataError(f"{key}: {array.dtype} values; expected numbers (one, one per channel or one per feature)")
+    array = array.astype(np.float64).reshape(-1)
+    features = int(np.prod(shape))
+    channels = shape[0] if len(shape) == 3 else 1
+    if array.size in (1, channels):
+        array = np.repeat(array, features // array.size)
+    if array.size != features:
+        raise DataError(
+            f"{key}: {array.size} values, but the inputs have {features} features (give one number, one per "
+            f"channel ({channels}) or one per feature)"
+        )
+    if not np.isfinite(array).all():
+        raise DataError(f"{key}: holds NaN or infinite values")
+    return array
+
+
+def _checked_shape(image_shape, features: int) -> tuple[int, ...]:
+    """The images' shape: ``image_shape`` when given, else a square if the feature count makes one; checked to
+    hold the features, have 1 or 3 channels and sides no smaller than the SSIM window."""
+    shape = _image_shape(image_shape) if image_shape is not None else _square(features)
+    if int(np.prod(shape)) != features or len(shape) not in (2, 3):
+        raise DataError(f"image_shape: {shape} is not (H, W) or (C, H, W) for {features} features; give it")
+    if len(shape) == 3 and shape[0] not in (1, 3):
+        raise DataError(f"image_shape: {shape} has {shape[0]} channels; (C, H, W) images are grayscale (1) or RGB (3)")
+    if min(shape[-2:]) < SSIM_WINDOW:
+        raise DataError(
+            f"image_shape: {shape} has a side under {SSIM_WINDOW} pixels, the SSIM window: the inputs must be images "
+            "of the shape they were taken as"
+        )
+    return shape
 
 
 def as_numpy(values, what: str) -> np.ndarray:

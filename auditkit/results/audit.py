@@ -20,7 +20,7 @@ from auditkit.attacks.base import AttackFacts, Concern
 from auditkit.attacks.registry import facts_from_dict
 from auditkit.results.facts import PrivacyFacts, VictimFacts
 from auditkit.results.storage import ResultError, read_arrays, read_frame, read_json
-from auditkit.scoring.bounds import ReconstructionBounds
+from auditkit.scoring.bounds import ReconstructionBounds, bounding_epsilon
 from auditkit.scoring.membership import MembershipTest
 from auditkit.scoring.roc import DistanceROC
 from auditkit.scoring.verdict import Verdict, judge, resemblance_note
@@ -128,7 +128,9 @@ class AuditResult:
     @property
     def centred(self) -> bool:
         """Whether the model's inputs were centred (their mean over the training set is about 0)."""
-        inputs = self.train_images.reshape(len(self.train_images), -1) - self.evidence["mean"].reshape(1, -1)
+        pixels = self.train_images.reshape(len(self.train_images), -1)
+        std = self.evidence.get("std", np.ones(pixels.shape[1]))  # results saved before std was kept: unscaled
+        inputs = (pixels - self.evidence["mean"].reshape(1, -1)) / std.reshape(1, -1)
         return bool(np.abs(inputs.mean(0)).mean() < CENTRED_TOLERANCE)
 
     def _settled_elsewhere(self, test: MembershipTest) -> list[Concern]:
@@ -171,7 +173,15 @@ class AuditResult:
             inapplicable=self.attack.inapplicable(),
             confirmed="confirmed" in self.frame,
             rebuilt=self._rebuilt(),
+            bounding_epsilon=self._bounding_epsilon(),
         )
+
+    def _bounding_epsilon(self) -> float | None:
+        """The epsilon below which a DP ceiling would bound this attack's identified count (None without DP)."""
+        if self.privacy is None or self.bounds is None:
+            return None
+        identified = self.bounds.identified
+        return bounding_epsilon(identified.kappa, identified.tries, self.privacy.delta)
 
     def _rebuilt(self) -> int:
         """How many samples were rebuilt almost exactly (0 in results saved before it was counted)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -24,7 +25,7 @@ from auditkit.results.facts import PrivacyFacts, TrainingLog, VictimFacts
 from auditkit.results.run import VictimFailure
 from auditkit.scoring.bounds import check_ceiling_memory
 from auditkit.storage.fingerprint import fingerprint
-from auditkit.victims.cache import VictimCache, victim_key
+from auditkit.victims.cache import VictimCache, cache_root, victim_key
 from auditkit.victims.defenses import (
     TrainingDiverged,
     plan_defenses,
@@ -98,9 +99,19 @@ def audit_victim(
     owner = attack.needs_initial or (attack.reads_initial and build_attack(scenario.attack).needs_initial)
     init = untrained_victim(scenario, data) if owner else None  # regenerated from the seed: the owner's knowledge
     with progress.task(f"[{job.name}] attack", attack.steps) as update:
-        result = auditor.audit(model, data, name=job.name, victim=victim, init=init, progress=update)
+        checkpoint = attack_checkpoints(job, device)
+        result = auditor.audit(
+            model, data, name=job.name, victim=victim, init=init, progress=update, checkpoint=checkpoint
+        )
     result.fingerprint = job.fingerprint
     return result
+
+
+def attack_checkpoints(job: VictimJob, device: torch.device) -> Path:
+    """Where ``job``'s attack keeps its state as it runs (beside the victim cache, keyed by the audit's
+    fingerprint and the device type): an interrupted run continues from it; the runner removes it once the
+    audit is saved."""
+    return cache_root().parent / "attacks" / f"{job.fingerprint}-{torch.device(device).type}"
 
 
 def last_data_set() -> Callable[[Scenario], AuditData]:

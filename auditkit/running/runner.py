@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import shutil
 import time
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from auditkit.results.facts import RunFacts
 from auditkit.results.run import RUN_FILE, RunResult, VictimFailure
 from auditkit.results.storage import ResultError, read_json
 from auditkit.running.executor import EXECUTORS, Executor, ExecutorError, run_here, run_on_ray
-from auditkit.running.jobs import audit_victim, last_data_set, plan_victims
+from auditkit.running.jobs import attack_checkpoints, audit_victim, last_data_set, plan_victims
 from auditkit.storage.files import inside
 from auditkit.storage.outdir import check_layout, exclusive_output
 from auditkit.victims.cache import VictimCache
@@ -79,6 +80,7 @@ def _run(
     for job, outcome in finished:
         if isinstance(outcome, AuditResult):
             outcome.save(inside(out, job.name))
+            shutil.rmtree(attack_checkpoints(job, device), ignore_errors=True)  # the audit is saved: not needed
             summary = outcome.summary()  # the finding itself is printed once, by the caller, at the end
             counts = f"{summary.identified}/{summary.n} identified"
             if summary.auc == summary.auc:  # an attack with a membership distance: what it confirmed too

@@ -114,6 +114,17 @@ def kappa_ssim(
 VACUOUS_CEILING = 0.999  # a ceiling this high bounds nothing
 
 
+def bounding_epsilon(kappa: float, tries: int, delta: float) -> float:
+    """The epsilon below which training with (epsilon, delta)-DP bounds an attack of ``tries`` candidates
+    under certain success: ``e^eps * min(1, tries * kappa) + delta < 1``, from epsilon and delta alone (the
+    mechanism's full privacy profile, as :func:`dp_sgd_bound` reads it, may bound more); 0 when the tries
+    alone may cover every target (no epsilon helps), infinite when there are none."""
+    effective = min(1.0, tries * kappa)
+    if effective <= 0:
+        return math.inf
+    return math.log((1 - delta) / effective) if effective < 1 - delta else 0.0
+
+
 @dataclass(frozen=True)
 class BoundReport:
     """The ceiling for one success criterion beside the measured success, with its baseline."""

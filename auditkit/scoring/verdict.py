@@ -39,6 +39,7 @@ def judge(
     inapplicable: str = "",
     confirmed: bool = False,
     rebuilt: int = 0,
+    bounding_epsilon: float | None = None,
 ) -> Verdict:
     """Judge the attack's concerns and say what the counts mean.
 
@@ -55,6 +56,8 @@ def judge(
             finding says it is no evidence either way.
         confirmed: the test counts members confirmed by a membership distance, not reconstructed ones.
         rebuilt: how many of them were rebuilt almost exactly (said when any was).
+        bounding_epsilon: the epsilon below which the DP ceiling would bound this attack
+            (:func:`auditkit.scoring.bounds.bounding_epsilon`), said when the model's ceiling is vacuous.
 
     Returns:
         The level (conclusive, weak, inconclusive, not applicable), the reasons and the finding.
@@ -103,9 +106,18 @@ def judge(
             f"the DP ceiling bounds any attack at {dp_ceiling:.0%} of the training samples identified."
             if dp_ceiling is not None and dp_ceiling < VACUOUS_CEILING
             else "at that epsilon the DP ceiling is vacuous (any attack may identify every sample), so nothing "
-            "bounds the leakage this attack cannot see."
+            "bounds the leakage this attack cannot see" + _bounding(bounding_epsilon)
         )
     return Verdict(level, tuple(reasons), finding)
+
+
+def _bounding(epsilon: float | None) -> str:
+    """Where a vacuous DP ceiling would start to bound something, as the end of the finding's sentence."""
+    if epsilon is None:
+        return "."
+    if epsilon <= 0:
+        return "; no epsilon would: the attack's candidates may cover every member and non-member by chance."
+    return f"; the ceiling falls below 1 only at epsilon under {epsilon:.3g} (with this delta and attack)."
 
 
 def resemblance_note(test: MembershipTest, above: int, baseline: int, n: int, threshold: float) -> str:

@@ -39,6 +39,14 @@ def inside(root: str | Path, name: str) -> Path:
     return path
 
 
+def recorded_path(path: str | Path) -> str:
+    """How an input file is named in saved results and reports: relative to the current folder when it lies
+    under it, else its name alone (an absolute path would show the user's machine to whoever reads them)."""
+    resolved = Path(path).resolve()
+    here = Path.cwd().resolve()
+    return str(resolved.relative_to(here)) if resolved.is_relative_to(here) else resolved.name
+
+
 def ensure_writable(folder: str | Path, what: str) -> Path:
     """Create ``folder`` and check a file can be written in it, before any work is done."""
     folder = Path(folder)

@@ -26,14 +26,19 @@ def _check_tensor(tensor: torch.Tensor, what: str) -> None:
         raise UnsupportedModelError(f"{what}: an expanded (stride 0) tensor; save the weights themselves")
 
 
+def unwrapped_name(name: str) -> str:
+    """A parameter's or module's name without the wrappers' prefixes (``WRAPPER_PREFIXES``)."""
+    for prefix in WRAPPER_PREFIXES:
+        name = name.removeprefix(prefix)
+    return name
+
+
 def unwrapped_state_dict(state: Mapping, source: str = "state_dict") -> dict[str, torch.Tensor]:
     """``state`` with wrapper prefixes dropped from its names (``WRAPPER_PREFIXES``), every entry a tensor the
     attack can use as it is; two entries that are one name once unwrapped are refused, not one dropped."""
     cleaned: dict[str, torch.Tensor] = {}
     for original, tensor in state.items():
-        name = str(original)
-        for prefix in WRAPPER_PREFIXES:
-            name = name.removeprefix(prefix)
+        name = unwrapped_name(str(original))
         if not isinstance(tensor, torch.Tensor):
             raise UnsupportedModelError(f"{source}: entry {name!r} is {type(tensor).__name__}, not a tensor")
         if name in cleaned:

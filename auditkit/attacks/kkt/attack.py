@@ -16,23 +16,25 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from auditkit.attacks.base import Attack, AttackerKnowledge, AttackOutput, ModelShape, ProgressCallback
-from auditkit.attacks.kkt.config import DIVERGED, SELECTION_RULES, KKTConfig
+from auditkit.attacks.kkt.checkpoint import SearchCheckpoint, SearchState, search_key
+from auditkit.attacks.kkt.config import SELECTION_RULES, KKTConfig
 from auditkit.attacks.kkt.control import run_start_control
 from auditkit.attacks.kkt.convergence import measure, short_attack_warning
 from auditkit.attacks.kkt.deflation import BestRestart, Pass, deflated_search
 from auditkit.attacks.kkt.facts import KKTFacts
 from auditkit.attacks.kkt.kernel import MLPLayers, Objective, as_objective, candidate_lambdas
 from auditkit.attacks.kkt.network import victim_network
-from auditkit.attacks.kkt.optimizer import BatchedOptimizer, restart_mask, take_restarts
+from auditkit.attacks.kkt.optimizer import BatchedOptimizer
 from auditkit.attacks.kkt.residual import kkt_residual, residual_bytes
 from auditkit.attacks.kkt.selection import Scorer, ground_truth_scorer, kkt_loss_score, residual_scorer
-from auditkit.attacks.kkt.starts import alpha_scale, public_start, restart_settings
+from auditkit.attacks.kkt.starts import alpha_scale, initial_candidates, restart_settings
 from auditkit.attacks.kkt.step import losses_function, take_step
 from auditkit.attacks.registry import register_attack
 from auditkit.environment import DEFAULT_DTYPE, resolve_dtype
@@ -52,6 +54,7 @@ class KKTAttack(Attack):
     """
 
     name = "kkt"
+    keeps_checkpoints = True
     config_type = KKTConfig
     facts_type = KKTFacts
     config: KKTConfig
@@ -124,6 +127,7 @@ class KKTAttack(Attack):
         dtype: torch.dtype | str = DEFAULT_DTYPE,
         progress: ProgressCallback | None = None,
         initial: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+        checkpoint: Path | None = None,
     ) -> AttackOutput:
         """Run the attack on a victim (a ReLU MLP, or its layers already extracted).
 
@@ -133,12 +137,13 @@ class KKTAttack(Attack):
         ``passes`` > 1 the search deflates (:mod:`auditkit.attacks.kkt.deflation`).
         """
         victim, cfg = self.objective(model, knowledge), self.config
+        kept = (lambda index: SearchCheckpoint(checkpoint, index)) if checkpoint is not None else (lambda index: None)
         if cfg.passes == 1:
-            return self.search(victim, victim, knowledge, seed, device, dtype, progress, initial).output
+            return self.search(victim, victim, knowledge, seed, device, dtype, progress, initial, kept(0)).output
 
         def one_pass(objective: Objective, index: int, shifted: ProgressCallback | None) -> Pass:
             start = initial if index == 0 else None
-            return self.search(objective, victim, knowledge, seed + index, device, dtype, shifted, start)
+            return self.search(objective, victim, knowledge, seed + index, device, dtype, shifted, start, kept(index))
 
         return deflated_search(victim, cfg.passes, cfg.deflate_fraction, one_pass, progress, cfg.steps)
 
@@ -152,13 +157,13 @@ class KKTAttack(Attack):
         dtype: torch.dtype | str,
         progress: ProgressCallback | None,
         initial: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
+        checkpoint: SearchCheckpoint | None = None,
     ) -> Pass:
         """One pass of the search on ``victim`` (an objective; ``classifier``'s target, the trained model,
-        assigns the public starts their classes), with its best restart as it left it."""
-        cfg = self.config
-        dtype = resolve_dtype(dtype)
-        start = time.perf_counter()
-        requested = dtype  # kept for the float64 refinement
+        assigns the public starts their classes), with its best restart as it left it; ``checkpoint`` keeps its
+        state as it runs and continues a search of the same key from where it was interrupted."""
+        cfg, started = self.config, time.perf_counter()
+        requested = dtype = resolve_dtype(dtype)  # requested: kept for the float64 refinement
         generator = torch.Generator(device="cpu").manual_seed(seed)
         objective, lower, upper = self._placed(victim, knowledge, device, dtype)
         reference = None if knowledge.reference_inputs is None else torch.as_tensor(knowledge.reference_inputs)
@@ -166,107 +171,104 @@ class KKTAttack(Attack):
         if cfg.alpha_relative:  # alpha relative to the victim's median |pre-activation|
             scale = alpha_scale(objective.at, lower, upper, reference, generator, device, dtype)
         settings = restart_settings(cfg, generator)
-        hyper = self._per_restart(settings, device, dtype)
-
-        classes = max(2, objective.outputs)
-        m = max(classes, cfg.candidates_per_sample * knowledge.n_train)
-        m += -m % classes  # the same number of candidates per class
-        d, restarts = objective.input_dim, cfg.restarts
-        if objective.outputs == 1:
-            labels = torch.cat([torch.ones(m // 2), -torch.ones(m // 2)])
-        else:
-            labels = torch.arange(classes, dtype=torch.float64).repeat_interleave(m // classes)
-        x = torch.randn(restarts, m, d, generator=generator, dtype=torch.float64)
-        x *= torch.tensor(settings["init_scale"], dtype=torch.float64)[:, None, None]
-        if cfg.init == "public":
-            x += public_start(classifier.target, reference, labels, restarts, generator)
-        if cfg.lambda_sign == "free":
-            lam = torch.randn(restarts, m, generator=generator, dtype=torch.float64)
-        elif cfg.lambda_init == "uniform":
-            lam = torch.rand(restarts, m, generator=generator, dtype=torch.float64)
-        else:
-            lam = torch.ones(restarts, m, dtype=torch.float64)
-        if cfg.multiclass_margins == "all" and objective.outputs > 1:  # one multiplier per other class
-            lam = lam.unsqueeze(-1).expand(restarts, m, objective.outputs) / (objective.outputs - 1)
-        if initial is not None:
-            x, lam, labels = (t.detach().cpu().double() for t in initial)
-            m = len(labels)
-            x, lam = x.expand(restarts, m, d).clone(), lam.expand(restarts, *lam.shape).clone()
+        x, lam, labels = initial_candidates(
+            cfg, objective, classifier, reference, settings, knowledge.n_train, generator, initial
+        )
+        state = self._fresh_state(x, lam, settings, device, dtype)
+        if checkpoint is not None:
+            checkpoint.key = search_key(cfg, seed, device, requested, objective, knowledge, x, initial)
+            state = checkpoint.load(cfg, device) or state
+        refine_at = max(0, cfg.steps - cfg.refine_steps) if cfg.refine_steps and dtype != torch.float64 else -1
+        if state.x.dtype != dtype:  # continued past the float64 refinement
+            dtype = torch.float64
+            objective, lower, upper = self._placed(victim, knowledge, device, dtype)
         labels = labels.to(device=device, dtype=dtype)
         scorer = self._scorer(objective, labels, lower, upper, knowledge, device, dtype)
-        x = x.to(device=device, dtype=dtype).requires_grad_(True)
-        lam = lam.to(device=device, dtype=dtype).requires_grad_(True)
-        optimizer = BatchedOptimizer(cfg, [x, lam], [hyper["lr_x"], hyper["lr_lambda"]])
-        alive = torch.arange(restarts)  # original restart index of each batch position
-        active = torch.ones(restarts, dtype=torch.bool, device=device)
-        diverged: list[dict] = []
-        early_stopped: list[int] = []
-        history, steps_logged = [], []
-        final_loss = np.full(restarts, np.nan)
-        residual = np.full(restarts, np.nan)
-        target_norm = objective.norm().item()
-        losses = torch.zeros(restarts, dtype=dtype, device=device)
-        refine_at = max(0, cfg.steps - cfg.refine_steps) if cfg.refine_steps and dtype != torch.float64 else -1
+        target_norm, restarts = objective.norm().item(), cfg.restarts
         compute_losses = losses_function(cfg.compile, objective, device)
 
-        for step in range(cfg.steps + 1):
-            if 0 < step == cfg.early_stop_step < cfg.steps and len(alive) > 1:
-                # score with the latest losses (one step old) and the current candidates
-                keep = self._best(scorer(x.detach(), losses), active, cfg.early_stop_keep)
-                early_stopped += [int(r) for r in alive[~restart_mask(keep, len(alive))]]
-                x, lam, active, alive = (
-                    take_restarts(x, keep),
-                    take_restarts(lam, keep),
-                    active[keep],
-                    alive[keep.cpu()],
-                )
-                hyper, initial = {k: v[keep] for k, v in hyper.items()}, initial[keep]
-                optimizer = optimizer.carry([x, lam], [hyper["lr_x"], hyper["lr_lambda"]], keep)
+        for step in range(state.step, cfg.steps + 1):
+            if 0 < step == cfg.early_stop_step < cfg.steps and len(state.alive) > 1:
+                keep = self._best(scorer(state.x.detach(), state.losses), state.active, cfg.early_stop_keep)
+                state.narrow(keep)  # scored with the latest losses (one step old) and the current candidates
             if step == refine_at:  # from here on float64, placed afresh from the caller's weights and settings
-                dtype, every = torch.float64, torch.arange(len(alive), device=device)
+                dtype = torch.float64
                 objective, lower, upper = self._placed(victim, knowledge, device, dtype)
-                hyper = {k: v[alive.to(device)] for k, v in self._per_restart(settings, device, dtype).items()}
-                labels, x, lam = labels.to(dtype), take_restarts(x, every, dtype), take_restarts(lam, every, dtype)
-                optimizer = optimizer.carry([x, lam], [hyper["lr_x"], hyper["lr_lambda"]], every)
+                state.refine(self._per_restart(settings, device, dtype))
+                labels = labels.to(dtype)
                 scorer = self._scorer(objective, labels, lower, upper, knowledge, device, dtype)
-            alpha, floor = hyper["alpha"] / scale, hyper["lambda_min"] if cfg.lambda_sign == "positive" else None
+            alpha, floor = (
+                state.hyper["alpha"] / scale,
+                state.hyper["lambda_min"] if cfg.lambda_sign == "positive" else None,
+            )
             terms = (alpha, lower, upper, floor, cfg.prior_weight, cfg.lambda_weight)
-            losses, stationarity = take_step(
-                compute_losses, objective, x, lam, labels, *terms, active=active, backward=step < cfg.steps
+            state.losses, stationarity = take_step(
+                compute_losses,
+                objective,
+                state.x,
+                state.lam,
+                labels,
+                *terms,
+                active=state.active,
+                backward=step < cfg.steps,
             )
             if step == 0:
-                initial = losses  # take_step's losses: detached, a new tensor every step
+                state.initial = state.losses  # take_step's losses: detached, a new tensor every step
             if step % cfg.log_every == 0 or step in (cfg.steps, cfg.early_stop_step - 1):
-                # diverged: NaN/inf, or finite but grown far beyond where it started
-                finite = torch.isfinite(losses) & torch.isfinite(x).all((1, 2)) & (losses <= DIVERGED * initial)
-                for position in torch.nonzero(active & ~finite).flatten().tolist():
-                    diverged.append({"restart": int(alive[position]), "step": step})
-                    with torch.no_grad():  # park it at a finite point so its NaNs stop costing time
-                        x[position], lam[position] = 0.0, 0.0
-                active &= finite
-                logged = np.full(restarts, np.nan)
-                logged[alive.numpy()] = torch.where(active, losses, torch.nan).cpu().double().numpy()
-                history.append(logged)
-                steps_logged.append(step)
-                final_loss[alive.numpy()] = logged[alive.numpy()]
-                residual[alive.numpy()] = (stationarity.cpu().double().sqrt() / target_norm).numpy()
+                logged = state.record(step, (stationarity.cpu().double().sqrt() / target_norm).numpy(), restarts)
                 if progress is not None:
                     progress(step, float(np.nanmin(logged)) if np.isfinite(logged).any() else math.nan)
-                if not bool(active.any()):
+                if not bool(state.active.any()):
                     break
             if step == cfg.steps:
                 break
-            optimizer.step(active)
+            state.optimizer.step(state.active)
+            state.step = step + 1
+            if checkpoint is not None:
+                checkpoint.keep(state)
+        state.step = cfg.steps + 1
+        if checkpoint is not None:
+            checkpoint.keep(state, ended=True)
+        return self._pass(state, scorer, labels, settings, scale, target_norm, seed, device, requested, started)
 
+    def _fresh_state(self, x, lam, settings, device, dtype) -> SearchState:
+        """The search at step 0: the candidates and multipliers as leaves on ``device``, the optimiser at rest."""
+        restarts, hyper = self.config.restarts, self._per_restart(settings, device, dtype)
+        x = x.to(device=device, dtype=dtype).requires_grad_(True)
+        lam = lam.to(device=device, dtype=dtype).requires_grad_(True)
+        return SearchState(
+            step=0,
+            x=x,
+            lam=lam,
+            optimizer=BatchedOptimizer(self.config, [x, lam], [hyper["lr_x"], hyper["lr_lambda"]]),
+            hyper=hyper,
+            alive=torch.arange(restarts),
+            active=torch.ones(restarts, dtype=torch.bool, device=device),
+            losses=torch.zeros(restarts, dtype=dtype, device=device),
+            initial=None,
+            diverged=[],
+            early_stopped=[],
+            history=[],
+            steps_logged=[],
+            final_loss=np.full(restarts, np.nan),
+            residual=np.full(restarts, np.nan),
+        )
+
+    def _pass(
+        self, state: SearchState, scorer, labels, settings, scale, target_norm, seed, device, dtype, started
+    ) -> Pass:
+        """The pass's output: the best restarts' candidates pooled (diverged ones never), the facts, and the
+        best restart as it stands (for deflation)."""
+        cfg, restarts, alive, active = self.config, self.config.restarts, state.alive, state.active
         scores = np.full(restarts, np.nan)
         with torch.no_grad():
-            current = scorer(x.detach(), losses)
+            current = scorer(state.x.detach(), state.losses)
         scores[alive.numpy()] = torch.where(active, current, -torch.inf).cpu().double().numpy()
         top = cfg.select_top if cfg.select_top > 0 else len(alive)
         chosen = self._best(current, active, top / len(alive))
         chosen = chosen[active[chosen]]  # diverged restarts are never pooled
         kept = chosen.cpu()
-        candidates = x.detach()[chosen].cpu().double().reshape(-1, d).numpy()
+        candidates = state.x.detach()[chosen].cpu().double().reshape(-1, state.x.shape[-1]).numpy()
         facts = self.facts_type(
             name=self.name,
             selection_rule=cfg.select,
@@ -275,28 +277,33 @@ class KKTAttack(Attack):
             candidates=len(candidates),
             restart_settings=settings,
             restart_scores=scores.tolist(),
-            final_loss=final_loss.tolist(),
-            relative_residual=residual.tolist(),
+            final_loss=state.final_loss.tolist(),
+            relative_residual=state.residual.tolist(),
             selected_restarts=sorted(int(r) for r in alive[kept]),
-            early_stopped_restarts=early_stopped,
-            diverged=diverged,
+            early_stopped_restarts=state.early_stopped,
+            diverged=state.diverged,
             alpha_scale=float(scale),
-            seconds=time.perf_counter() - start,
+            seconds=time.perf_counter() - started,
             device=str(device),
-            dtype=str(requested).removeprefix("torch."),
+            dtype=str(dtype).removeprefix("torch."),
             seed=seed,
         )
         output = AttackOutput(
             candidates=candidates,
-            lambdas=candidate_lambdas(lam, labels).detach()[chosen].cpu().double().flatten().numpy(),
+            lambdas=candidate_lambdas(state.lam, labels).detach()[chosen].cpu().double().flatten().numpy(),
             labels=labels.cpu().repeat(len(kept)).double().numpy(),
-            restart=alive[kept].repeat_interleave(m).numpy(),
-            loss_history=np.array(history),
-            history_steps=np.array(steps_logged),
+            restart=alive[kept].repeat_interleave(len(labels)).numpy(),
+            loss_history=np.array(state.history),
+            history_steps=np.array(state.steps_logged),
             facts=facts,
         )
         top = int(self._best(current, active, 0.0)[0])
-        best = BestRestart(x.detach()[top], lam.detach()[top], labels, alpha[top]) if bool(active[top]) else None
+        alpha = state.hyper["alpha"] / scale
+        best = (
+            BestRestart(state.x.detach()[top], state.lam.detach()[top], labels, alpha[top])
+            if bool(active[top])
+            else None
+        )
         return Pass(output, best, target_norm)
 
     def _placed(self, victim: Objective, knowledge: AttackerKnowledge, device, dtype) -> tuple:
@@ -326,8 +333,7 @@ class KKTAttack(Attack):
                 "attack.select: 'ground_truth' ranks restarts by the training set, but none was given "
                 "(the Auditor passes it; an outside attacker has none: use 'kkt_residual')"
             )
-        offset = np.zeros(knowledge.ground_truth.shape[1]) if knowledge.pixel_offset is None else knowledge.pixel_offset
-        return ground_truth_scorer(knowledge.ground_truth + offset, offset, device, dtype)
+        return ground_truth_scorer(knowledge.to_pixels(knowledge.ground_truth), knowledge.to_pixels, device, dtype)
 
     @staticmethod
     def _best(scores: torch.Tensor, active: torch.Tensor, fraction: float) -> torch.Tensor:

@@ -148,7 +148,6 @@ def run_start_control(
         attack.config, steps=steps, restarts=1, search="off", passes=1, early_stop_step=0, refine_steps=0
     )
     objective = attack.objective(model, knowledge)
-    offset = 0.0 if knowledge.pixel_offset is None else np.asarray(knowledge.pixel_offset).reshape(1, -1)
     distances = []
     for inputs, labels in ((x, y), (others, other_labels)):
         _, fitted = kkt_residual(objective, inputs, labels)
@@ -157,7 +156,7 @@ def run_start_control(
             lambdas = lambdas[:, None].expand(-1, layers.outputs) / (layers.outputs - 1)
         output = recipe.run(model, knowledge, seed=seed, device=device, dtype=dtype, initial=(inputs, lambdas, labels))
         ends = output.candidates if len(output.candidates) == len(inputs) else np.full(inputs.shape, np.nan)
-        distances.append(moved(inputs.numpy() + offset, ends + offset))
+        distances.append(moved(knowledge.to_pixels(inputs.numpy()), knowledge.to_pixels(ends)))
     members, others_moved = distances
     tolerance = min(float(np.quantile(others_moved, FALSE_KEEP)), KEPT_DISTANCE)
     kept = [int((d < tolerance).sum()) for d in distances]

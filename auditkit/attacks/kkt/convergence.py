@@ -97,15 +97,14 @@ class Convergence:
         }
 
 
-def short_attack_warning(
-    steps: int, recorded: int = RECORDED_STEPS, source: str = "benchmarks/results/convergence_mnist_quick.md"
-) -> str:
-    """A warning when ``steps`` is below the ``recorded`` steps the runs in ``source`` needed to converge."""
+def short_attack_warning(steps: int, recorded: int = RECORDED_STEPS) -> str:
+    """A warning when ``steps`` is below the ``recorded`` steps the measured runs needed to converge (the
+    measurements live with the benchmarks, which an installed package does not carry: the warning names none)."""
     if steps >= recorded:
         return ""
     return (
-        f"warning: attack.steps {steps} is below the {recorded} steps the recorded runs needed to converge "
-        f"({source}): expect a weak or inconclusive verdict, not an all-clear"
+        f"warning: attack.steps {steps} is below the {recorded} steps the measured runs needed to converge: "
+        "expect a weak or inconclusive verdict, not an all-clear"
     )
 
 

@@ -66,6 +66,10 @@ class KKTFacts(AttackFacts):
     WEAK: ClassVar[float] = WEAK_RESIDUAL
     WHERE: ClassVar[str] = "a KKT point"  # what a low premise residual says the weights are near
     NEEDS_FIT: ClassVar[bool] = True  # the premise needs zero training error
+    NEXT_STEP: ClassVar[str] = (  # what to do when the premise fails
+        "a model trained by minibatch SGD is read by the owner's attack: give the weights training started from "
+        "(--init, init=); for Adam or AdamW, those weights still give the span attack's membership reading"
+    )
 
     @property
     def best_restart(self) -> int | None:
@@ -85,13 +89,13 @@ class KKTFacts(AttackFacts):
         found, residual = [], self.victim_residual
         if math.isnan(residual) or residual > self.WEAK:
             reason = f"the weights are far from {self.WHERE} (residual {residual:.2f} > {self.WEAK}): the attack's "
-            found.append(Concern(reason + "premise fails", True))
+            found.append(Concern(f"{reason}premise fails (next: {self.NEXT_STEP})", True))
         elif residual > self.CONCLUSIVE:
             reason = f"the weights are only near {self.WHERE} (residual {residual:.2f} > {self.CONCLUSIVE}): "
             found.append(Concern(reason + "counts under-state the leakage", False))
         if not centred:
-            reason = "the inputs are not centred (raw pixels): the attack was measured weaker there, so counts "
-            found.append(Concern(reason + "under-state the leakage", False))
+            reason = "the inputs are not centred (their training mean is not 0): the attack was measured weaker there"
+            found.append(Concern(reason + ", so counts under-state the leakage", False))
         if self.NEEDS_FIT and not train_accuracy == 1.0:
             reason = f"the model does not fit its training set (accuracy {train_accuracy:.3f}; the premise needs 1)"
             found.append(Concern(reason, True))

@@ -29,11 +29,12 @@ from auditkit.attacks.kkt.kernel import (
 )
 from auditkit.attacks.kkt.tracing import (
     RELU_FUNCTIONS,
-    SHAPE_METHODS,
     SKIPPED_FUNCTIONS,
     SKIPPED_METHODS,
     SKIPPED_MODULES,
     ModelGraphError,
+    shape_reads,
+    source_line,
     traced,
 )
 from auditkit.errors import UnsupportedModelError
@@ -73,8 +74,10 @@ class ReLUNetwork:
         model = _without_hooks(copy.deepcopy(unwrap(model)).eval())
         graph = traced(model)
         modules = dict(model.named_modules())
+        shape_nodes = shape_reads(graph.graph)
         for position, node in enumerate(graph.graph.nodes):
-            _check(node, modules, position)
+            if node not in shape_nodes:
+                _check(node, modules, position)
         self.exact = graph.eval()
         self.smooth = _with_smooth_relu(graph, modules)
         self.relus = [node.name for node in graph.graph.nodes if _is_relu(node, modules)]
@@ -83,7 +86,8 @@ class ReLUNetwork:
             width = flat_width(graph, modules)
             if width is None:
                 raise ModelGraphError(
-                    "the network takes images, not flat rows: give the inputs as (n, C, H, W) or give image_shape"
+                    "the network takes images, not flat rows: give the inputs as (n, C, H, W) or give image_shape "
+                    "(Auditor.audit's argument, or the data file's key 'image_shape')"
                 )
             input_shape = (width,)
         self.input_shape = tuple(int(side) for side in input_shape)
@@ -201,13 +205,15 @@ def takes_flat_rows(model: nn.Module) -> bool:
 
 def flat_width(graph: fx.GraphModule, modules: dict[str, nn.Module]) -> int | None:
     """The flat input width a traced network reads: an ``Unflatten`` or a reshape to a fixed sample shape
-    (``x.reshape(-1, C, H, W)``) first gives it, else the first layer with weights when it is a Linear; None
-    when the first such layer is a convolution (it takes images)."""
+    (``x.reshape(-1, C, H, W)``, ``x.view(x.size(0), C, H, W)``) first gives it, else the first layer with
+    weights when it is a Linear; None when the first such layer is a convolution (it takes images)."""
+    batch = shape_reads(graph.graph)
     for node in graph.graph.nodes:
         reshaped = node.op == "call_method" and node.target in ("reshape", "view") or node.target is torch.reshape
         if reshaped and node.args and getattr(node.args[0], "op", None) == "placeholder":
             sizes = node.args[1] if len(node.args) == 2 and isinstance(node.args[1], tuple | list) else node.args[1:]
-            if sizes and sizes[0] == -1 and all(isinstance(side, int) and side > 0 for side in sizes[1:]):
+            leading = sizes and (sizes[0] == -1 or sizes[0] in batch)  # -1, x.size(0) or x.shape[0]
+            if leading and len(sizes) > 1 and all(isinstance(side, int) and side > 0 for side in sizes[1:]):
                 return int(torch.Size(sizes[1:]).numel())
         if node.op != "call_module":
             continue
@@ -282,7 +288,7 @@ class _ReLUInputs(fx.Interpreter):
 
 def _check(node: fx.Node, modules: dict[str, nn.Module], position: int) -> None:
     """A step the objective's theory covers (a linear map, ReLU, max pooling, a shape-only step), else one
-    line naming it and its position in ``forward``."""
+    line naming it, its position in ``forward`` and the source line that applies it."""
     if node.op in ("placeholder", "output"):
         return
     if node.op == "call_module":
@@ -294,17 +300,19 @@ def _check(node: fx.Node, modules: dict[str, nn.Module], position: int) -> None:
             if isinstance(module, NORMALISATION)
             else "not a linear map, ReLU or pooling"
         )
-        raise ModelGraphError(f"layer {node.target!r} ({type(module).__name__}, step {position}): {reason}")
+        raise ModelGraphError(
+            f"layer {node.target!r} ({type(module).__name__}, step {position}){source_line(node)}: {reason}"
+        )
     if node.op == "call_function" and (
         node.target in RELU_FUNCTIONS + SKIPPED_FUNCTIONS + POOLING_FUNCTIONS or node.target is operator.getitem
     ):
         return
-    if node.op == "call_method" and node.target in (*SKIPPED_METHODS, *SHAPE_METHODS, "relu", "relu_"):
+    if node.op == "call_method" and node.target in (*SKIPPED_METHODS, "relu", "relu_"):
         return
     name = getattr(node.target, "__name__", str(node.target))
     raise ModelGraphError(
-        f"operation {name!r} ({node.op}, step {position}) is not supported: auditkit audits networks of linear "
-        "maps, ReLU and pooling"
+        f"operation {name!r} ({node.op}, step {position}){source_line(node)} is not supported: auditkit audits "
+        "networks of linear maps, ReLU and pooling"
     )
 
 

@@ -33,16 +33,18 @@ def residual_scorer(
 
 
 def ground_truth_scorer(
-    train_pixels: np.ndarray, offset: np.ndarray, device: torch.device, dtype: torch.dtype
+    train_pixels: np.ndarray, to_pixels: Callable[[np.ndarray], np.ndarray], device: torch.device, dtype: torch.dtype
 ) -> Scorer:
     """The authors' sweep score: minus the mean NCC distance of the 10 best-matched training images
-    (candidates + ``offset`` are pixels): the ``ground_truth`` rule."""
+    (``to_pixels`` maps flat input rows to pixels, an affine map): the ``ground_truth`` rule."""
     train = standardize(torch.as_tensor(train_pixels, device=device, dtype=dtype))
-    shift = torch.as_tensor(offset, device=device, dtype=dtype)
+    width = train.shape[1]
+    shift = torch.as_tensor(to_pixels(np.zeros(width)), device=device, dtype=dtype).reshape(-1)
+    scale = torch.as_tensor(to_pixels(np.ones(width)), device=device, dtype=dtype).reshape(-1) - shift
 
     def score(candidates: torch.Tensor, losses: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            pixels = standardize(candidates + shift)  # (R, m, d)
+            pixels = standardize(candidates * scale + shift)  # (R, m, d)
             distance = 2 - 2 * pixels @ train.T  # (R, m, n)
             nearest = distance.min(1).values  # (R, n)
             best = nearest.sort(1).values[:, : min(10, nearest.shape[1])]

@@ -8,7 +8,7 @@ import math
 import torch
 
 from auditkit.attacks.kkt.config import LOG_UNIFORM, SEARCH_RANGES, KKTConfig
-from auditkit.attacks.kkt.kernel import MLPLayers, Network, forward, preactivation_scale
+from auditkit.attacks.kkt.kernel import MLPLayers, Network, Objective, forward, preactivation_scale
 from auditkit.errors import ConfigError, UnsupportedModelError
 from auditkit.victims.models import assigned_classes
 
@@ -71,3 +71,42 @@ def restart_settings(config: KKTConfig, generator: torch.Generator) -> dict[str,
             values += (low + u * (high - low)).tolist()
         values += values[:1] * (config.restarts - len(values))
     return settings
+
+
+def initial_candidates(
+    config: KKTConfig,
+    objective: Objective,
+    classifier: Objective,
+    reference: torch.Tensor | None,
+    settings: dict[str, list[float]],
+    n_train: int,
+    generator: torch.Generator,
+    initial: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every restart's start (float64, CPU): candidates (R, m, d), multipliers (R, m) or (R, m, C) and the m
+    labels, as many per class; random draws scaled by each restart's ``init_scale`` (around public inputs the
+    ``classifier`` assigns each label, for ``init: public``), or ``initial`` (x, lambdas, labels) for every restart."""
+    classes, restarts, d = max(2, objective.outputs), config.restarts, objective.input_dim
+    m = max(classes, config.candidates_per_sample * n_train)
+    m += -m % classes  # the same number of candidates per class
+    if objective.outputs == 1:
+        labels = torch.cat([torch.ones(m // 2), -torch.ones(m // 2)])
+    else:
+        labels = torch.arange(classes, dtype=torch.float64).repeat_interleave(m // classes)
+    x = torch.randn(restarts, m, d, generator=generator, dtype=torch.float64)
+    x *= torch.tensor(settings["init_scale"], dtype=torch.float64)[:, None, None]
+    if config.init == "public":
+        x += public_start(classifier.target, reference, labels, restarts, generator)
+    if config.lambda_sign == "free":
+        lam = torch.randn(restarts, m, generator=generator, dtype=torch.float64)
+    elif config.lambda_init == "uniform":
+        lam = torch.rand(restarts, m, generator=generator, dtype=torch.float64)
+    else:
+        lam = torch.ones(restarts, m, dtype=torch.float64)
+    if config.multiclass_margins == "all" and objective.outputs > 1:  # one multiplier per other class
+        lam = lam.unsqueeze(-1).expand(restarts, m, objective.outputs) / (objective.outputs - 1)
+    if initial is not None:
+        x, lam, labels = (t.detach().cpu().double() for t in initial)
+        m = len(labels)
+        x, lam = x.expand(restarts, m, d).clone(), lam.expand(restarts, *lam.shape).clone()
+    return x, lam, labels

@@ -2,14 +2,17 @@
 
 However the network is written (an ``nn.Sequential``, nested ones, a class whose ``forward`` calls
 ``F.relu`` or ``torch.relu``), what the KKT attack needs is the order in which ``forward`` applies its
-Linear layers and ReLUs. Shape-only steps (``Flatten``, ``view``, ``reshape``), ``Dropout`` (the identity
-at evaluation: the audit reads weights, not a training step) and ``Identity`` are skipped; anything else
-is named in one line.
+Linear layers and ReLUs. Shape-only steps (``Flatten``, ``view``/``reshape`` with sizes read from
+``x.shape`` or ``x.size(0)``, ``flatten``, ``squeeze``/``unsqueeze`` as methods or functions), ``Dropout``
+(the identity at evaluation: the audit reads weights, not a training step) and ``Identity`` are skipped;
+anything else is named in one line with the line of the user's source that applies it.
 """
 
 from __future__ import annotations
 
-import operator
+import re
+import traceback
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -19,9 +22,11 @@ from auditkit.errors import AuditkitError
 
 SKIPPED_MODULES = (nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout)
 RELU_FUNCTIONS = (F.relu, torch.relu, torch.relu_, F.relu_)
-SKIPPED_FUNCTIONS = (torch.flatten, F.dropout, torch.reshape)
-SKIPPED_METHODS = ("view", "reshape", "flatten", "contiguous", "float", "double", "to")
+SKIPPED_FUNCTIONS = (torch.flatten, F.dropout, torch.reshape, torch.squeeze, torch.unsqueeze)
+SKIPPED_METHODS = ("view", "reshape", "flatten", "squeeze", "unsqueeze", "contiguous", "float", "double", "to")
 SHAPE_METHODS = ("size", "dim")  # read the shape, compute nothing on the values
+SHAPE_ATTRIBUTES = ("shape", "ndim")
+TORCH_SOURCE = Path(torch.__file__).parent
 
 
 class ModelGraphError(AuditkitError, ValueError):
@@ -47,21 +52,22 @@ def linear_chain(model: nn.Module) -> list[nn.Linear]:
     modules = dict(model.named_modules())
     steps: list[nn.Linear | str] = []
     current: fx.Node | None = None
-    shape_nodes: set[fx.Node] = set()
+    shape_nodes = shape_reads(graph)
     for node in graph.nodes:
         if node.op == "placeholder":
             current = current or node
             continue
         if node.op == "get_attr":
-            raise ModelGraphError(f"the model's forward reads the tensor {node.target!r} directly: not supported")
+            raise ModelGraphError(
+                f"the model's forward reads the tensor {node.target!r} directly{source_line(node)}: not supported"
+            )
         if node.op == "output":
             if node.args[0] is not current:
                 raise ModelGraphError("the model's forward does not return the output of its last layer alone")
             break
-        kind = _kind(node, modules)
-        if kind == "shape":
-            shape_nodes.add(node)
+        if node in shape_nodes:
             continue
+        kind = _kind(node, modules)
         tensors = [arg for arg in node.all_input_nodes if arg not in shape_nodes]
         if tensors != [current]:
             raise ModelGraphError(f"{_describe(node, modules)} does not take the previous layer's output alone")
@@ -76,19 +82,59 @@ def linear_chain(model: nn.Module) -> list[nn.Linear]:
 def traced(model: nn.Module) -> fx.GraphModule:
     """``model``'s forward as a torch.fx graph; a forward that cannot be traced (control flow on the data,
     say) raises :class:`ModelGraphError` saying why, rather than being audited wrong."""
+    tracer = fx.Tracer()
+    tracer.record_stack_traces = True  # each node keeps the line of forward that made it, for the messages
     try:
-        return fx.symbolic_trace(model)
+        return fx.GraphModule(model, tracer.trace(model))
     except Exception as error:  # fx raises many kinds (TraceError, TypeError, NotImplementedError, ...)
         reason = f"{type(error).__name__}: {str(error).splitlines()[0][:160] if str(error) else ''}"
+        frames = [(frame.filename, frame.lineno, frame.line) for frame in traceback.extract_tb(error.__traceback__)]
         raise ModelGraphError(
-            f"the model could not be traced with torch.fx ({reason}); "
-            "auditkit reads a model by tracing its forward: write it without data-dependent control flow, or "
-            "pass an nn.Sequential of Linear and ReLU"
+            f"the model could not be traced with torch.fx{_user_frame(frames)} ({reason}); "
+            "auditkit reads a model by tracing its forward: write it without an `if` or loop on the input (its "
+            "values or its shape), or pass an nn.Sequential of Linear and ReLU"
         ) from None
 
 
+def shape_reads(graph: fx.Graph) -> set[fx.Node]:
+    """The nodes that compute on the input's shape, not its values: ``x.shape``, ``x.size(0)``, ``x.dim()``,
+    and indexing or arithmetic on those alone (``x.shape[0]``, ``x.size(1) * x.size(2)``)."""
+    found: set[fx.Node] = set()
+    for node in graph.nodes:
+        reads = (node.op == "call_method" and node.target in SHAPE_METHODS) or (
+            node.op == "call_function" and node.target is getattr and node.args[1] in SHAPE_ATTRIBUTES
+        )
+        on_shapes = node.op == "call_function" and getattr(node.target, "__module__", None) == "_operator"
+        if reads or (on_shapes and node.all_input_nodes and set(node.all_input_nodes) <= found):
+            found.add(node)
+    return found
+
+
+def source_line(node: fx.Node) -> str:
+    """`` (at model.py line 12: x = x.tanh())``: the line of the user's ``forward`` that made ``node``, or ''."""
+    lines = (node.stack_trace or "").splitlines()
+    frames = []
+    for index, text in enumerate(lines):
+        if match := re.match(r'\s*File "(.+)", line (\d+), in ', text):
+            code = (
+                lines[index + 1]
+                if index + 1 < len(lines) and not lines[index + 1].lstrip().startswith("File")
+                else None
+            )
+            frames.append((match[1], int(match[2]), code))
+    return _user_frame(frames)
+
+
+def _user_frame(frames: list[tuple[str, int, str | None]]) -> str:
+    """`` (at NAME line N: CODE)`` for the last of ``frames`` outside torch's source, or ''."""
+    for filename, line, code in reversed(frames):
+        if not Path(filename).is_relative_to(TORCH_SOURCE):
+            return f" (at {Path(filename).name} line {line}{': ' + code.strip() if code else ''})"
+    return ""
+
+
 def _kind(node: fx.Node, modules: dict[str, nn.Module]) -> str:
-    """linear, relu, skip (shape-only or the identity) or shape (reads the shape); otherwise refused."""
+    """linear, relu or skip (shape-only or the identity); otherwise refused."""
     if node.op == "call_module":
         module = modules[node.target]
         if isinstance(module, nn.Linear):
@@ -102,15 +148,11 @@ def _kind(node: fx.Node, modules: dict[str, nn.Module]) -> str:
             return "relu"
         if node.target in SKIPPED_FUNCTIONS:
             return "skip"
-        if node.target is operator.getitem and all(arg.op == "call_method" for arg in node.all_input_nodes):
-            return "shape"  # x.size()[0]
     elif node.op == "call_method":
         if node.target in ("relu", "relu_"):
             return "relu"
         if node.target in SKIPPED_METHODS:
             return "skip"
-        if node.target in SHAPE_METHODS:
-            return "shape"
     raise ModelGraphError(
         f"{_describe(node, modules)} is not supported: the KKT attack audits ReLU MLPs (Linear and ReLU, with "
         "Flatten, Dropout, Identity, view/reshape between them)"
@@ -119,9 +161,9 @@ def _kind(node: fx.Node, modules: dict[str, nn.Module]) -> str:
 
 def _describe(node: fx.Node, modules: dict[str, nn.Module]) -> str:
     if node.op == "call_module":
-        return f"layer {node.target!r} ({type(modules[node.target]).__name__})"
+        return f"layer {node.target!r} ({type(modules[node.target]).__name__}){source_line(node)}"
     name = getattr(node.target, "__name__", str(node.target))
-    return f"operation {name!r} ({'method' if node.op == 'call_method' else 'function'})"
+    return f"operation {name!r} ({'method' if node.op == 'call_method' else 'function'}){source_line(node)}"
 
 
 def _checked(steps: list[nn.Linear | str]) -> list[nn.Linear]:

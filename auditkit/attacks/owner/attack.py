@@ -58,7 +58,7 @@ class OwnerAttack(KKTAttack):
 
     def warning(self) -> str:
         """A warning when the steps are fewer than the owner's recorded runs needed to converge."""
-        return short_attack_warning(self.config.steps, RECORDED_STEPS, "benchmarks/results/recipes_seed0.md")
+        return short_attack_warning(self.config.steps, RECORDED_STEPS)
 
     def memory_bytes(self, n_train: int, widths: list[int], itemsize: int) -> int:
         """The KKT attack's, once per point the gradients are taken at."""

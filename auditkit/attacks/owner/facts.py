@@ -41,11 +41,16 @@ class OwnerFacts(KKTFacts):
     WEAK: ClassVar[float] = WEAK_RESIDUAL
     WHERE: ClassVar[str] = "their linearisation at the initial weights"
     NEEDS_FIT: ClassVar[bool] = False
+    NEXT_STEP: ClassVar[str] = (
+        "Adam's or AdamW's rescaling of each weight is out of this attack's reach: the span attack beside it reads "
+        "membership from the same initial weights; a model trained with DP-SGD is bounded by its ceiling instead"
+    )
 
     def victim_concerns(self, train_accuracy: float, centred: bool) -> list[Concern]:
         """The linearisation premise; raw pixels were not measured for this attack (weak, not fatal)."""
         found = super().victim_concerns(train_accuracy, True)
         if not centred:
-            reason = "the inputs are not centred (raw pixels): the owner's attack was not measured there, so counts "
+            reason = "the inputs are not centred (their training mean is not 0): the owner's attack was not measured "
+            reason += "there, so counts "
             found.append(Concern(reason + "may under-state the leakage", False))
         return found

@@ -28,6 +28,7 @@ from auditkit.attacks.span.residual import layer_inputs, span_residuals
 from auditkit.attacks.span.spectrum import LayerSpan, dense_layers, read_span
 from auditkit.errors import ConfigError, UnsupportedModelError
 from auditkit.victims.models import assigned_classes, outputs_tensor
+from auditkit.victims.user_model import unwrapped_name
 
 INPUT_LAYER_TOLERANCE = 1e-6  # a layer takes the inputs themselves when its inputs equal them to this
 
@@ -154,9 +155,13 @@ class SpanAttack(Attack):
         if starts is not None and [m.weight.shape for _, m in starts] != [m.weight.shape for _, m in layers]:
             raise ConfigError("init: its dense layers' shapes differ from the model's; give the same architecture")
         spans, bases = [], []
+        updates = {unwrapped_name(name): update for name, update in (knowledge.updates or {}).items()}
         for index, (name, layer) in enumerate(layers):
             initial = starts[index][1].weight if starts is not None else None
-            span, basis = read_span(name, layer.weight, initial, knowledge.n_train, self.config.max_tail)
+            weight, update = layer.weight, updates.get(unwrapped_name(name))
+            if update is not None:  # a record's: what training added, the optimiser's rescaling undone
+                weight, initial = update, None
+            span, basis = read_span(name, weight, initial, knowledge.n_train, self.config.max_tail)
             spans.append(span)
             bases.append(basis)
         return spans, bases

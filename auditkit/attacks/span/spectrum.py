@@ -83,7 +83,7 @@ def read_span(
     tail = float(energy[n:].sum() / total) if total > 0 else 1.0
     rank, gap = _gap(values, n)
     dimension = min(n, len(values))
-    reason = _unreadable(outputs, inputs, n, dimension, tail, max_tail, total)
+    reason = _unreadable(outputs, inputs, n, dimension, tail, max_tail, total, initial is not None)
     span = LayerSpan(name, inputs, outputs, rank, gap, dimension, tail, multiple, reason)
     return span, rows[:dimension]
 
@@ -111,7 +111,9 @@ def _gap(values: np.ndarray, n: int) -> tuple[int, float]:
     return rank, float(ratios[rank - 1])
 
 
-def _unreadable(outputs: int, inputs: int, n: int, dimension: int, tail: float, max_tail: float, total: float) -> str:
+def _unreadable(
+    outputs: int, inputs: int, n: int, dimension: int, tail: float, max_tail: float, total: float, initial: bool
+) -> str:
     """Why a layer's row space cannot single out the training inputs ('' when it can)."""
     if total == 0:
         return "its weights are all zero"
@@ -120,8 +122,11 @@ def _unreadable(outputs: int, inputs: int, n: int, dimension: int, tail: float, 
     if dimension >= inputs:
         return f"{n} training inputs span all of its {inputs} input dimensions"
     if tail > max_tail:
+        causes = "noise such as DP-SGD's, or Adam's rescaling" + (
+            "" if initial else "; or the weights training started from, not given: give them (--init, init=)"
+        )
         return (
             f"{tail:.0%} of its weights' energy lies beyond {n} directions: training did not keep its rows in the "
-            "span of the training inputs (noise such as DP-SGD's, Adam's rescaling, or the initial weights not given)"
+            f"span of the training inputs ({causes})"
         )
     return ""

@@ -9,17 +9,20 @@ from typing import TYPE_CHECKING
 
 import click
 
+from auditkit.cli.options import (
+    PRESETS_OPTION,
+    SET_OPTION,
+    CommonOptions,
+    common_options,
+    dp_options,
+    output_folder,
+    privacy_settings,
+    scenario_overrides,
+)
 from auditkit.errors import AuditkitError, first_error
 
 if TYPE_CHECKING:
     from auditkit.results.run import RunResult
-
-
-def _folder(context: click.Context, parameter: click.Parameter, value: str | None) -> Path | None:
-    """An output folder option as a Path; an empty one would mean the current folder, so it is refused."""
-    if value is not None and not value.strip():
-        raise click.BadParameter("an empty path (it would write into the current folder); name a folder")
-    return None if value is None else Path(value)
 
 
 def _fail(error: AuditkitError) -> None:
@@ -28,15 +31,18 @@ def _fail(error: AuditkitError) -> None:
 
 
 def _report_run(
-    start: Callable[[], tuple[Path, RunResult]], on_interrupt: str, fail_if: tuple[str, ...], allow_inconclusive: bool
+    start: Callable[[], tuple[Path, RunResult]],
+    on_interrupt: str,
+    common: CommonOptions,
 ) -> None:
     """Run ``start`` (-> output folder, result); user errors in one line, then each victim's finding and,
-    with ``--fail-if``, the release gate (exit code 1 with the reasons; 1 too when no victim was audited)."""
+    with ``--fail-if``, the release gate (exit code 1 with the reasons; 1 too when no victim was audited).
+    ``--junit-xml`` and, when ``GITHUB_STEP_SUMMARY`` names a file, a Markdown summary for CI."""
     from auditkit.report.tables import headline
     from auditkit.running.gate import Condition, gate_failures
 
     try:
-        conditions = [Condition.parse(text) for text in fail_if]
+        conditions = [Condition.parse(text) for text in common.fail_if]
         out, result = start()
     except AuditkitError as error:
         _fail(error)
@@ -49,67 +55,37 @@ def _report_run(
         click.echo(f"  {headline(victim)}")
     for failure in result.failures:
         click.echo(f"  [{failure.name}] not audited: {failure.reason}")
+    reasons = gate_failures(result, conditions, common.allow_inconclusive) if conditions else []
+    _ci_outputs(result, reasons, bool(conditions), common.junit_xml)
     if result.failures and not result.victims:
         click.echo("error: no victim could be audited (see above); nothing was measured", err=True)
         sys.exit(1)
+    for reason in reasons:
+        click.echo(f"gate failed: {reason}", err=True)
+    if reasons:
+        sys.exit(1)
     if conditions:
-        reasons = gate_failures(result, conditions, allow_inconclusive)
-        for reason in reasons:
-            click.echo(f"gate failed: {reason}", err=True)
-        if reasons:
-            sys.exit(1)
         click.echo(f"gate passed: {' and '.join(f'not {c}' for c in conditions)}")
 
 
-def _overrides(seed: int | None, device: str | None, settings: tuple[str, ...]) -> dict:
-    """--set values, then --seed and --device (which win)."""
-    from auditkit.config.overrides import parse_settings
+def _ci_outputs(result: RunResult, reasons: list[str], gated: bool, junit_xml: Path | None) -> None:
+    """The JUnit XML file (atomic) and the GitHub job summary (appended, as GitHub reads it), when asked for."""
+    import os
 
-    overrides = parse_settings(settings)
-    if seed is not None:
-        overrides["seed"] = seed
-    if device is not None:
-        overrides["device"] = device
-    return overrides
+    from auditkit.report.ci import junit_xml as junit_document
+    from auditkit.report.ci import step_summary
+    from auditkit.storage.files import write_text
 
-
-def _threads(threads: int | None) -> None:
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
-
-
-def _common(command: Callable) -> Callable:
-    """Options shared by ``run`` and ``audit``: threads, progress, the release gate."""
-    options = [
-        click.option("--threads", type=click.IntRange(1, 1024), help="CPU threads for torch (in summary.json)"),
-        click.option("--quiet", is_flag=True, help="no progress output"),
-        click.option("--progress", "bars", is_flag=True, help="progress bars even when not writing to a terminal"),
-        click.option(
-            "--fail-if",
-            "fail_if",
-            multiple=True,
-            metavar="'METRIC OP NUMBER'",
-            help="release gate: exit 1 when this holds for a victim, e.g. 'identified_fraction > 0.05' (repeatable)",
-        ),
-        click.option(
-            "--allow-inconclusive", is_flag=True, help="with --fail-if: pass a victim whose verdict is not conclusive"
-        ),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
-PRESETS_OPTION = click.option(
-    "--presets",
-    type=click.Path(path_type=Path, file_okay=False),
-    help="a folder with attacks/, defenses/, scenarios/ searched before the built-in presets",
-)
-SET_OPTION = click.option(
-    "--set", "settings", multiple=True, metavar="KEY.PATH=VALUE", help="override one setting (repeatable)"
-)
+    try:
+        if junit_xml is not None:
+            write_text(junit_xml, junit_document(result, reasons))
+            click.echo(f"JUnit XML written to {junit_xml}")
+        if summary_file := os.environ.get("GITHUB_STEP_SUMMARY"):
+            with open(summary_file, "a", encoding="utf-8") as summary:
+                summary.write(step_summary(result, reasons, gated))
+    except OSError as error:
+        click.echo(f"error: {error.filename or junit_xml}: cannot write it ({error.strerror})", err=True)
+        sys.exit(2)
 
 
 @click.group()
@@ -120,7 +96,7 @@ def main() -> None:
 
 @main.command()
 @click.argument("scenario")
-@click.option("--out", callback=_folder, help="output directory (default runs/SCENARIO_NAME)")
+@click.option("--out", callback=output_folder, help="output directory (default runs/SCENARIO_NAME)")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="overrides the scenario's device")
 @click.option("--seed", type=int, help="overrides the scenario's seed")
 @click.option("--resume", is_flag=True, help="reuse finished audits in --out (victims are always cached)")
@@ -133,7 +109,7 @@ def main() -> None:
 @click.option("--address", help="with --executor ray: an existing Ray cluster (default: start one on this machine)")
 @SET_OPTION
 @PRESETS_OPTION
-@_common
+@common_options
 def run(
     scenario: str,
     out: Path | None,
@@ -144,40 +120,36 @@ def run(
     address: str | None,
     settings: tuple[str, ...],
     presets: Path | None,
-    threads: int | None,
-    quiet: bool,
-    bars: bool,
-    fail_if: tuple[str, ...],
-    allow_inconclusive: bool,
+    common: CommonOptions,
 ) -> None:
     """Train the scenario's victims (cached), attack each and write the leakage report.
 
     SCENARIO: a YAML file, or the name of a built-in scenario (``auditkit list``)."""
     from auditkit.config.loading import load_scenario
-    from auditkit.progress import Progress
     from auditkit.running.runner import run_scenario
 
     def start() -> tuple[Path, RunResult]:
-        resolved = load_scenario(scenario, _overrides(seed, device, settings), presets)
+        resolved = load_scenario(scenario, scenario_overrides(seed, device, settings), presets)
         folder = out or Path("runs") / resolved.name
-        _threads(threads)
+        common.set_threads()
         return folder, run_scenario(
             resolved,
             folder,
             resume=resume,
-            progress=Progress(not quiet, bars or None),
+            progress=common.progress(),
             executor=executor,
-            threads=threads,
+            threads=common.threads,
             address=address,
         )
 
-    _report_run(start, "finished victims stay cached; rerun with --resume to continue", fail_if, allow_inconclusive)
+    interrupted = "finished victims and the attack's progress stay cached; rerun with --resume to continue"
+    _report_run(start, interrupted, common)
 
 
 @main.command()
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--data", "data_path", type=click.Path(path_type=Path), required=True, help="training data (.npz)")
-@click.option("--out", callback=_folder, help="output directory (default runs/audit-MODEL_NAME)")
+@click.option("--out", callback=output_folder, help="output directory (default runs/audit-MODEL_NAME)")
 @click.option(
     "--attack", help="attack preset: a name (auditkit list) or a YAML file (default: kkt_quick; owner with --init)"
 )
@@ -187,6 +159,13 @@ def run(
     type=click.Path(path_type=Path),
     help="the weights training started from (a state_dict file, as MODEL): the owner's attack explains what "
     "training added to them",
+)
+@click.option(
+    "--record",
+    "record_path",
+    type=click.Path(path_type=Path),
+    help="a training record (auditkit.recording.TrainingRecorder's folder): the initial weights, the DP settings, "
+    "Adam's rescaling undone",
 )
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0)
@@ -203,29 +182,31 @@ def run(
     metavar="KEY=VALUE",
     help="a keyword argument for --arch's class (repeatable; VALUE read as YAML: 8, 0.5, true, [1, 2])",
 )
+@dp_options
 @SET_OPTION
-@_common
+@common_options
 def audit(
     model: Path,
     data_path: Path,
     out: Path | None,
     attack: str | None,
     init_path: Path | None,
+    record_path: Path | None,
     arch: str | None,
     arch_args: tuple[str, ...],
     device: str,
     seed: int,
     steps: int | None,
     settings: tuple[str, ...],
-    threads: int | None,
-    quiet: bool,
-    bars: bool,
-    fail_if: tuple[str, ...],
-    allow_inconclusive: bool,
+    common: CommonOptions,
+    dp: tuple[Path | None, dict],
 ) -> None:
     """Audit a model you trained: MODEL is its state_dict, a ``.safetensors`` file or ``torch.save(model.state_dict())``
-    (loaded with weights_only=True); DATA an .npz with train_x (the model's inputs), train_y and optionally
-    nonmember_x, mean, image_shape. ``--set attack.KEY=VALUE`` and ``--steps`` override the attack preset.
+    (loaded with weights_only=True), or a training checkpoint holding it; DATA an .npz with train_x (the model's
+    inputs), train_y and optionally nonmember_x (data never trained on: the membership test), test_x and test_y
+    (held out, labelled: the test accuracy), mean and std (the inputs' normalisation of [0, 1] pixels),
+    image_shape. ``--set attack.KEY=VALUE`` and ``--steps`` override the attack preset. ``--dp FILE`` or
+    ``--dp-noise`` etc.: how a DP-SGD model was trained, for its epsilon and the DP ceiling.
     ``--init INIT``: the weights training started from (same formats): the owner's attack, for models trained
     the usual way (minibatch SGD, no weight decay), where the KKT attack's premise fails. ``--arch module:Class``
     (with ``--arch-arg KEY=VALUE``): your network class, for a CNN or any ReLU network whose state_dict does not
@@ -233,23 +214,35 @@ def audit(
     from auditkit.auditing.saved_model import audit_saved_model
     from auditkit.config.overrides import parse_arguments, parse_settings
     from auditkit.errors import ConfigError
-    from auditkit.progress import Progress
 
     def start() -> tuple[Path, RunResult]:
         folder = out or Path("runs") / f"audit-{model.stem}"
-        progress = Progress(not quiet, bars or None)
+        progress = common.progress()
         overrides = parse_settings(settings)
         if steps is not None:
             if "steps" in overrides.get("attack", {}):
                 raise ConfigError("--steps and --set attack.steps: both give the attack's steps; give one")
             overrides.setdefault("attack", {})["steps"] = steps
-        _threads(threads)
+        common.set_threads()
         arguments = parse_arguments(arch, arch_args)
+        privacy = privacy_settings(dp)
         return folder, audit_saved_model(
-            model, data_path, folder, attack, device, seed, progress, overrides, init_path, arch, arguments
+            model,
+            data_path,
+            folder,
+            attack,
+            device,
+            seed,
+            progress,
+            overrides,
+            init_path,
+            arch,
+            arguments,
+            privacy=privacy,
+            record_path=record_path,
         )
 
-    _report_run(start, "nothing was saved; run it again", fail_if, allow_inconclusive)
+    _report_run(start, "nothing was saved; run it again", common)
 
 
 @main.command()
@@ -263,7 +256,7 @@ def validate(scenario: str, settings: tuple[str, ...], presets: Path | None) -> 
     from auditkit.running.jobs import plan_victims
 
     try:
-        resolved = load_scenario(scenario, _overrides(None, None, settings), presets)
+        resolved = load_scenario(scenario, scenario_overrides(None, None, settings), presets)
         jobs = plan_victims(resolved)  # what `run` checks before training: data, DP plans, memory, every grid point
     except AuditkitError as error:
         _fail(error)
