@@ -171,7 +171,7 @@ def _failure(result: AuditResult, expectation: str, report_to: str | Path | None
     if report_to is not None:
         folder = Path(report_to) / result.name
         result.save(folder)
-        write_report(RunResult.load(folder), folder, victim_folders=False)
+        write_report(RunResult.of_audit(result), folder, victim_folders=False)
         lines.append(f"  report: {folder / 'report.html'}")
     return "\n".join(lines)
 

@@ -26,15 +26,20 @@ def readme_python(heading: str) -> list[str]:
     return re.findall(r"```python\n(.*?)```", re.split(r"\n#+ ", section, maxsplit=1)[0], re.S)
 
 
-@pytest.mark.slow
-def test_the_readme_python_example_runs_and_its_result_renders(tmp_path, monkeypatch):
-    code = readme_python("## Python API")[0]
-    for text, smaller in SMALLER.items():
+def run_in(folder, monkeypatch, code: str, smaller: dict[str, str]) -> dict:
+    """``code`` run in ``folder`` with each text of ``smaller`` replaced (each in it exactly once): its names."""
+    for text, replacement in smaller.items():
         assert code.count(text) == 1, f"the README example no longer has {text!r}: update this test"
-        code = code.replace(text, smaller)
-    monkeypatch.chdir(tmp_path)
+        code = code.replace(text, replacement)
+    monkeypatch.chdir(folder)
     namespace = {}
     exec(compile(code, str(README), "exec"), namespace)  # noqa: S102 (our own README)
+    return namespace
+
+
+@pytest.mark.slow
+def test_the_readme_python_example_runs_and_its_result_renders(tmp_path, monkeypatch):
+    namespace = run_in(tmp_path, monkeypatch, readme_python("## Python API")[0], SMALLER)
     assert namespace["summary"].n == 10 and len(namespace["frame"]) == 10
     result = CliRunner().invoke(main, ["report", "runs/mine"])
     assert result.exit_code == 0, result.output
@@ -65,14 +70,7 @@ TUTORIAL_SMALLER = {"range(100)": "range(30)", "OwnerAttack()": "OwnerAttack(ste
 def test_the_readme_tutorial_script_is_audited_with_no_edits(tmp_path, monkeypatch):
     """The tutorial's training script and its audit, as written but shorter, then its command line."""
     training, audit = readme_python("### A tutorial training script, audited as it is")
-    code = training + audit
-    for text, smaller in TUTORIAL_SMALLER.items():
-        assert code.count(text) == 1, f"the README tutorial no longer has {text!r}: update this test"
-        code = code.replace(text, smaller)
-    monkeypatch.chdir(tmp_path)
-    namespace = {}
-    exec(compile(code, str(README), "exec"), namespace)  # noqa: S102 (our own README)
-    result = namespace["result"]
+    result = run_in(tmp_path, monkeypatch, training + audit, TUTORIAL_SMALLER)["result"]
     assert result.summary().n == 100 and result.attack.name == "owner"
     assert "view(x.size(0), -1)" in training and "std=STD" in training and "model_state_dict" in training
     (tmp_path / "span.yaml").write_text("name: span\nprograms: 20\n")  # the default attack pair, shorter
@@ -85,11 +83,8 @@ def test_the_readme_tutorial_script_is_audited_with_no_edits(tmp_path, monkeypat
 @pytest.mark.slow
 def test_the_readme_recorder_script_records_and_audits_in_one_call(tmp_path, monkeypatch):
     code = readme_python("### Record the training, audit in one call (Adam too)")[0]
-    assert code.count("range(100)") == 1, "the README recorder example changed: update this test"
     assert len(code.strip().splitlines()) <= 30
-    monkeypatch.chdir(tmp_path)
-    namespace = {}
-    exec(compile(code, str(README), "exec"), namespace)  # noqa: S102 (our own README)
+    namespace = run_in(tmp_path, monkeypatch, code, {"range(100)": "range(100)"})  # as written
     summary = namespace["result"].summary()
     assert namespace["result"].attack.name == "span" and summary.verdict in ("conclusive", "weak"), summary.finding
     assert summary.auc > 0.9 and (tmp_path / "record" / "manifest.json").is_file()

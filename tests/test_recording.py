@@ -51,7 +51,7 @@ def test_a_plain_loop_is_recorded_without_changing_it(mnist, tmp_path):
     manifest = record.manifest
     assert manifest.steps == 40 and [s.step for s in manifest.snapshots] == [7, 14, 21, 28, 35, 40]
     assert manifest.optimizer.class_ == "Adam" and manifest.optimizer.settings["lr"] == 1e-3
-    assert all(torch.equal(record.initial_state()[name], initial[name]) for name in initial)
+    assert all(torch.equal(record.initial_state[name], initial[name]) for name in initial)
     twin = _mlp()  # the same loop without a recorder ends at the same weights
     twin_optimizer = torch.optim.Adam(twin.parameters(), lr=1e-3)
     _train(twin, twin_optimizer, x, y, steps=40)
@@ -67,7 +67,7 @@ def test_adams_rescaling_undone_puts_the_first_layers_update_back_in_the_span_of
         folder = tmp_path / optimizer_class.__name__
         recorder = TrainingRecorder(model, optimizer, folder, every=1)
         _train(model, optimizer, x, y, steps=40)
-        update = recorder.close().updates()["0.weight"]
+        update = recorder.close().updates["0.weight"]
         basis = torch.linalg.svd(x.double(), full_matrices=False)[2]  # the training inputs' row space
         assert _outside(update, basis) < 1e-4  # a combination of the inputs, up to float32 rounding
         assert _outside(model[0].weight.detach().double() - start, basis) > 0.05  # the raw change is not
@@ -91,7 +91,7 @@ def test_the_span_attack_reads_membership_from_an_adam_record(mnist, tmp_path):
     assert any("training record record: Adam, 100 steps" in note for note in result.data_notes)
     from auditkit import Auditor
 
-    initial = TrainingRecord.load(tmp_path / "record").initial_state()  # without the record's snapshots:
+    initial = TrainingRecord.load(tmp_path / "record").initial_state  # without the record's snapshots:
     alone = Auditor(span, device="cpu").audit(model, train=(x, y), nonmembers=others, mean=mean, init=initial)
     assert alone.summary().verdict == "not applicable"  # Adam's rescaling leaves the span unreadable
 

@@ -140,7 +140,7 @@ class Auditor:
         updates, record_note = None, ""
         if record is not None:
             record, updates, record_note = record_inputs(record, model)
-            init = init if init is not None else record.initial_state()
+            init = init if init is not None else record.initial_state
             privacy = privacy if privacy is not None or victim is not None else record.privacy()
         if init is None and self.attack.needs_initial:
             raise ConfigError(

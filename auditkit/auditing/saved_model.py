@@ -89,7 +89,7 @@ def audit_saved_model(
         initial = initial_model(model, init_state, str(init_path))
     record = TrainingRecord.load(record_path, model) if record_path is not None else None
     if record is not None and initial is None:
-        initial = initial_model(model, record.initial_state(), str(record_path))
+        initial = initial_model(model, record.initial_state, str(record_path))
     attack_runs = _attacks(attack, initial is not None, overrides.get("attack", {}))
     attack_run = attack_runs[0]
     if initial is not None and not attack_run.reads_initial:

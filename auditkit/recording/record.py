@@ -11,6 +11,7 @@ later, and keeps the sums in its snapshots: the momentum's sum back, up to the d
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,17 +69,6 @@ class Manifest(BaseModel):
     privacy: dict | None
 
 
-def parameter_names(model: nn.Module, optimizer: torch.optim.Optimizer) -> list[tuple[str, int]]:
-    """(name, id) of every parameter the optimiser updates, named as in the model without wrapper prefixes."""
-    named = {id(p): unwrapped_name(name) for name, p in model.named_parameters()}
-    held = [p for group in optimizer.param_groups for p in group["params"]]
-    if any(id(p) not in named for p in held):
-        from auditkit.errors import ConfigError
-
-        raise ConfigError("optimizer: it updates parameters that are not the model's; give the model it trains")
-    return [(named[id(p)], id(p)) for p in held]
-
-
 @dataclass(frozen=True)
 class TrainingRecord:
     """A checked training record (see :class:`auditkit.recording.recorder.TrainingRecorder`)."""
@@ -113,8 +103,7 @@ class TrainingRecord:
             if hashlib.sha256(file.read_bytes()).hexdigest() != snapshot.sha256:
                 raise RecordError(f"{file}: changed since it was recorded (its SHA-256 is not the manifest's)")
         record = cls(folder, manifest)
-        initial = record.initial_state()
-        if sorted(initial) != sorted(manifest.parameters):
+        if sorted(record.initial_state) != sorted(manifest.parameters):
             raise RecordError(f"{folder / INITIAL_FILE}: its tensors are not the manifest's parameters")
         if model is not None:
             record.check_model(model)
@@ -123,15 +112,16 @@ class TrainingRecord:
     def check_model(self, model: nn.Module) -> None:
         """Refuse a record of another model: the parameters' names and shapes must be the model's."""
         shapes = {unwrapped_name(name): tuple(p.shape) for name, p in model.named_parameters()}
-        for name, tensor in self.initial_state().items():
+        for name, tensor in self.initial_state.items():
             if shapes.get(name) != tuple(tensor.shape):
                 raise RecordError(
                     f"{self.folder}: a record of another model (its {name!r} is {tuple(tensor.shape)}, the model's "
                     f"{shapes.get(name, 'missing')})"
                 )
 
+    @functools.cached_property
     def initial_state(self) -> dict[str, torch.Tensor]:
-        """The weights training started from, named as in the model."""
+        """The weights training started from, named as in the model (read once)."""
         return load_weights(self.folder / INITIAL_FILE, RecordError)
 
     def privacy(self) -> dict | None:
@@ -140,12 +130,14 @@ class TrainingRecord:
 
     @property
     def adaptive(self) -> bool:
-        """Whether training rescaled each weight on its own (Adam, AdamW): then :meth:`updates` applies."""
+        """Whether training rescaled each weight on its own (Adam, AdamW): then :attr:`updates` applies."""
         return self.manifest.optimizer.class_ in ADAPTIVE
 
+    @functools.cached_property
     def updates(self) -> dict[str, torch.Tensor]:
         """What training added to each weight matrix (name -> (out, in), float64) with Adam's rescaling undone:
-        the snapshots' ``update/`` tensors summed; empty for an optimiser without per-weight rescaling."""
+        the snapshots' ``update/`` tensors summed (read once, however many audits use the record); empty for
+        an optimiser without per-weight rescaling."""
         total: dict[str, torch.Tensor] = {}
         for snapshot in self.manifest.snapshots if self.adaptive else ():
             for key, tensor in load_weights(self.folder / snapshot.file, RecordError).items():
@@ -160,11 +152,11 @@ def record_inputs(record: str | Path | TrainingRecord, model: nn.Module) -> tupl
     layer name (an Adam or AdamW record), and a note saying what the record holds."""
     record = record if isinstance(record, TrainingRecord) else TrainingRecord.load(record)
     record.check_model(model)
-    updates = {name.removesuffix(".weight"): update for name, update in record.updates().items()}
+    updates = {name.removesuffix(".weight"): update for name, update in record.updates.items()}
     manifest = record.manifest
     note = (
         f"training record {record.folder.name}: {manifest.optimizer.class_}, {manifest.steps} steps, "
         f"{len(manifest.snapshots)} snapshots (one every {manifest.every} steps)"
-        + ("; its per-weight rescaling undone interval by interval for the span attack" if updates else "")
+        + ("; its per-weight rescaling undone as it trained, for the span attack" if updates else "")
     )
     return record, updates, note

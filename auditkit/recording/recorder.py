@@ -20,9 +20,9 @@ from auditkit.recording.record import (
     MANIFEST_FILE,
     RECORD_FORMAT,
     TrainingRecord,
-    parameter_names,
 )
 from auditkit.storage.files import atomic_path, ensure_writable, write_json
+from auditkit.victims.user_model import unwrapped_name
 
 READ_GROWTH = 1.1  # the gap between two reads of Adam's rescaling: a tenth of the steps so far, at most ``every``
 
@@ -73,22 +73,22 @@ class TrainingRecorder:
         self.model, self.every, self.batch_size = model, every, batch_size
         self.optimizer = getattr(optimizer, "original_optimizer", optimizer)  # Opacus's DPOptimizer wraps one
         self.privacy_engine, self.delta = privacy_engine, delta
-        self.names = parameter_names(model, self.optimizer)
+        self.parameters = _named_parameters(model, self.optimizer)
         self.step, self.snapshots, self.closed = 0, [], False
         self.read_at, self.next_read = 0, 1  # the optimiser's rescaling, read on a geometric schedule
         self.adaptive = type(self.optimizer).__name__ in ADAPTIVE
-        matrices = [(name, p) for name, p in self._parameters() if p.ndim == 2] if self.adaptive else []
+        matrices = [(name, p) for name, p in self.parameters if p.ndim == 2] if self.adaptive else []
         self.previous = {name: p.detach().clone() for name, p in matrices}
         self.updates = {name: torch.zeros_like(weight) for name, weight in self.previous.items()}
         self.groups = {id(p): group for group in self.optimizer.param_groups for p in group["params"]}
-        _save(self.folder / INITIAL_FILE, {name: p for name, p in self._parameters()})
+        _save(self.folder / INITIAL_FILE, {name: p for name, p in self.parameters})
         self._write_manifest()
         self._hook = self.optimizer.register_step_post_hook(self._after_step)
         print(f"auditkit recorder: {self.describe()}", file=sys.stderr)
 
     def describe(self) -> str:
         """What the record costs on disk: one snapshot's size and how often it is taken."""
-        size = sum(p.numel() * p.element_size() for _, p in self._parameters())
+        size = sum(p.numel() * p.element_size() for _, p in self.parameters)
         copies = 3 if self.adaptive else 1  # the weights; for Adam and AdamW their v and the rescaled update too
         return (
             f"a snapshot every {self.every} optimiser steps into {self.folder}, {copies * size / 2**20:.1f} MB each "
@@ -140,7 +140,7 @@ class TrainingRecorder:
         when ``v`` changes fastest, then at gaps growing by ``READ_GROWTH`` up to ``every``; in the weights'
         own precision, in place."""
         steps, decoupled = self.step - self.read_at, type(self.optimizer).__name__ == "AdamW"
-        for name, parameter in self._parameters():
+        for name, parameter in self.parameters:
             state = self.optimizer.state.get(parameter, {})
             if name not in self.updates or "exp_avg_sq" not in state:
                 continue
@@ -161,9 +161,9 @@ class TrainingRecorder:
         as one safetensors file, listed in the manifest."""
         if self.adaptive and self.read_at != self.step:
             self._read()
-        tensors = {f"weight/{name}": p for name, p in self._parameters()}
+        tensors = {f"weight/{name}": p for name, p in self.parameters}
         tensors |= {f"update/{name}": update for name, update in self.updates.items()}
-        for name, parameter in self._parameters():
+        for name, parameter in self.parameters:
             for key, value in self.optimizer.state.get(parameter, {}).items():
                 if key in KEPT_STATE and isinstance(value, torch.Tensor) and value.shape == parameter.shape:
                     tensors[f"{key}/{name}"] = value
@@ -174,10 +174,6 @@ class TrainingRecorder:
         self.snapshots.append({"step": self.step, "file": path.name, "sha256": digest})
         self._write_manifest()
 
-    def _parameters(self):
-        by_id = {id(p): p for group in self.optimizer.param_groups for p in group["params"]}
-        return [(name, by_id[key]) for name, key in self.names]
-
     def _write_manifest(self) -> None:
         groups = self.optimizer.param_groups
         settings = {key: value for key, value in groups[0].items() if key != "params" and _plain(value)}
@@ -186,7 +182,7 @@ class TrainingRecorder:
             {
                 "format": RECORD_FORMAT,
                 "optimizer": {"class": type(self.optimizer).__name__, "settings": settings, "groups": len(groups)},
-                "parameters": [name for name, _ in self.names],
+                "parameters": [name for name, _ in self.parameters],
                 "every": self.every,
                 "batch_size": self.batch_size,
                 "steps": self.step,
@@ -216,6 +212,15 @@ class TrainingRecorder:
             "accountant": self.privacy_engine.accountant.mechanism(),
             **({"max_grad_norm": float(clip)} if isinstance(clip, int | float) else {}),
         }
+
+
+def _named_parameters(model: nn.Module, optimizer: torch.optim.Optimizer) -> list[tuple[str, torch.Tensor]]:
+    """Every parameter the optimiser updates with its name in the model, wrapper prefixes dropped."""
+    named = {id(p): unwrapped_name(name) for name, p in model.named_parameters()}
+    held = [p for group in optimizer.param_groups for p in group["params"]]
+    if any(id(p) not in named for p in held):
+        raise ConfigError("optimizer: it updates parameters that are not the model's; give the model it trains")
+    return [(named[id(p)], p) for p in held]
 
 
 def _save(path: Path, tensors: dict[str, torch.Tensor]) -> str:

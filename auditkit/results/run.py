@@ -62,14 +62,18 @@ class RunResult:
         return directory
 
     @classmethod
+    def of_audit(cls, result: AuditResult) -> RunResult:
+        """One audit as a run of its own (what ``report`` renders for an audit saved from Python)."""
+        attack = result.attack
+        return cls(RunFacts.of_saved_audit(result.name, attack.seed, attack.device, attack.dtype), [result])
+
+    @classmethod
     def load(cls, directory: str | Path) -> RunResult:
         """A run's folder (summary.json), or one audit's folder (result.json, e.g. from ``result.save``)."""
         directory = Path(directory)
         path = directory / RUN_FILE
         if not path.is_file() and (directory / RESULT_FILE).is_file():
-            result = AuditResult.load(directory)
-            attack = result.attack
-            return cls(RunFacts.of_saved_audit(result.name, attack.seed, attack.device, attack.dtype), [result])
+            return cls.of_audit(AuditResult.load(directory))
         values = read_json(path)
         try:
             names = [victim["name"] for victim in values["victims"]]

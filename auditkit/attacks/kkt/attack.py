@@ -184,7 +184,7 @@ class KKTAttack(Attack):
             objective, lower, upper = self._placed(victim, knowledge, device, dtype)
         labels = labels.to(device=device, dtype=dtype)
         scorer = self._scorer(objective, labels, lower, upper, knowledge, device, dtype)
-        target_norm, restarts = objective.norm().item(), cfg.restarts
+        target_norm = objective.norm().item()
         compute_losses = losses_function(cfg.compile, objective, device)
 
         for step in range(state.step, cfg.steps + 1):
@@ -215,7 +215,7 @@ class KKTAttack(Attack):
             if step == 0:
                 state.initial = state.losses  # take_step's losses: detached, a new tensor every step
             if step % cfg.log_every == 0 or step in (cfg.steps, cfg.early_stop_step - 1):
-                logged = state.record(step, (stationarity.cpu().double().sqrt() / target_norm).numpy(), restarts)
+                logged = state.record(step, (stationarity.cpu().double().sqrt() / target_norm).numpy())
                 if progress is not None:
                     progress(step, float(np.nanmin(logged)) if np.isfinite(logged).any() else math.nan)
                 if not bool(state.active.any()):

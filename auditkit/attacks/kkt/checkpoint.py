@@ -54,8 +54,8 @@ class SearchState:
         self.hyper, self.initial = {k: v[keep] for k, v in self.hyper.items()}, self.initial[keep]
         self.optimizer = self.optimizer.carry([self.x, self.lam], [self.hyper["lr_x"], self.hyper["lr_lambda"]], keep)
 
-    def record(self, step: int, relative: np.ndarray, restarts: int) -> np.ndarray:
-        """Log a step and return each of the ``restarts``' loss (NaN: stopped or diverged): restarts that
+    def record(self, step: int, relative: np.ndarray) -> np.ndarray:
+        """Log a step and return every restart's loss (NaN: stopped or diverged): restarts that
         diverged (NaN/inf, or finite but grown far beyond where they started) are parked and frozen, each
         restart's loss and ``relative`` residual kept."""
         alive = self.alive.numpy()
@@ -66,7 +66,7 @@ class SearchState:
             with torch.no_grad():  # park it at a finite point so its NaNs stop costing time
                 self.x[position], self.lam[position] = 0.0, 0.0
         self.active &= finite
-        logged = np.full(restarts, np.nan)
+        logged = np.full(len(self.final_loss), np.nan)  # one per restart the search began with
         logged[alive] = torch.where(self.active, self.losses, torch.nan).cpu().double().numpy()
         self.history.append(logged)
         self.steps_logged.append(step)
@@ -102,19 +102,16 @@ class SearchCheckpoint:
     def load(self, cfg: KKTConfig, device: torch.device | str) -> SearchState | None:
         """The state saved under this checkpoint's ``key``; None when there is none, it is another search's,
         or it cannot be read (the search then starts from step 0, as if never run)."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
+        from safetensors import SafetensorError, safe_open
 
         if not self.path.is_file():
             return None
         try:
-            from safetensors import safe_open
-
-            with safe_open(self.path, framework="pt") as opened:
+            with safe_open(self.path, framework="pt", device=str(device)) as opened:
                 meta = json.loads((opened.metadata() or {}).get("state", "{}"))
-            if meta.get("key") != self.key:
-                return None
-            tensors = load_file(self.path, device=str(device))
+                if meta.get("key") != self.key:
+                    return None
+                tensors = {name: opened.get_tensor(name) for name in opened.keys()}
         except (SafetensorError, OSError, ValueError):
             return None
         return _state(tensors, meta, cfg)
