@@ -53,8 +53,9 @@ from auditkit.data.datasets import load_data  # noqa: E402
 from auditkit.progress import Progress  # noqa: E402
 from auditkit.report.tables import epsilon_of  # noqa: E402
 from auditkit.running.jobs import obtain_victim  # noqa: E402
+from auditkit.scoring.samples import normalized_margins  # noqa: E402
 from auditkit.storage.files import write_text  # noqa: E402
-from auditkit.victims.models import build_mlp, model_margins, normalized_margins  # noqa: E402
+from auditkit.victims.models import build_mlp, model_margins  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "findings"
 ROWS = RESULTS / "rows"  # NAME_seedS.json: one grid's rows for one seed (see the module's docstring)

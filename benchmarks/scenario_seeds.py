@@ -26,16 +26,24 @@ from auditkit import load_scenario, run_scenario
 from auditkit.config.overrides import deep_merge, parse_settings
 from auditkit.progress import Progress
 
-COLUMNS = [
-    "seed",
-    "victim",
+SUMMARY = [  # read from each result's summary (its fields, or its attack's premise numbers)
     "n",
     "identified",
     "identified_fraction",
+    "nonmembers_identified",
+    "confirmed",
+    "auc",
+    "tpr_at_0_1pct_fpr",
     "ssim_above_threshold",
     "baseline_ssim_above_threshold",
     "median_ssim",
+    "median_cosine",
     "victim_kkt_residual",
+]
+COLUMNS = [
+    "seed",
+    "victim",
+    *SUMMARY,
     "test_accuracy",
     "epsilon",
     "epsilon_lower",
@@ -79,7 +87,7 @@ def main() -> None:
                     "device": run.facts.device,
                     "dtype": run.facts.dtype,
                     "settings": settings,
-                    **{k: summary.metric(k) for k in COLUMNS[2:9]},
+                    **{k: summary.metric(k) for k in SUMMARY},
                     "test_accuracy": training.test_accuracy,
                     "epsilon": training.privacy.epsilon if training.privacy else None,
                     "epsilon_lower": summary.epsilon_lower,

@@ -22,7 +22,7 @@ from victim import fresh_victim_cache, scenario_victim
 from auditkit import Auditor, KKTAttack
 from auditkit.attacks.kkt.kernel import extract_layers, hidden_preactivations, margins
 from auditkit.attacks.kkt.residual import kkt_residual
-from auditkit.victims.models import normalized_margins
+from auditkit.scoring.samples import normalized_margins
 
 WEIGHT_DECAYS = [0.0, 1e-3, 3e-3, 1e-2, 3e-2, 5e-2]
 COLUMNS = ["weight_decay", "train_accuracy", "test_accuracy", "victim_kkt_residual", "alive_units_1",

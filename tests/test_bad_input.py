@@ -112,7 +112,10 @@ SCENARIOS = [
     ("extends: base\nattack: {candidates_per_sample: 100000}\n", "attack.candidates_per_sample: Input should be less"),
     ("extends: base\nattack: {alpha_relative: 'yes'}\n", "attack.alpha_relative: Input should be a valid boolean"),
     # data
-    ("extends: base\ndata: {dataset: cifar}\n", "data.dataset: Input should be 'mnist', 'toy_colors' or 'cifar10'"),
+    (
+        "extends: base\ndata: {dataset: cifar}\n",
+        "data.dataset: Input should be 'mnist', 'mnist_features', 'toy_colors' or 'cifar10'",
+    ),
     (
         "extends: base\ndata: {dataset: cifar10}\n",
         "task 'parity' is not one dataset 'cifar10' takes (it takes 'vehicles'",

@@ -26,7 +26,7 @@ from auditkit.report import write_report
 from auditkit.report.plots import privacy_tradeoff, ssim_vs_margin
 from auditkit.results.facts import PrivacyFacts, VictimFacts
 from auditkit.results.run import VictimFailure
-from auditkit.scoring.bounds import dp_sgd_bound, kappa_ssim
+from auditkit.scoring.bounds import dp_sgd_bound, kappa_above
 from auditkit.storage.outdir import LOCK_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -189,9 +189,9 @@ def test_dp_victims_get_the_ceiling_beside_their_measured_success(tmp_path, monk
 
     def spy(*args, seed, **kwargs):
         seeds.append(seed)
-        return kappa_ssim(*args, seed=seed, **kwargs)
+        return kappa_above(*args, seed=seed, **kwargs)
 
-    monkeypatch.setattr(auditkit.auditing.auditor, "kappa_ssim", spy)
+    monkeypatch.setattr(auditkit.auditing.auditor, "kappa_above", spy)
     dp = {"name": "dp", "kind": "dp_sgd", "dp": {"target_epsilon": 8.0, "batch_size": 5, "epochs": 5}}
     scenario = _toy(defenses=["none", dp], seed=3)
     run = run_scenario(scenario, tmp_path, progress=QUIET)

@@ -108,7 +108,6 @@ def test_a_name_that_is_a_path_is_refused():
 @pytest.mark.parametrize(
     "state, expected",
     [
-        ({"0.weight": torch.randn(1, 784)}, "needs a hidden ReLU layer"),
         ({"0.weight": torch.zeros(0, 784), "2.weight": torch.zeros(1, 0)}, "layer 0's weight has shape (0, 784)"),
         ({"0.weight": torch.full((16, 784), 1e-40), "2.weight": torch.ones(1, 16)}, "all zero or subnormal"),
     ],
@@ -116,6 +115,13 @@ def test_a_name_that_is_a_path_is_refused():
 def test_models_the_attack_cannot_read_get_one_line_naming_why(files, state, expected):
     torch.save(state, files / "model.pt")
     _one_line(_audit(files, "--steps", "5"), expected)
+
+
+def test_a_linear_model_is_not_applicable_rather_than_refused(files):
+    torch.save({"0.weight": torch.randn(1, 784)}, files / "model.pt")
+    ran = _audit(files, "--steps", "5")
+    assert ran.exit_code == 0, ran.output
+    assert ran.output.count("not applicable") >= 2 and "is linear (no hidden layer)" in ran.output, ran.output
 
 
 def test_files_and_folders_in_the_wrong_place_get_one_line(files):

@@ -9,7 +9,8 @@ import torch
 
 from auditkit import Auditor, KKTAttack
 from auditkit.environment import DEFAULT_DTYPE, resolve_dtype
-from auditkit.victims.models import build_mlp, normalized_margins
+from auditkit.scoring.samples import normalized_margins
+from auditkit.victims.models import build_mlp
 from auditkit.victims.training import make_optimizer, train_mlp, training_step
 
 

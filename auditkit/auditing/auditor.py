@@ -25,14 +25,13 @@ from auditkit.progress import Progress
 from auditkit.recording.record import record_inputs
 from auditkit.results.audit import AuditResult
 from auditkit.results.facts import VictimFacts
-from auditkit.scoring.bounds import check_ceiling_memory, kappa_ssim, reconstruction_bounds
-from auditkit.scoring.metrics import identified_nonmembers, match, minmax, same_class_ssim, ssim
+from auditkit.scoring.bounds import check_ceiling_memory, kappa_above, reconstruction_bounds
+from auditkit.scoring.metrics import identified_nonmembers
+from auditkit.scoring.samples import COSINE_THRESHOLD, per_sample_frame
 from auditkit.storage.files import SAFE_NAME
 from auditkit.victims.dp import privacy_facts
-from auditkit.victims.models import model_margins, normalized_margins
+from auditkit.victims.models import model_margins
 
-REBUILT_ERROR = 0.05  # a candidate within this of every pixel of its sample rebuilds it almost exactly
-REBUILT_SSIM = 0.9  # or one at least this similar by SSIM
 CONFIRMING_SHARE = 0.5  # a member is confirmed below this share of every public input's membership distance
 
 
@@ -203,10 +202,13 @@ class Auditor:
         train_images = data.to_pixels(data.train_x)
         candidates = data.to_pixels(output.candidates) if len(output.candidates) else train_images[:0]
         pool_images = data.to_pixels(data.pool_x)
-        frame = self._per_sample(data, train_images, candidates, pool_images, output, margins)
+        frame, nearest = per_sample_frame(
+            data, train_images, candidates, pool_images, output, margins, self.ssim_threshold
+        )
         evidence = {
             **self._distances(frame, output, data),
-            "nonmember_identified": identified_nonmembers(train_images, candidates, pool_images),
+            **self._displays(data, nearest),
+            "nonmember_identified": identified_nonmembers(train_images, candidates, pool_images, data.similarity),
             "nonmember_labels": data.pool_y,  # the one-run test pairs within labels (NaN: unknown, no pairs)
             "candidate_lambdas": output.lambdas,
             "candidate_labels": output.labels,
@@ -231,8 +233,19 @@ class Auditor:
             where = {"seed": self.seed, "device": self.device, "dtype": self.dtype}
             result.attack = self.attack.control(model, knowledge, output, train, data.pool_x, **where).facts
         if result.privacy is not None:
-            result.bounds = self._ceiling(result, len(train_images) + len(pool_images), pool_images)
+            result.bounds = self._ceiling(result, len(train_images) + len(pool_images), pool_images, data)
         return result
+
+    @staticmethod
+    def _displays(data: AuditData, nearest: np.ndarray) -> dict[str, np.ndarray]:
+        """Feature data with its images: the members' images and, per member, the image of the non-member
+        nearest its matched candidate (the look-alike beside it), for the report."""
+        if data.train_display is None:
+            return {}
+        shown = {"train_display": data.train_display}
+        if data.pool_display is not None and len(data.pool_display) and (nearest >= 0).all():
+            shown["control_display"] = data.pool_display[nearest]
+        return shown
 
     @staticmethod
     def _accuracy(model: nn.Module, data: AuditData) -> float:
@@ -272,56 +285,20 @@ class Auditor:
             "membership_threshold": np.array(threshold),
         }
 
-    def _ceiling(self, result: AuditResult, identification_pool: int, pool_images: np.ndarray):
-        """The DP ceiling beside each success criterion (see :mod:`auditkit.scoring.bounds`)."""
+    def _ceiling(self, result: AuditResult, identification_pool: int, pool_images: np.ndarray, data: AuditData):
+        """The DP ceiling beside each success criterion (see :mod:`auditkit.scoring.bounds`): identification, and
+        SSIM above its threshold (cosine above ``COSINE_THRESHOLD`` for embeddings)."""
         summary, privacy = result.summary(), result.privacy
+        similarity = data.similarity
+        threshold = COSINE_THRESHOLD if data.features else self.ssim_threshold
         return reconstruction_bounds(
             tries=result.attack.candidates,
             identification_pool=identification_pool,
             identified_fraction=summary.identified_fraction,
-            kappa_above_threshold=kappa_ssim(pool_images, self.ssim_threshold, seed=self.seed),
-            above_threshold_fraction=summary.ssim_above_threshold / summary.n,
-            ssim_threshold=self.ssim_threshold,
+            kappa_above_threshold=kappa_above(pool_images, threshold, similarity, seed=self.seed),
+            above_threshold_fraction=float(result.frame["reconstructed"].mean()),
+            criterion=f"{similarity.name} > {threshold}",
             noise_multiplier=privacy.noise_multiplier,
             sample_rate=privacy.sample_rate,
             steps=privacy.steps,
         )
-
-    def _per_sample(self, data, train_images, candidates, pool_images, output: AttackOutput, margins) -> pd.DataFrame:
-        """One row per training sample: label, margins, the attack's own columns, the best match and its scores."""
-        n = len(train_images)
-        mean_image = data.mean.reshape(1, *data.image_shape)
-        baseline = ssim(np.repeat(minmax(mean_image), n, 0), train_images)
-        frame = pd.DataFrame(
-            {
-                "sample": np.arange(n),
-                "source_index": data.train_index,
-                "label": data.train_y.astype(int),
-                "margin": margins,
-                "normalized_margin": normalized_margins(margins),
-                **output.per_sample,
-                "baseline_ssim": baseline,
-            }
-        )
-        if len(candidates) == 0:
-            frame["ssim"] = np.nan
-            frame["identified"] = False
-            frame["reconstructed"] = False
-            frame["rebuilt"] = False
-            return frame
-        scores = match(train_images, candidates, pool_images)
-        frame["ssim"] = scores["ssim"]
-        frame["dssim"] = (1 - scores["ssim"]) / 2
-        frame["reconstructed"] = scores["ssim"] > self.ssim_threshold
-        frame["identified"] = scores["identified"]
-        frame["candidate"] = scores["candidate"]
-        frame["ssim_same_class"] = same_class_ssim(train_images, frame["label"].to_numpy(), candidates, output.labels)
-        frame["candidate_lambda"] = output.lambdas[scores["candidate"]]
-        frame["candidate_restart"] = output.restart[scores["candidate"]]
-        frame["ncc_distance"] = scores["ncc_distance"]
-        matched = candidates[scores["candidate"]].reshape(n, -1)
-        frame["max_abs_error"] = np.abs(matched - train_images.reshape(n, -1)).max(1)
-        close = (frame["max_abs_error"] <= REBUILT_ERROR) | (frame["ssim"] >= REBUILT_SSIM)
-        frame["rebuilt"] = frame["identified"] & close
-        frame["control_ssim"] = scores["control_ssim"]
-        return frame

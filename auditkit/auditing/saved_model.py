@@ -54,6 +54,7 @@ def audit_saved_model(
     *,
     privacy: PrivacyFacts | None = None,
     record_path: Path | None = None,
+    features: bool = False,
 ) -> RunResult:
     """Load (safely) and check the model, its initial weights and the data before anything runs, then
     attack, save and report.
@@ -67,6 +68,7 @@ def audit_saved_model(
     and the DP ceiling beside the counts.
     record_path: a training record (:class:`auditkit.recording.TrainingRecorder`'s folder): the initial
     weights (unless ``init_path``), the DP settings (unless ``privacy``), Adam's rescaling undone.
+    features: the data file's inputs are embeddings (:func:`auditkit.data.features.feature_data`).
     """
     progress = progress or Progress()
     overrides = overrides or {}
@@ -107,7 +109,7 @@ def audit_saved_model(
         outputs, inputs = (linears[-1].out_features if linears else attack_run.check(model).outputs), None
     itemsize = resolve_dtype(DEFAULT_DTYPE).itemsize
     _check_declared_sizes(data_path, attack_run, flat_shape, itemsize, f"the audit of {model_path.name}")
-    data = load_audit_data(data_path, outputs=outputs, inputs=inputs)
+    data = load_audit_data(data_path, outputs=outputs, inputs=inputs, features=features)
     shape = input_shape(model, None, data.image_shape)
     model, initial = (flat_input(m, shape) if m is not None else None for m in (model, initial))
     what = f"the audit of {model_path.name}"

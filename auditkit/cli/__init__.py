@@ -149,6 +149,12 @@ def run(
 @main.command()
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--data", "data_path", type=click.Path(path_type=Path), required=True, help="training data (.npz)")
+@click.option(
+    "--features",
+    is_flag=True,
+    help="train_x and nonmember_x are embeddings (a head on frozen features): compared by cosine, the images behind "
+    "them optional (train_images, nonmember_images; a file with them is read so without this flag)",
+)
 @click.option("--out", callback=output_folder, help="output directory (default runs/audit-MODEL_NAME)")
 @click.option(
     "--attack", help="attack preset: a name (auditkit list) or a YAML file (default: kkt_quick; owner with --init)"
@@ -188,6 +194,7 @@ def run(
 def audit(
     model: Path,
     data_path: Path,
+    features: bool,
     out: Path | None,
     attack: str | None,
     init_path: Path | None,
@@ -201,16 +208,17 @@ def audit(
     common: CommonOptions,
     dp: tuple[Path | None, dict],
 ) -> None:
-    """Audit a model you trained: MODEL is its state_dict, a ``.safetensors`` file or ``torch.save(model.state_dict())``
-    (loaded with weights_only=True), or a training checkpoint holding it; DATA an .npz with train_x (the model's
-    inputs), train_y and optionally nonmember_x (data never trained on: the membership test), test_x and test_y
-    (held out, labelled: the test accuracy), mean and std (the inputs' normalisation of [0, 1] pixels),
-    image_shape. ``--set attack.KEY=VALUE`` and ``--steps`` override the attack preset. ``--dp FILE`` or
-    ``--dp-noise`` etc.: how a DP-SGD model was trained, for its epsilon and the DP ceiling.
-    ``--init INIT``: the weights training started from (same formats): the owner's attack, for models trained
-    the usual way (minibatch SGD, no weight decay), where the KKT attack's premise fails. ``--arch module:Class``
-    (with ``--arch-arg KEY=VALUE``): your network class, for a CNN or any ReLU network whose state_dict does not
-    say how it is wired; a network that takes images reads train_x as flat rows of image_shape."""
+    """Audit a model you trained: MODEL is its state_dict, a ``.safetensors`` file or
+    ``torch.save(model.state_dict())`` (loaded with weights_only=True), or a training checkpoint holding it; DATA an
+    .npz with train_x (the model's inputs), train_y and optionally nonmember_x (data never trained on: the
+    membership test), test_x and test_y (held out, labelled: the test accuracy), mean and std (the inputs'
+    normalisation of [0, 1] pixels), image_shape; for a head on frozen features (``--features``), embeddings and
+    optionally the images behind them. ``--set attack.KEY=VALUE`` and ``--steps`` override the attack preset. ``--dp
+    FILE`` or ``--dp-noise`` etc.: how a DP-SGD model was trained, for its epsilon and the DP ceiling. ``--init
+    INIT``: the weights training started from (same formats): the owner's attack, for models trained the usual way
+    (minibatch SGD, no weight decay), where the KKT attack's premise fails. ``--arch module:Class`` (with
+    ``--arch-arg KEY=VALUE``): your network class, for a CNN or any ReLU network whose state_dict does not say how
+    it is wired; a network that takes images reads train_x as flat rows of image_shape."""
     from auditkit.auditing.saved_model import audit_saved_model
     from auditkit.config.overrides import parse_arguments, parse_settings
     from auditkit.errors import ConfigError
@@ -240,6 +248,7 @@ def audit(
             arguments,
             privacy=privacy,
             record_path=record_path,
+            features=features,
         )
 
     _report_run(start, "nothing was saved; run it again", common)

@@ -6,6 +6,7 @@ A loader takes the scenario's ``data:`` section and the seed and returns :class:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -14,7 +15,9 @@ import numpy as np
 
 from auditkit.budget import check_memory
 from auditkit.data.audit_data import AuditData
+from auditkit.data.backbone import backbone_slice, embed, trained_backbone
 from auditkit.data.cifar import ANIMALS, VEHICLES, load_cifar10_images
+from auditkit.data.features import as_features
 from auditkit.data.mnist import load_mnist_images
 from auditkit.data.tasks import PARITY, binary_task, multiclass_task
 
@@ -102,6 +105,20 @@ def image_task(images: np.ndarray, classes: np.ndarray, config: DataConfig, seed
 def _mnist(config: DataConfig, seed: int) -> AuditData:
     images, classes = load_mnist_images(config.path)
     return image_task(images, classes, config, seed, (28, 28), PARITY)
+
+
+@register_dataset(
+    "mnist_features",
+    ("parity", "digits", "multiclass"),
+    "embeddings of the mnist digits by a CNN backbone auditkit trains on a slice no task draws from (cached)",
+)
+def _mnist_features(config: DataConfig, seed: int) -> AuditData:
+    images, classes = load_mnist_images(config.path)
+    public, private = backbone_slice(classes)
+    backbone = trained_backbone(images[public], classes[public], (28, 28))
+    task = image_task(images[private], classes[private], config, seed, (28, 28), PARITY)
+    task = dataclasses.replace(task, train_index=private[task.train_index])  # positions in the whole set
+    return as_features(task, lambda pixels: embed(backbone, pixels))
 
 
 def _toy_colors_bytes(config: DataConfig) -> int:

@@ -68,22 +68,23 @@ def audit_data(
     ``mean`` and ``std``: the normalisation of [0, 1] pixels before training, inputs ``(pixels - mean) / std``
     (each a number, one per channel of (C, H, W) images, or one per feature; ``std`` 1 when not given, ``mean``
     0); without either the inputs must be pixels in [0, 1]. Which one applies is checked and stated."""
-    x = _rows(train_x, "train inputs")
+    x = rows(train_x, "train inputs")
     if inputs is not None and x.shape[1] != inputs:
         raise DataError(f"train inputs (train_x): {x.shape[1]} features per sample but the model takes {inputs} inputs")
     y, labels_note = class_labels(train_y, outputs)
     if len(y) != len(x):
         raise DataError(f"train inputs: {len(x)} rows but {len(y)} labels")
-    pool = _rows(nonmembers, "non-members") if nonmembers is not None else np.zeros((0, x.shape[1]))
+    pool = rows(nonmembers, "non-members") if nonmembers is not None else np.zeros((0, x.shape[1]))
     if pool.shape[1] != x.shape[1]:
         raise DataError(f"non-members: {pool.shape[1]} features, the training inputs have {x.shape[1]}")
-    test_x, test_y = _held_out(test, x.shape[1], labels_note, outputs)
+    test_x, test_y = held_out(test, x.shape[1], labels_note, outputs)
     shape = _checked_shape(image_shape, x.shape[1])
     if mean is None and std is None:
         if x.min() < 0 or x.max() > 1:
             raise DataError(
                 f"train inputs: values in [{_shown(x.min())}, {_shown(x.max())}], not pixels in [0, 1]: give the "
-                "mean that was subtracted (key 'mean'), and the std they were divided by (key 'std')"
+                "mean that was subtracted (key 'mean'), and the std they were divided by (key 'std'); embeddings are "
+                "read as feature data (--features)"
             )
         mean, input_note = np.zeros(x.shape[1]), "inputs are pixels in [0, 1] (checked), not centred"
     else:
@@ -92,14 +93,15 @@ def audit_data(
             std = _per_feature(std, "std", shape)
             if (std <= 0).any():
                 raise DataError("std: holds values <= 0; it is what the inputs were divided by")
-        for rows, what in ((x, "train inputs (train_x)"), (pool, "non-members (nonmember_x)"), (test_x, "test_x")):
-            _check_centred(rows, mean, std, what)
+        for given, what in ((x, "train inputs (train_x)"), (pool, "non-members (nonmember_x)"), (test_x, "test_x")):
+            _check_centred(given, mean, std, what)
         input_note = (
             "inputs are pixels in [0, 1] minus the given mean (checked: inputs + mean lie in [0, 1])"
             if std is None
             else "inputs are (pixels in [0, 1] - mean) / std, as given (checked: inputs * std + mean lie in [0, 1])"
         )
-    pool, pool_note = _without_members(pool, x)
+    kept, pool_note = without_members(pool, x)
+    pool = pool[kept]
     repeated = len(x) - len(np.unique(x, axis=0))
     if repeated:
         pool_note += (
@@ -121,11 +123,17 @@ def audit_data(
     )
 
 
-def load_audit_data(path: str | Path, outputs: int = 1, inputs: int | None = None) -> AuditData:
+FILE_KEYS = ("train_x", "train_y", "nonmember_x", "test_x", "test_y", "mean", "std", "image_shape")
+FEATURE_KEYS = ("train_images", "nonmember_images")  # feature data only: the images behind the embeddings
+
+
+def load_audit_data(path: str | Path, outputs: int = 1, inputs: int | None = None, features: bool = False) -> AuditData:
     """An .npz (``allow_pickle=False``) with ``train_x`` (the model's inputs), ``train_y`` and optionally
     ``nonmember_x``, ``test_x`` with ``test_y`` (held-out labelled data: the test accuracy), ``mean`` and
     ``std`` (the normalisation of [0, 1] pixels that made ``train_x``: checked) and ``image_shape``, for a model with
-    ``outputs`` outputs and ``inputs`` inputs."""
+    ``outputs`` outputs and ``inputs`` inputs. Feature data (``features``, or a file with ``train_images`` or
+    ``nonmember_images``): ``train_x`` and ``nonmember_x`` are embeddings, the images behind them optional
+    (:func:`auditkit.data.features.feature_data`)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: {not_a_file(path)}")
@@ -133,32 +141,44 @@ def load_audit_data(path: str | Path, outputs: int = 1, inputs: int | None = Non
     missing = [key for key in ("train_x", "train_y") if key not in arrays]
     if missing:
         raise DataError(f"{path}: missing array(s) {', '.join(missing)} (found: {', '.join(arrays) or 'none'})")
-    unknown = set(arrays) - {"train_x", "train_y", "nonmember_x", "test_x", "test_y", "mean", "std", "image_shape"}
+    features = features or any(key in arrays for key in FEATURE_KEYS)
+    unknown = set(arrays) - {*FILE_KEYS, *FEATURE_KEYS}
     if unknown:
         raise DataError(f"{path}: unknown array(s) {', '.join(sorted(unknown))}")
+    elsewhere = set(arrays) & ({"mean", "std", "image_shape"} if features else set(FEATURE_KEYS))
+    if elsewhere:
+        kind = "feature data (embeddings as given)" if features else "image data"
+        raise DataError(f"{path}: array(s) {', '.join(sorted(elsewhere))} are not read for {kind}")
     if ("test_x" in arrays) != ("test_y" in arrays):
         given, lacking = ("test_x", "test_y") if "test_x" in arrays else ("test_y", "test_x")
         raise DataError(f"{path}: {given} without {lacking} (the held-out data needs both)")
-    shape = arrays.get("image_shape")
+    common = {
+        "nonmembers": arrays.get("nonmember_x"),
+        "test": (arrays["test_x"], arrays["test_y"]) if "test_x" in arrays else None,
+        "name": re.sub(r"[^A-Za-z0-9_.-]", "_", path.stem),
+        "outputs": outputs,
+        "inputs": inputs,
+    }
+    if features:
+        from auditkit.data.features import feature_data
+
+        images = {key: arrays.get(key) for key in FEATURE_KEYS}
+        return feature_data(arrays["train_x"], arrays["train_y"], **common, **images)
     return audit_data(
         arrays["train_x"],
         arrays["train_y"],
-        nonmembers=arrays.get("nonmember_x"),
-        test=(arrays["test_x"], arrays["test_y"]) if "test_x" in arrays else None,
         mean=arrays.get("mean"),
         std=arrays.get("std"),
-        image_shape=shape,
-        name=re.sub(r"[^A-Za-z0-9_.-]", "_", path.stem),
-        outputs=outputs,
-        inputs=inputs,
+        image_shape=arrays.get("image_shape"),
+        **common,
     )
 
 
-def _held_out(test: tuple | None, features: int, labels_note: str, outputs: int) -> tuple[np.ndarray, np.ndarray]:
+def held_out(test: tuple | None, features: int, labels_note: str, outputs: int) -> tuple[np.ndarray, np.ndarray]:
     """Held-out (inputs, labels) as arrays, labels mapped as the training labels were (checked to agree)."""
     if test is None:
         return np.zeros((0, features)), np.zeros(0)
-    test_x = _rows(test[0], "test inputs (test_x)")
+    test_x = rows(test[0], "test inputs (test_x)")
     test_y, note = class_labels(test[1], outputs)
     if test_x.shape[1] != features or len(test_y) != len(test_x):
         raise DataError(
@@ -169,16 +189,16 @@ def _held_out(test: tuple | None, features: int, labels_note: str, outputs: int)
     return test_x, test_y
 
 
-def _without_members(pool: np.ndarray, train_x: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
-    """The non-members less any that equal a training input (a copy of a member would be counted as a
+def without_members(pool: np.ndarray, train_x: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Which non-members to keep: those that equal no training input (a copy of a member would be counted as a
     non-member the attack identifies, and a pool of the members themselves would force the test to find
     nothing), with a note saying how many were removed."""
     members = {row.tobytes() for row in train_x}
-    copies = np.array([row.tobytes() in members for row in pool], dtype=bool)
+    copies = np.array([row.tobytes() in members for row in pool], dtype=bool).reshape(len(pool))
     if not copies.any():
-        return pool, ()
+        return ~copies, ()
     note = f"{int(copies.sum())} of {len(pool)} non-members equal a training input and were removed from them"
-    return pool[~copies], (note,)
+    return ~copies, (note,)
 
 
 PIXEL_TOLERANCE = 1e-4  # float32 inputs round-tripped through a subtraction
@@ -232,7 +252,10 @@ def _checked_shape(image_shape, features: int) -> tuple[int, ...]:
     hold the features, have 1 or 3 channels and sides no smaller than the SSIM window."""
     shape = _image_shape(image_shape) if image_shape is not None else _square(features)
     if int(np.prod(shape)) != features or len(shape) not in (2, 3):
-        raise DataError(f"image_shape: {shape} is not (H, W) or (C, H, W) for {features} features; give it")
+        raise DataError(
+            f"image_shape: {shape} is not (H, W) or (C, H, W) for {features} features; give it (or, for embeddings, "
+            "read them as feature data: --features, or auditkit.data.features.feature_data)"
+        )
     if len(shape) == 3 and shape[0] not in (1, 3):
         raise DataError(f"image_shape: {shape} has {shape[0]} channels; (C, H, W) images are grayscale (1) or RGB (3)")
     if min(shape[-2:]) < SSIM_WINDOW:
@@ -260,7 +283,9 @@ def _shown(value: float) -> str:
     return text if (0 <= float(text) <= 1) == (0 <= value <= 1) else repr(float(value))
 
 
-def _rows(values, what: str) -> np.ndarray:
+def rows(values, what: str) -> np.ndarray:
+    """``values`` as float64 rows, one per sample (trailing dimensions flattened); empty, non-numeric, NaN or
+    infinite values are refused naming ``what``."""
     array = as_numpy(values, what)
     if array.dtype.kind not in "iuf" or array.ndim < 2 or len(array) == 0:
         raise DataError(

@@ -45,6 +45,8 @@ GLOSSARY = {
     "ROC AUC": "the chance that a random non-member's membership distance exceeds a random member's (1: every "
     "member told apart, 0.5: chance); TPR at 0.1 % FPR is the fraction of members below the threshold that at most "
     "0.1 % of the non-members fall below",
+    "cosine": "cosine similarity of an embedding and its best candidate (feature data: samples are a backbone's "
+    "embeddings, compared in the embedding space; 1 is the same direction)",
     "SSIM": "structural similarity of a reconstruction and its training image (3x3 window, the paper's protocol); "
     "the training mean image alone passes 0.4 for about half of MNIST, so it is shown beside that baseline",
     "DP ceiling": "for a DP-SGD victim, the most any reconstruction attack can achieve given the noise "
@@ -80,21 +82,40 @@ def _table(frame: pd.DataFrame) -> str:
 
 
 def _leaked(result: AuditResult) -> list[dict]:
-    """The identified samples, best match first (at most LEAKED_SHOWN): the user's index, the training image
-    and its reconstruction as thumbnails, SSIM and normalised margin."""
-    frame = result.frame
-    found = frame.loc[frame["identified"]].sort_values("ssim", ascending=False).head(LEAKED_SHOWN)
+    """The identified samples, best match first (at most LEAKED_SHOWN): the user's index, two thumbnails (the
+    training image and its reconstruction; for embeddings, the image behind the embedding and its nearest
+    non-member's, when the images were given), the score (SSIM or cosine) and normalised margin."""
+    frame, metric = result.frame, result.compared_by
+    found = frame.loc[frame["identified"]].sort_values(metric, ascending=False).head(LEAKED_SHOWN)
     index = found["source_index"] if "source_index" in found else found["sample"]
     return [
         {
             "index": int(source),
-            "train": _data_uri(thumbnail(result.train_images[int(row["sample"])])),
-            "reconstruction": _data_uri(thumbnail(minmax(result.candidates[int(row["candidate"])][None])[0])),
-            "ssim": _number(float(row["ssim"]), 2),
+            **_thumbnails(result, int(row["sample"]), int(row["candidate"])),
+            "score": _number(float(row[metric]), 2),
             "margin": _number(float(row["normalized_margin"]), 3),
         }
         for source, (_, row) in zip(index, found.iterrows())
     ]
+
+
+def _thumbnails(result: AuditResult, sample: int, candidate: int) -> dict[str, str]:
+    """The two pictures of one identified sample as data URIs ('' where there is none to show)."""
+    if result.compared_by == "ssim":
+        reconstruction = minmax(result.candidates[candidate][None])[0]
+        train = result.train_images[sample]
+        return {"train": _data_uri(thumbnail(train)), "second": _data_uri(thumbnail(reconstruction))}
+    shown = {}
+    for key, array in (("train", "train_display"), ("second", "control_display")):
+        images = result.evidence.get(array)
+        shown[key] = _data_uri(thumbnail(images[sample])) if images is not None else ""
+    return shown
+
+
+SHOWN = {  # the leaked table's rows: the two pictures and the score, by how samples are compared
+    "ssim": {"first": "training image", "second": "reconstruction", "score": "SSIM"},
+    "cosine": {"first": "image behind the embedding", "second": "nearest non-member's image", "score": "cosine"},
+}
 
 
 def _victim(result: AuditResult, figures: dict[str, bytes]) -> dict:
@@ -103,7 +124,7 @@ def _victim(result: AuditResult, figures: dict[str, bytes]) -> dict:
     privacy = result.privacy
     bounds = result.bounds
     not_dp = "not trained with DP-SGD"
-    exposed = result.frame.sort_values(["identified", "ssim"], ascending=False).head(20)
+    exposed = result.frame.sort_values(["identified", result.compared_by], ascending=False).head(20)
     per_class = result.per_class()
     return {
         "name": result.name,
@@ -121,6 +142,8 @@ def _victim(result: AuditResult, figures: dict[str, bytes]) -> dict:
             for term, value, missing, note in result.attack.premise_cells()
         ],
         "leaked": _leaked(result),
+        "shown": SHOWN[result.compared_by],
+        "compared": "cosine similarity in the embedding space" if result.compared_by == "cosine" else "",
         "grid": _data_uri(figures.get(result.name)),
         "loss": _data_uri(figures.get(f"{result.name}/loss")),
         "roc": _data_uri(figures.get(f"{result.name}/roc")),

@@ -39,33 +39,57 @@ def thumbnail(image: np.ndarray) -> bytes:
 
 
 def reconstruction_grid(result: AuditResult, count: int = 24) -> bytes:
-    """Best reconstructions (identified first, then by SSIM) under their training images."""
-    frame = result.frame
+    """Best reconstructions (identified first, then by score) under their training images; for embeddings, the
+    images behind them over their nearest non-member's image, when the images were given."""
+    frame, metric = result.frame, result.compared_by
     if "candidate" not in frame or not len(result.candidates):
         order = np.array([], dtype=int)
     else:
-        order = frame.sort_values(["identified", "ssim"], ascending=False)["sample"].to_numpy()[:count]
+        order = frame.sort_values(["identified", metric], ascending=False)["sample"].to_numpy()[:count]
+    upper, lower = _grid_images(result)
     columns = max(1, min(12, len(order)))
     pairs = max(1, int(np.ceil(len(order) / columns)))
     figure, axes = plt.subplots(2 * pairs, columns, figsize=(columns * 1.1, pairs * 2.4), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for position, sample in enumerate(order):
+    for position, sample in enumerate(order if upper is not None else []):
         row, column = 2 * (position // columns), position % columns
         row_data = frame.loc[frame["sample"] == sample].iloc[0]
-        candidate = minmax(result.candidates[int(row_data["candidate"])][None])[0]
-        cmap = "gray" if _displayable(result.train_images[sample]).ndim == 2 else None
-        axes[row, column].imshow(_displayable(result.train_images[sample]), cmap=cmap, vmin=0, vmax=1)
-        axes[row + 1, column].imshow(_displayable(candidate), cmap=cmap, vmin=0, vmax=1)
+        shown = (upper(sample, row_data), lower(sample, row_data) if lower else None)
+        for offset, image in enumerate(shown):
+            if image is not None:
+                cmap = "gray" if _displayable(image).ndim == 2 else None
+                axes[row + offset, column].imshow(_displayable(image), cmap=cmap, vmin=0, vmax=1)
         mark = "id" if row_data["identified"] else ""
-        axes[row + 1, column].set_title(f"{row_data['ssim']:.2f} {mark}", fontsize=7)
+        axes[row + 1, column].set_title(f"{row_data[metric]:.2f} {mark}", fontsize=7)
+    what = (
+        "training image (top) / reconstruction (bottom), SSIM"
+        if metric == "ssim"
+        else "image behind the embedding (top) / its nearest non-member's (bottom), cosine"
+        if upper is not None
+        else "embeddings without images: nothing to draw"
+    )
     figure.suptitle(
-        f"{result.name}: training image (top) / reconstruction (bottom), SSIM; "
-        f"identified {int(frame['identified'].sum())}/{len(frame)}",
+        f"{result.name}: {what}; identified {int(frame['identified'].sum())}/{len(frame)}",
         fontsize=8,
     )
     figure.tight_layout()
     return _png(figure)
+
+
+def _grid_images(result: AuditResult):
+    """The grid's two pictures per sample as functions (sample, its frame row) -> image in [0, 1]: the training
+    image and its reconstruction, or for embeddings the images given behind them (None: nothing to draw)."""
+    if result.compared_by == "ssim":
+        return (
+            lambda sample, row: result.train_images[sample],
+            lambda sample, row: minmax(result.candidates[int(row["candidate"])][None])[0],
+        )
+    members, controls = result.evidence.get("train_display"), result.evidence.get("control_display")
+    if members is None:
+        return None, None
+    lower = (lambda sample, row: controls[sample]) if controls is not None else None
+    return (lambda sample, row: members[sample]), lower
 
 
 _DECADES = [10.0**k for k in range(0, 7)]

@@ -76,12 +76,17 @@ def headline(result: AuditResult) -> str:
             f"confirmed {summary.confirmed}/{summary.n} (ROC AUC {summary.auc:.3f}, TPR at 0.1 % FPR "
             f"{summary.tpr_at_0_1pct_fpr:.2f}), rebuilt {summary.rebuilt}; "
         )
+    resemblance = (
+        f"SSIM > {summary.ssim_threshold}: {summary.ssim_above_threshold} (mean-image baseline "
+        f"{summary.baseline_ssim_above_threshold})"
+        if summary.compared_by == "ssim"
+        else f"embeddings compared by cosine (median {summary.median_cosine:.2f})"
+    )
     return (
         f"[{summary.name}] {summary.verdict}: {summary.finding}\n    {membership}"
         f"identified {summary.identified}/{summary.n} ({100 * summary.identified_fraction:.0f}%), non-members "
-        f"{summary.nonmembers_identified}/{summary.nonmembers}; SSIM > {summary.ssim_threshold}: "
-        f"{summary.ssim_above_threshold} (mean-image baseline {summary.baseline_ssim_above_threshold}); "
-        f"test accuracy {tested}" + (f"; {result.attack.sentence()}" if result.attack.sentence() else "")
+        f"{summary.nonmembers_identified}/{summary.nonmembers}; {resemblance}; test accuracy {tested}"
+        + (f"; {result.attack.sentence()}" if result.attack.sentence() else "")
     )
 
 

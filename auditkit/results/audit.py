@@ -66,6 +66,8 @@ class LeakageSummary:
     premise: dict[str, Any] = field(default_factory=dict)  # the attack's own headline numbers (its facts')
     confirmed: int = 0  # members the membership test singles out: identified, or below a distance's threshold
     rebuilt: int = 0  # identified and within 0.05 of every pixel (or SSIM >= 0.9): rebuilt almost exactly
+    compared_by: str = "ssim"  # how candidates are scored: "ssim" (images) or "cosine" (embeddings: SSIM fields NaN)
+    median_cosine: float = math.nan  # embeddings: each sample's best candidate's cosine similarity, median
     auc: float = math.nan  # the membership distance's ROC AUC (NaN: the attack has none)
     tpr_at_0_1pct_fpr: float = math.nan
     tpr_at_1pct_fpr: float = math.nan
@@ -88,8 +90,8 @@ class AuditResult:
 
     name: str
     frame: pd.DataFrame  # one row per training sample
-    candidates: np.ndarray  # pixel space, (K, *image_shape)
-    train_images: np.ndarray  # pixel space, (n, *image_shape)
+    candidates: np.ndarray  # pixel space, (K, *image_shape); feature data: embeddings (K, d)
+    train_images: np.ndarray  # pixel space, (n, *image_shape); feature data: embeddings (n, d)
     evidence: dict[str, np.ndarray]  # candidate lambdas, labels, restarts, loss history, mean image
     attack: AttackFacts  # the attack's typed facts: how it ran and its premise for this victim
     ssim_threshold: float
@@ -187,8 +189,16 @@ class AuditResult:
         """How many samples were rebuilt almost exactly (0 in results saved before it was counted)."""
         return int(self.frame["rebuilt"].sum()) if "rebuilt" in self.frame else 0
 
-    def _recognisable(self) -> int:
-        """How many identified samples' matches resemble them more than the mean image does (SSIM)."""
+    @property
+    def compared_by(self) -> str:
+        """How candidates were scored: "cosine" for feature data (embeddings), "ssim" for images."""
+        return "cosine" if "cosine" in self.frame else "ssim"
+
+    def _recognisable(self) -> int | None:
+        """How many identified samples' matches resemble them more than the mean image does (SSIM; None for
+        embeddings, which have no mean-image baseline)."""
+        if self.compared_by == "cosine":
+            return None
         found = self.frame.loc[self.frame["identified"]]
         return int((found["ssim"] > found["baseline_ssim"]).sum())
 
@@ -224,11 +234,15 @@ class AuditResult:
             epsilon_lower=test.epsilon_lower,
             verdict=verdict.level,
             finding=verdict.finding + resemblance_note(test, above, baseline, len(frame), threshold),
-            warning="" if self.attack.candidates else "every attack restart diverged (NaN/inf): no candidates to score",
+            warning=""
+            if self.attack.candidates or self.attack.inapplicable()
+            else "every attack restart diverged (NaN/inf): no candidates to score",
             attack=self.attack.name,
             premise=self.attack.headline(),
             confirmed=test.members_identified,
             rebuilt=self._rebuilt(),
+            compared_by=self.compared_by,
+            median_cosine=_median(frame.get("cosine")),
             **self.roc().to_dict(),
         )
 

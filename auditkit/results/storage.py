@@ -27,6 +27,7 @@ FRAME_COLUMNS = {
     "identified": "b",
 }
 PER_CANDIDATE = ("candidate_lambdas", "candidate_labels", "candidate_restart")
+DISPLAYS = ("train_display", "control_display")  # feature data: the images behind the embeddings, per member
 ARRAYS = {"candidates": "f", "train_images": "f", "nonmember_identified": "b", "mean": "f"}  # name: numpy kinds allowed
 
 
@@ -60,11 +61,15 @@ def read_arrays(path: Path) -> dict[str, np.ndarray]:
         if key not in arrays or arrays[key].dtype.kind not in kinds:
             raise ResultError(f"{path}: array '{key}' is missing or of the wrong type")
     candidates, images, mean = arrays["candidates"], arrays["train_images"], arrays["mean"]
-    if images.ndim < 3 or candidates.shape[1:] != images.shape[1:] or mean.size != np.prod(images.shape[1:]):
+    if images.ndim < 2 or candidates.shape[1:] != images.shape[1:] or mean.size != np.prod(images.shape[1:]):
         raise ResultError(
             f"{path}: candidates {candidates.shape}, train_images {images.shape} and mean {mean.shape} do not "
             "share one image shape"
         )
+    for key in DISPLAYS:
+        shown = arrays.get(key)
+        if shown is not None and (shown.ndim not in (3, 4) or len(shown) != len(images) or shown.dtype.kind != "f"):
+            raise ResultError(f"{path}: array '{key}' is not an image per training sample")
     for key in PER_CANDIDATE:
         if key in arrays and arrays[key].shape != (len(candidates),):
             raise ResultError(f"{path}: array '{key}' has shape {arrays[key].shape}, not one per candidate")

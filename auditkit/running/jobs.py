@@ -24,8 +24,9 @@ from auditkit.results.audit import AuditResult
 from auditkit.results.facts import PrivacyFacts, TrainingLog, VictimFacts
 from auditkit.results.run import VictimFailure
 from auditkit.scoring.bounds import check_ceiling_memory
+from auditkit.storage.files import cache_folder
 from auditkit.storage.fingerprint import fingerprint
-from auditkit.victims.cache import VictimCache, cache_root, victim_key
+from auditkit.victims.cache import VictimCache, victim_key
 from auditkit.victims.defenses import (
     TrainingDiverged,
     plan_defenses,
@@ -96,7 +97,7 @@ def audit_victim(
     attack = build_attack(job.attack)
     threshold = scenario.report.ssim_threshold
     auditor = Auditor(attack, device=device, dtype=scenario.dtype, ssim_threshold=threshold, seed=scenario.seed)
-    owner = attack.needs_initial or (attack.reads_initial and build_attack(scenario.attack).needs_initial)
+    owner = attack.reads_initial and owner_audits(scenario)
     init = untrained_victim(scenario, data) if owner else None  # regenerated from the seed: the owner's knowledge
     with progress.task(f"[{job.name}] attack", attack.steps) as update:
         checkpoint = attack_checkpoints(job, device)
@@ -107,11 +108,17 @@ def audit_victim(
     return result
 
 
+def owner_audits(scenario: Scenario) -> bool:
+    """Whether the scenario's audit is the owner's: one of its attacks needs the initial weights, so every attack
+    that reads them is given them."""
+    return any(build_attack(config).needs_initial for _, config in scenario.attacks())
+
+
 def attack_checkpoints(job: VictimJob, device: torch.device) -> Path:
     """Where ``job``'s attack keeps its state as it runs (beside the victim cache, keyed by the audit's
     fingerprint and the device type): an interrupted run continues from it; the runner removes it once the
     audit is saved."""
-    return cache_root().parent / "attacks" / f"{job.fingerprint}-{torch.device(device).type}"
+    return cache_folder("attacks") / f"{job.fingerprint}-{torch.device(device).type}"
 
 
 def last_data_set() -> Callable[[Scenario], AuditData]:
@@ -161,6 +168,9 @@ def audit_fingerprint(scenario: Scenario, defense: DefenseConfig, attack: Attack
     and the other attacks aside; the scenario's own attack hashes as before there were others)."""
     config = scenario.model_dump(exclude={"name", "description", "defenses", "grid", "beside"})
     config["attack"] = attack.model_dump()
+    built = build_attack(attack)
+    if built.reads_initial and not built.needs_initial and owner_audits(scenario):
+        config["initial"] = True  # given the initial weights because another attack of the audit needs them
     return fingerprint({"scenario": config, "defense": defense.model_dump(exclude={"description"})})
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from scipy.stats import norm
 
 from auditkit.budget import check_memory
-from auditkit.scoring.metrics import minmax, ssim
+from auditkit.scoring.metrics import IMAGES, Similarity
 
 
 def gdp_bound(kappa: float, mu: float) -> float:
@@ -88,13 +88,20 @@ def dp_sgd_bound(
     return float(min(1.0, best))
 
 
-def kappa_ssim(
-    pool_images: np.ndarray, threshold: float, *, seed: int, guesses: int = 100, targets: int = 1000
+def kappa_above(
+    pool_images: np.ndarray,
+    threshold: float,
+    similarity: Similarity = IMAGES,
+    *,
+    seed: int,
+    guesses: int = 100,
+    targets: int = 1000,
 ) -> float:
-    """Baseline chance kappa = max over guesses z0 of P_Z[SSIM(z0, Z) > threshold], Z a random non-member.
+    """Baseline chance kappa = max over guesses z0 of P_Z[score(z0, Z) > threshold], Z a random non-member,
+    the score SSIM (images) or cosine (embeddings) as ``similarity`` says.
 
     Guesses and targets are disjoint draws from the held-out pool; the guess is scored as a candidate
-    (min-max scaled, paper protocol); ``seed`` (the run's) draws them. A maximum over a finite set of
+    (for SSIM min-max scaled, paper protocol); ``seed`` (the run's) draws them. A maximum over a finite set of
     guesses is a lower estimate of the sup: the bound computed from it is an estimate, not a certificate.
     """
     rng = np.random.default_rng(seed)
@@ -102,11 +109,10 @@ def kappa_ssim(
     guess_index, target_index = order[:guesses], order[guesses : guesses + targets]
     if len(target_index) == 0:
         return float("nan")
-    candidates = minmax(pool_images[guess_index])
     chosen = np.ascontiguousarray(pool_images[target_index])
     best = 0.0
-    for guess in candidates:
-        scores = ssim(np.repeat(guess[None], len(chosen), 0), chosen)
+    for guess in pool_images[guess_index]:
+        scores = similarity.score(np.repeat(guess[None], len(chosen), 0), chosen)
         best = max(best, float((scores > threshold).mean()))
     return best
 
@@ -208,7 +214,7 @@ def reconstruction_bounds(
     identified_fraction: float,
     kappa_above_threshold: float,
     above_threshold_fraction: float,
-    ssim_threshold: float,
+    criterion: str,
     noise_multiplier: float,
     sample_rate: float,
     steps: int,
@@ -216,7 +222,8 @@ def reconstruction_bounds(
     """The DP ceiling beside each success criterion the report counts, each with its own baseline.
 
     tries: the attack's candidates; identification_pool: members + non-members a candidate is matched
-    against (kappa of ``identified`` = 1 / pool); kappa_above_threshold: from :func:`kappa_ssim`.
+    against (kappa of ``identified`` = 1 / pool); kappa_above_threshold: from :func:`kappa_above`, for
+    ``criterion`` (e.g. "ssim > 0.4").
     """
     mechanism = (
         f"Poisson-subsampled Gaussian, sigma={noise_multiplier:.4g}, q={sample_rate:.4g}, T={steps} "
@@ -233,14 +240,14 @@ def reconstruction_bounds(
         "kappa = 1 / (members + non-members): picking the sample out of the identification pool by chance",
     )
     above = bound_for(
-        f"ssim > {ssim_threshold}",
+        criterion,
         kappa_above_threshold,
         tries,
         above_threshold_fraction,
         noise_multiplier,
         sample_rate,
         steps,
-        "kappa = max over held-out guesses of the fraction of held-out targets above the SSIM threshold: a "
+        "kappa = max over held-out guesses of the fraction of held-out targets above the threshold: a "
         "lower estimate of the sup, so this bound is an estimate",
     )
     return ReconstructionBounds(mechanism, identified, above)

@@ -1,12 +1,16 @@
-"""Matching reconstructions to training images and scoring them.
+"""Matching reconstructions to training samples and scoring them: SSIM for images, cosine for embeddings.
 
 SSIM follows the paper's protocol: the candidate is moved to pixel space (mean added back), min-max
 scaled to [0, 1], and compared with a 3x3 Gaussian window (sigma 1.5), zero padding, averaged over the
 image. Because SSIM > 0.4 is passed even by the mean image, the headline criterion is *identified*:
-the matched candidate's NCC-nearest image among members and non-members is the member itself.
+the matched candidate's nearest sample among members and non-members (NCC for images, cosine for
+embeddings) is the member itself.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -35,6 +39,36 @@ def ncc_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Pairwise NCC distance (squared L2 of standardised images, in [0, 4]), shape (len(a), len(b))."""
     sa, sb = (standardize(torch.as_tensor(np.asarray(x, dtype=np.float64).reshape(len(x), -1))) for x in (a, b))
     return np.clip(2.0 - 2.0 * (sa @ sb.T).numpy(), 0.0, None)
+
+
+def cosine_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise cosine distance 2 (1 - cosine) of rows as given (not centred), in [0, 4], shape (len(a), len(b))."""
+    unit = [torch.as_tensor(np.asarray(x, dtype=np.float64).reshape(len(x), -1)) for x in (a, b)]
+    sa, sb = (u / u.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(u.dtype).tiny) for u in unit)
+    return np.clip(2.0 - 2.0 * (sa @ sb.T).numpy(), 0.0, None)
+
+
+def paired_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The cosine similarity of each row of ``a`` with the same row of ``b``, shape (k,)."""
+    a, b = (np.asarray(x, dtype=np.float64).reshape(len(x), -1) for x in (a, b))
+    norms = np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), np.finfo(float).tiny)
+    return (a * b).sum(1) / norms
+
+
+@dataclass(frozen=True)
+class Similarity:
+    """How samples are compared: ``distance`` finds each one's nearest (pairwise, smaller is closer) and
+    ``score`` rates a matched pair (higher is closer); ``name`` and ``distance_name`` name their columns."""
+
+    name: str
+    distance_name: str
+    distance: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    score: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    description: str
+
+
+def _ssim_of_candidates(matched: np.ndarray, images: np.ndarray) -> np.ndarray:
+    return ssim(minmax(matched), images)
 
 
 def minmax(images: np.ndarray) -> np.ndarray:
@@ -83,52 +117,61 @@ def ssim(
     return score.mean((1, 2, 3)).reshape(k, channels).mean(1).numpy()
 
 
+IMAGES = Similarity("ssim", "ncc_distance", ncc_distance, _ssim_of_candidates, "SSIM in pixel space (matched by NCC)")
+EMBEDDINGS = Similarity(
+    "cosine", "cosine_distance", cosine_distance, paired_cosine, "cosine similarity in the embedding space"
+)
+
+
 def match(
     train_images: np.ndarray,
     candidate_images: np.ndarray,
     pool_images: np.ndarray,
-    ssim_window: int = SSIM_WINDOW,
+    similarity: Similarity = IMAGES,
 ) -> dict[str, np.ndarray]:
-    """Score every training image against its NCC-nearest candidate (all in pixel space).
+    """Score every training sample against its nearest candidate (images in pixel space, or embeddings).
 
-    Returns per-training-image arrays: ``candidate`` (index), ``ncc_distance``, ``ssim`` (paper
-    protocol), ``identified`` (the candidate's nearest image among train + pool is this training
-    image), ``control_ssim`` (the candidate against its nearest non-member: a look-alike check).
+    Returns per-training-sample arrays: ``candidate`` (index), the distance (``ncc_distance`` or
+    ``cosine_distance``), the score (``ssim``, paper protocol, or ``cosine``), ``identified`` (the candidate's
+    nearest sample among train + pool is this training sample), ``control_ssim`` or ``control_cosine`` (the
+    candidate against its nearest non-member: a look-alike check) and ``nearest_nonmember`` (its index, -1
+    without any).
     """
     n = len(train_images)
-    to_train = ncc_distance(candidate_images, train_images)  # (K, n)
+    to_train = similarity.distance(candidate_images, train_images)  # (K, n)
     nearest = to_train.argmin(0)
     matched = candidate_images[nearest]
-    scores = ssim(minmax(matched), train_images, window=ssim_window)
     result = {
         "candidate": nearest,
-        "ncc_distance": to_train[nearest, np.arange(n)],
-        "ssim": scores,
+        similarity.distance_name: to_train[nearest, np.arange(n)],
+        similarity.name: similarity.score(matched, train_images),
     }
     if len(pool_images):
-        to_pool = ncc_distance(matched, pool_images)  # (n, P)
+        to_pool = similarity.distance(matched, pool_images)  # (n, P)
         nearest_pool = to_pool.argmin(1)
         closest_member = to_train[nearest].argmin(1)
         result["identified"] = (closest_member == np.arange(n)) & (
             to_train[nearest, np.arange(n)] < to_pool[np.arange(n), nearest_pool]
         )
-        result["control_ssim"] = ssim(minmax(matched), pool_images[nearest_pool], window=ssim_window)
+        result[f"control_{similarity.name}"] = similarity.score(matched, pool_images[nearest_pool])
+        result["nearest_nonmember"] = nearest_pool
     else:
         result["identified"] = to_train[nearest].argmin(1) == np.arange(n)
-        result["control_ssim"] = np.full(n, np.nan)
+        result[f"control_{similarity.name}"] = np.full(n, np.nan)
+        result["nearest_nonmember"] = np.full(n, -1)
     return result
 
 
 def identified_nonmembers(
-    train_images: np.ndarray, candidate_images: np.ndarray, pool_images: np.ndarray
+    train_images: np.ndarray, candidate_images: np.ndarray, pool_images: np.ndarray, similarity: Similarity = IMAGES
 ) -> np.ndarray:
     """The members' criterion applied to every non-member, shape (P,): non-member j counts as
-    identified when its NCC-nearest candidate is closer to j than to any other image of train + pool.
+    identified when its nearest candidate is closer to j than to any other sample of train + pool.
     A candidate that 'identifies' a non-member is a false positive of the attack."""
     if len(pool_images) == 0 or len(candidate_images) == 0:
         return np.zeros(len(pool_images), dtype=bool)
-    to_pool = ncc_distance(candidate_images, pool_images)  # (K, P)
-    to_train = ncc_distance(candidate_images, train_images)  # (K, n)
+    to_pool = similarity.distance(candidate_images, pool_images)  # (K, P)
+    to_train = similarity.distance(candidate_images, train_images)  # (K, n)
     nearest = to_pool.argmin(0)  # each non-member's nearest candidate
     closest_pool, closest_distance = to_pool.argmin(1), to_pool.min(1)  # each candidate's nearest non-member
     own = closest_pool[nearest] == np.arange(len(pool_images))

@@ -15,7 +15,7 @@ from typing import Annotated
 import numpy as np
 from pydantic import Field
 
-from auditkit.errors import AuditkitError
+from auditkit.errors import AuditkitError, ConfigError
 
 SAFE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"  # names that become folder names: no separators, no '..'
 Name = Annotated[str, Field(pattern=SAFE_NAME)]
@@ -45,6 +45,17 @@ def recorded_path(path: str | Path) -> str:
     resolved = Path(path).resolve()
     here = Path.cwd().resolve()
     return str(resolved.relative_to(here)) if resolved.is_relative_to(here) else resolved.name
+
+
+def cache_folder(kind: str) -> Path:
+    """Where auditkit caches one ``kind`` of work (victims, backbones, attacks): ``$AUDITKIT_CACHE/KIND``, by
+    default ``~/.cache/auditkit/KIND``."""
+    folder = os.environ.get("AUDITKIT_CACHE", str(Path.home() / ".cache" / "auditkit"))
+    if not folder.strip():
+        raise ConfigError(
+            "AUDITKIT_CACHE is set but empty (it would cache into the current folder): unset it or name a folder"
+        )
+    return Path(folder) / kind
 
 
 def ensure_writable(folder: str | Path, what: str) -> Path:

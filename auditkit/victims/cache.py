@@ -7,16 +7,14 @@ and loaded with ``weights_only=True``.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from auditkit.config.schema import DefenseConfig, Scenario
-from auditkit.errors import ConfigError
 from auditkit.results.facts import TrainingLog
-from auditkit.storage.files import atomic_path, ensure_writable, remove_temporaries, write_json
+from auditkit.storage.files import atomic_path, cache_folder, ensure_writable, remove_temporaries, write_json
 from auditkit.storage.fingerprint import fingerprint
 from auditkit.storage.safe_load import load_weights, read_json_object
 from auditkit.victims.models import unwrap
@@ -26,12 +24,7 @@ CACHE_VERSION = 2  # 2: typed training log (recipe, privacy), weights checksum
 
 def cache_root() -> Path:
     """Where victims are cached: ``$AUDITKIT_CACHE/victims``, by default ``~/.cache/auditkit/victims``."""
-    folder = os.environ.get("AUDITKIT_CACHE", str(Path.home() / ".cache" / "auditkit"))
-    if not folder.strip():
-        raise ConfigError(
-            "AUDITKIT_CACHE is set but empty (it would cache into the current folder): unset it or name a folder"
-        )
-    return Path(folder) / "victims"
+    return cache_folder("victims")
 
 
 def victim_key(scenario: Scenario, defense: DefenseConfig, device: torch.device) -> str:

@@ -188,10 +188,3 @@ def model_margins(model: nn.Module, x, labels) -> np.ndarray:
     own = out.gather(1, y.long()[:, None]).squeeze(1)
     others = out.scatter(1, y.long()[:, None], -torch.inf).max(1).values
     return (own - others).numpy()
-
-
-def normalized_margins(margins: np.ndarray) -> np.ndarray:
-    """``margins`` divided by the smallest positive one (the nearest correctly classified sample reads 1): the
-    scale the papers compare samples on. All NaN when no sample is classified correctly."""
-    positive = margins[margins > 0]
-    return margins / (positive.min() if len(positive) else np.nan)

@@ -33,12 +33,11 @@ from auditkit.attacks.kkt.kernel import MLPLayers, Objective, as_objective, cand
 from auditkit.attacks.kkt.network import victim_network
 from auditkit.attacks.kkt.optimizer import BatchedOptimizer
 from auditkit.attacks.kkt.residual import kkt_residual, residual_bytes
-from auditkit.attacks.kkt.selection import Scorer, ground_truth_scorer, kkt_loss_score, residual_scorer
+from auditkit.attacks.kkt.selection import selection_scorer
 from auditkit.attacks.kkt.starts import alpha_scale, initial_candidates, restart_settings
 from auditkit.attacks.kkt.step import losses_function, take_step
 from auditkit.attacks.registry import register_attack
 from auditkit.environment import DEFAULT_DTYPE, resolve_dtype
-from auditkit.errors import ConfigError, UnsupportedModelError
 
 ACTIVATION_COPIES = 8  # per candidate and unit, what a step keeps alive at once (an upper estimate)
 
@@ -83,8 +82,6 @@ class KKTAttack(Attack):
         else:
             zeros = torch.zeros(1, network.input_dim, dtype=network.parameters[0].dtype)
             widths = (*(z[0].numel() for z in network.preactivations(zeros)), network.outputs)
-        if len(widths) < 2:
-            raise UnsupportedModelError(f"the {self.name} attack needs a hidden ReLU layer; the model is linear")
         return ModelShape(network.input_dim, network.outputs, (network.input_dim, *widths))
 
     def objective(self, model: nn.Module | MLPLayers, knowledge: AttackerKnowledge) -> Objective:
@@ -96,6 +93,8 @@ class KKTAttack(Attack):
     ) -> AttackOutput:
         """The victim's KKT residual at its true training set (multipliers fitted: the ``kkt_lambda`` column)
         and how far the attack got (:func:`auditkit.attacks.kkt.convergence.measure`)."""
+        if output.facts.linear:
+            return output
         objective = self.objective(model, knowledge)
         residual, fitted = kkt_residual(objective, *train)
         found = output.candidates, output.labels, output.restart
@@ -109,6 +108,8 @@ class KKTAttack(Attack):
 
     def control(self, model, knowledge, output, train, nonmembers, *, seed, device, dtype) -> AttackOutput:
         """The start control (:mod:`auditkit.attacks.kkt.control`) in the facts' ``start_control``."""
+        if output.facts.linear:
+            return output
         found = run_start_control(self, model, knowledge, train, nonmembers, seed=seed, device=device, dtype=dtype)
         return dataclasses.replace(output, facts=dataclasses.replace(output.facts, start_control=found))
 
@@ -137,6 +138,8 @@ class KKTAttack(Attack):
         ``passes`` > 1 the search deflates (:mod:`auditkit.attacks.kkt.deflation`).
         """
         victim, cfg = self.objective(model, knowledge), self.config
+        if self._linear(model):
+            return self._not_applicable(len(knowledge.lower), seed, device, dtype)
         kept = (lambda index: SearchCheckpoint(checkpoint, index)) if checkpoint is not None else (lambda index: None)
         if cfg.passes == 1:
             return self.search(victim, victim, knowledge, seed, device, dtype, progress, initial, kept(0)).output
@@ -183,7 +186,7 @@ class KKTAttack(Attack):
             dtype = torch.float64
             objective, lower, upper = self._placed(victim, knowledge, device, dtype)
         labels = labels.to(device=device, dtype=dtype)
-        scorer = self._scorer(objective, labels, lower, upper, knowledge, device, dtype)
+        scorer = selection_scorer(self.config.select, objective, labels, lower, upper, knowledge, device, dtype)
         target_norm = objective.norm().item()
         compute_losses = losses_function(cfg.compile, objective, device)
 
@@ -196,7 +199,7 @@ class KKTAttack(Attack):
                 objective, lower, upper = self._placed(victim, knowledge, device, dtype)
                 state.refine(self._per_restart(settings, device, dtype))
                 labels = labels.to(dtype)
-                scorer = self._scorer(objective, labels, lower, upper, knowledge, device, dtype)
+                scorer = selection_scorer(self.config.select, objective, labels, lower, upper, knowledge, device, dtype)
             alpha, floor = (
                 state.hyper["alpha"] / scale,
                 state.hyper["lambda_min"] if cfg.lambda_sign == "positive" else None,
@@ -306,6 +309,16 @@ class KKTAttack(Attack):
         )
         return Pass(output, best, target_norm)
 
+    def _linear(self, model: nn.Module | MLPLayers) -> bool:
+        """Whether the model has no hidden layer (one Linear layer: a linear probe)."""
+        return len(self.check(model).widths) < 3 if isinstance(model, nn.Module) else len(model.weights) < 2
+
+    def _not_applicable(self, width: int, seed: int, device, dtype) -> AttackOutput:
+        """An output without candidates whose facts say the model is linear: the verdict reads 'not applicable'."""
+        where = {"seed": seed, "device": str(device), "dtype": str(resolve_dtype(dtype)).removeprefix("torch.")}
+        facts = self.facts_type.of_linear_model(self.name, self.config.select, **where)
+        return AttackOutput(candidates=np.zeros((0, width)), labels=np.zeros(0), facts=facts)
+
     def _placed(self, victim: Objective, knowledge: AttackerKnowledge, device, dtype) -> tuple:
         """The objective and the prior's per-pixel bounds (lower, upper), on ``device`` in ``dtype``."""
         lower = torch.as_tensor(knowledge.lower).to(device=device, dtype=dtype).flatten()
@@ -318,22 +331,6 @@ class KKTAttack(Attack):
         """Each restart's settings as (R,) tensors, with the (shared) multipliers' learning rate beside them."""
         hyper = {k: torch.tensor(v, dtype=dtype, device=device) for k, v in settings.items()}
         return hyper | {"lr_lambda": torch.full_like(hyper["lr_x"], self.config.lr_lambda)}
-
-    def _scorer(
-        self, objective: Objective, labels, lower, upper, knowledge: AttackerKnowledge, device, dtype
-    ) -> Scorer:
-        """The configured selection rule as a scorer (higher is better)."""
-        rule = self.config.select
-        if rule == "kkt_residual":
-            return residual_scorer(objective, labels, lower, upper)
-        if rule == "kkt_loss":
-            return kkt_loss_score
-        if knowledge.ground_truth is None:
-            raise ConfigError(
-                "attack.select: 'ground_truth' ranks restarts by the training set, but none was given "
-                "(the Auditor passes it; an outside attacker has none: use 'kkt_residual')"
-            )
-        return ground_truth_scorer(knowledge.to_pixels(knowledge.ground_truth), knowledge.to_pixels, device, dtype)
 
     @staticmethod
     def _best(scores: torch.Tensor, active: torch.Tensor, fraction: float) -> torch.Tensor:

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from auditkit.attacks.base import AttackFacts, Concern
+from auditkit.attacks.kkt.config import SELECTION_RULES
 from auditkit.attacks.kkt.control import StartControl
 from auditkit.attacks.kkt.convergence import Convergence
 from auditkit.storage.files import to_jsonable
@@ -45,6 +46,7 @@ class KKTFacts(AttackFacts):
     victim_residual: float = math.nan  # the victim's KKT residual at its true training set (set by assess)
     convergence: Convergence = field(default=UNKNOWN)  # how far the attack got (set by assess)
     start_control: StartControl | None = None  # run by the auditor when no leak was found (set by control)
+    linear: bool = False  # the model has no hidden layer: nothing to search (not applicable)
 
     GLOSSARY: ClassVar[dict[str, str]] = {
         "KKT residual": "how far the weights are from a KKT point of the max-margin problem (0 = at one, 1 = none "
@@ -70,6 +72,36 @@ class KKTFacts(AttackFacts):
         "a model trained by minibatch SGD is read by the owner's attack: give the weights training started from "
         "(--init, init=); for Adam or AdamW, those weights still give the span attack's membership reading"
     )
+
+    LINEAR: ClassVar[str] = (
+        "the model is linear (no hidden layer): its KKT condition makes each output's weight row one weighted sum of "
+        "the training inputs, a single direction that cannot hold the training samples (a linear probe); the span "
+        "attack beside it reads what such weights do say"
+    )
+
+    @classmethod
+    def of_linear_model(cls, name: str, rule: str, **where) -> KKTFacts:
+        """The facts of a search that did not run because the model is linear (``where``: seed, device, dtype)."""
+        empty = {key: [] for key in ("restart_scores", "final_loss", "relative_residual", "selected_restarts")}
+        return cls(
+            name=name,
+            selection_rule=rule,
+            selection=SELECTION_RULES[rule],
+            restarts=0,
+            candidates=0,
+            restart_settings={},
+            early_stopped_restarts=[],
+            diverged=[],
+            alpha_scale=math.nan,
+            seconds=0.0,
+            linear=True,
+            **empty,
+            **where,
+        )
+
+    def inapplicable(self) -> str:
+        """Why the search cannot read this model ('' when it can): a linear model (no hidden layer)."""
+        return self.LINEAR if self.linear else ""
 
     @property
     def best_restart(self) -> int | None:

@@ -7,8 +7,10 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from auditkit.attacks.base import AttackerKnowledge
 from auditkit.attacks.kkt.kernel import MLPLayers, Objective
 from auditkit.attacks.kkt.residual import kkt_residual
+from auditkit.errors import ConfigError
 from auditkit.scoring.metrics import standardize
 
 Scorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (candidates (R, m, d), losses (R,)) -> (R,)
@@ -51,3 +53,19 @@ def ground_truth_scorer(
             return torch.nan_to_num(-best.mean(1), nan=-torch.inf)
 
     return score
+
+
+def selection_scorer(
+    rule: str, objective: Objective, labels, lower, upper, knowledge: AttackerKnowledge, device, dtype
+) -> Scorer:
+    """The selection rule ``rule`` (``attack.select``) as a scorer (higher is better)."""
+    if rule == "kkt_residual":
+        return residual_scorer(objective, labels, lower, upper)
+    if rule == "kkt_loss":
+        return kkt_loss_score
+    if knowledge.ground_truth is None:
+        raise ConfigError(
+            "attack.select: 'ground_truth' ranks restarts by the training set, but none was given "
+            "(the Auditor passes it; an outside attacker has none: use 'kkt_residual')"
+        )
+    return ground_truth_scorer(knowledge.to_pixels(knowledge.ground_truth), knowledge.to_pixels, device, dtype)
