@@ -1,5 +1,5 @@
-"""Progress of long steps (victim training, attack steps): tqdm bars with an ETA on a terminal, one
-summary line per step elsewhere (logs, CI), and notes (findings, cache hits) between them."""
+"""Progress of long steps (victim training, attack steps): tqdm bars with an ETA on a terminal; elsewhere (logs,
+CI, ``nohup``) a line at a steady interval and one when the step ends; and notes (findings, cache hits) between."""
 
 from __future__ import annotations
 
@@ -10,10 +10,14 @@ from contextlib import contextmanager
 
 from tqdm import tqdm
 
+LOG_SECONDS = 30.0  # without bars, a task's line at most this often...
+LOG_SHARE = 0.1  # ...and only once it has moved this share of its total since the last (whichever is later)
+
 
 class Progress:
     """enabled False: silent. bars: True (always), False (never) or None (only when ``stream`` is a
-    terminal); without bars each task prints one line when it ends."""
+    terminal); without bars each task prints a line every ``LOG_SECONDS`` or ``LOG_SHARE`` of its total, whichever
+    is later (step, loss, elapsed, expected remaining), and one when it ends."""
 
     def __init__(self, enabled: bool = True, bars: bool | None = None, stream=None) -> None:
         self.enabled = enabled
@@ -32,11 +36,20 @@ class Progress:
         start = time.perf_counter()
         bar = tqdm(total=total, desc=label, unit=unit, file=self.stream, disable=not self.bars, dynamic_ncols=True)
         latest = [0, float("nan")]
+        logged = [0, start]  # the step and time of the last line written to a log
+        logging = self.enabled and not self.bars
 
         def update(step: int, loss: float) -> None:
             bar.update(step - latest[0])
             latest[:] = [step, loss]
             bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
+            now = time.perf_counter()
+            if logging and now - logged[1] >= LOG_SECONDS and step - logged[0] >= LOG_SHARE * total and step < total:
+                elapsed = now - start
+                left = elapsed * (total - step) / step if step else float("nan")
+                line = f"{label}  {step}/{total} {unit}s  loss {loss:.4g}  {elapsed:.0f}s, about {left:.0f}s left"
+                print(line, file=self.stream, flush=True)
+                logged[:] = [step, now]
 
         try:
             yield update

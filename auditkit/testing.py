@@ -47,7 +47,9 @@ def audit(
         model: the trained network (see :meth:`auditkit.Auditor.audit`).
         data: an ``AuditData``, ``(inputs, labels)``, a Dataset or a DataLoader (or give ``train=``).
         attack: the attack (default: ``KKTAttack()``, the default attack).
-        device, dtype, seed: as for :class:`auditkit.Auditor`.
+        device: as for :class:`auditkit.Auditor`.
+        dtype: as for :class:`auditkit.Auditor`.
+        seed: as for :class:`auditkit.Auditor`.
         **inputs: what :meth:`auditkit.Auditor.audit` takes besides: ``train``, ``nonmembers``, ``mean``,
             ``image_shape``, ``privacy``, ``delta``, ``name``.
 

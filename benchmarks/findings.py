@@ -45,7 +45,8 @@ import torch  # noqa: E402
 from fast_gd import train_gd  # noqa: E402
 from scipy.stats import mannwhitneyu, spearmanr  # noqa: E402
 
-from auditkit import AttackerKnowledge, KKTAttack, load_scenario, run_scenario  # noqa: E402
+from auditkit import KKTAttack, load_scenario, run_scenario  # noqa: E402
+from auditkit.attacks import AttackerKnowledge
 from auditkit.attacks.kkt.kernel import extract_layers  # noqa: E402
 from auditkit.attacks.kkt.residual import kkt_residual  # noqa: E402
 from auditkit.config.schema import Scenario  # noqa: E402

@@ -28,7 +28,7 @@ from auditkit.auditing.inputs import flat_input
 from auditkit.data.datasets import load_data
 from auditkit.progress import Progress
 from auditkit.running.jobs import obtain_victim, plan_victims
-from auditkit.victims.defenses import untrained_victim
+from auditkit.running.victims import untrained_victim
 
 COLUMNS = ["victim", "steps", "members_kept", "nonmembers_kept", "p_value", "reading", "tolerance", "moved", "seconds"]
 

@@ -11,7 +11,8 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
 
-from auditkit import AttackerKnowledge, Auditor, KKTAttack
+from auditkit import Auditor, KKTAttack
+from auditkit.attacks import AttackerKnowledge
 from auditkit.attacks.kkt.control import StartControl
 from auditkit.attacks.kkt.convergence import Convergence
 from auditkit.attacks.kkt.facts import KKTFacts

@@ -7,7 +7,8 @@ import pytest
 import torch
 from conftest import knowledge
 
-from auditkit import AttackerKnowledge, Auditor, ConfigError, KKTAttack, KKTConfig
+from auditkit import Auditor, ConfigError, KKTAttack
+from auditkit.attacks import AttackerKnowledge, KKTConfig
 from auditkit.attacks.kkt.kernel import extract_layers
 from auditkit.attacks.kkt.optimizer import lr_factor
 from auditkit.attacks.kkt.residual import kkt_residual

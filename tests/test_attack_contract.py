@@ -11,9 +11,12 @@ import pytest
 import torch
 from pydantic import Field
 
-from auditkit import Attack, AttackConfig, AttackFacts, AttackOutput, Auditor, RunResult, build_mlp, toy_colors
+from auditkit import Auditor, RunResult
+from auditkit.attacks import Attack, AttackConfig, AttackFacts, AttackOutput
 from auditkit.attacks.registry import ATTACKS, attack_class, attack_config, attack_names, register_attack
+from auditkit.data import toy_colors
 from auditkit.errors import ConfigError
+from auditkit.victims import build_mlp
 from auditkit.victims.training import train_mlp
 
 
@@ -133,6 +136,21 @@ def test_a_scenario_picks_its_attack_by_name(tmp_path):
 def test_an_attack_is_a_named_subclass_and_its_output_fills_what_it_does_not_say():
     with pytest.raises(TypeError):
         register_attack(dict)
+    with pytest.raises(ValueError, match="attack 'kkt' is registered already"):
+
+        @register_attack
+        class Shadow(NonMemberAttack):
+            name = "kkt"
+
+    assert attack_class("kkt").__name__ == "KKTAttack"
+    register_attack(NonMemberAttack)  # the same class again (its module imported twice): accepted
+
+    @register_attack(force=True)
+    class Replacement(NonMemberAttack):
+        """Replaces the test attack, on purpose."""
+
+    assert attack_class("nonmember_copies") is Replacement
+    register_attack(NonMemberAttack, force=True)
     with pytest.raises(ConfigError, match="attack.name: 'nonmember_copies' is not the kkt attack's config"):
         ATTACKS["kkt"]({"name": "nonmember_copies"})
     facts = AttackFacts(name="x", candidates=2, seconds=0.0, device="cpu", dtype="float64")

@@ -79,7 +79,10 @@ SCENARIOS = [
     ("extends: base\ndefenses: [{name: x, kind: recipe, training: {weight_dacay: 1}}]\n", "defenses.0.training"),
     ("extends: base\ndefenses: [{name: x, kind: dp_sgd}]\n", "defenses.0: kind 'dp_sgd' needs a 'dp' mapping"),
     ("extends: base\ndefenses: [{name: x, dp: {target_epsilon: 1}}]\n", "defenses.0: kind 'dp_sgd' needs a 'dp'"),
-    ("extends: base\ndefenses: [{name: x, kind: shield}]\n", "defenses.0.kind: Input should be"),
+    (
+        "extends: base\ndefenses: [{name: x, kind: shield}]\n",
+        "defenses.0.kind: unknown defense kind 'shield'; registered",
+    ),
     # the attack
     ("extends: base\nattack: kkt_nope\n", "attack: unknown attack preset 'kkt_nope'; allowed: kkt_paper, kkt_quick"),
     ("extends: base\nattack: 5\n", "attack: expected a preset name or a mapping, got 5"),

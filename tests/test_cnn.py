@@ -22,7 +22,7 @@ from auditkit.config.loading import load_scenario as load_scenario_file
 from auditkit.data.tasks import PARITY, binary_task
 from auditkit.errors import AuditkitError, ConfigError, UnsupportedModelError
 from auditkit.running.jobs import plan_victims
-from auditkit.victims.defenses import untrained_victim, victim_size
+from auditkit.running.victims import untrained_victim, victim_size
 from auditkit.victims.models import ConvLayer, build_cnn, build_mlp
 
 NETS = '''

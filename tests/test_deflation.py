@@ -10,7 +10,8 @@ import torch
 from conftest import knowledge
 from torch import nn
 
-from auditkit import AttackerKnowledge, Auditor, ConfigError, KKTAttack, UnsupportedModelError
+from auditkit import Auditor, ConfigError, KKTAttack, UnsupportedModelError
+from auditkit.attacks import AttackerKnowledge
 from auditkit.attacks.kkt.kernel import as_objective, extract_layers, stationarity_loss
 
 STEPS, RESTARTS = 40, 2

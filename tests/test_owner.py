@@ -11,13 +11,14 @@ import torch
 from click.testing import CliRunner
 from conftest import knowledge
 
-from auditkit import Auditor, KKTAttack, RunResult, build_mlp
+from auditkit import Auditor, KKTAttack, RunResult
 from auditkit.attacks.kkt.residual import kkt_residual
 from auditkit.attacks.owner.attack import OwnerAttack
 from auditkit.auditing.inputs import initial_model
 from auditkit.cli import main
 from auditkit.data.tasks import PARITY, binary_task
 from auditkit.errors import ConfigError, DataError, UnsupportedModelError
+from auditkit.victims import build_mlp
 from auditkit.victims.training import train_mlp
 
 OWNER_FLOOR = 16  # measured 19 and 19 of 20 (docstring below); a regression that loses 4 fails
@@ -124,7 +125,7 @@ def test_a_scenarios_initial_weights_are_regenerated_from_its_seed_alone():
     """What training started from is rebuilt from the seed whatever the global random state has done since."""
     from auditkit import load_scenario
     from auditkit.data.datasets import load_data
-    from auditkit.victims.defenses import untrained_victim
+    from auditkit.running.victims import untrained_victim
 
     scenario = load_scenario("mnist_owner", {"data": {"n_per_class": 2, "test_per_class": 2}})
     data = load_data(scenario.data, scenario.seed)

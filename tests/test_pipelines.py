@@ -407,7 +407,7 @@ def test_run_resume_continues_an_interrupted_attack_to_the_same_result(tmp_path,
     import auditkit.attacks.kkt.checkpoint as checkpoint
     from auditkit import load_scenario, run_scenario
     from auditkit.progress import Progress
-    from auditkit.victims.cache import cache_root
+    from auditkit.running.cache import cache_root
 
     (tmp_path / "tiny.yaml").write_text(TINY.replace("steps: 10", "steps: 60"))
     scenario = load_scenario(str(tmp_path / "tiny.yaml"))

@@ -143,12 +143,12 @@ def test_resume_over_a_damaged_or_foreign_result_audits_the_victim_again(toy_run
 def test_a_cached_victim_is_not_trained_again(tmp_path, monkeypatch):
     monkeypatch.setenv("AUDITKIT_CACHE", str(tmp_path / "cache"))
     first = run_scenario(_toy(), tmp_path / "a", progress=QUIET)
-    import auditkit.victims.defenses
+    import auditkit.defenses.base
 
     def no_training(*args, **kwargs):
         raise AssertionError("the victim was trained again")
 
-    monkeypatch.setattr(auditkit.victims.defenses, "train_mlp", no_training)
+    monkeypatch.setattr(auditkit.defenses.base, "train_mlp", no_training)
     second = run_scenario(_toy(), tmp_path / "b", progress=QUIET)
     assert not first["none"].victim.cached and second["none"].victim.cached
     assert first["none"].victim.training == second["none"].victim.training

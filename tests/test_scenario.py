@@ -16,7 +16,7 @@ from auditkit.cli import main
 from auditkit.config.loading import load_scenario
 from auditkit.data.datasets import load_data
 from auditkit.errors import ScenarioError
-from auditkit.victims.defenses import plan_defenses
+from auditkit.running.victims import plan_defenses
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = ROOT  # scenarios/, attacks/, defenses/ at the top of the repository

@@ -9,13 +9,14 @@ import torch
 from click.testing import CliRunner
 from torch import nn
 
-from auditkit import Auditor, SpanAttack, build_mlp, load_scenario
+from auditkit import Auditor, SpanAttack, load_scenario
 from auditkit.attacks.span.rebuild import rebuild_inputs, template_costs
 from auditkit.attacks.span.residual import span_residuals
 from auditkit.attacks.span.spectrum import read_span
 from auditkit.cli import main
 from auditkit.errors import ScenarioError, UnsupportedModelError
 from auditkit.scoring.roc import DistanceROC, tpr_at_fpr
+from auditkit.victims import build_mlp
 
 
 def _layer_in_span(rng, n: int = 5, width: int = 40, outputs: int = 30) -> tuple[np.ndarray, np.ndarray]:

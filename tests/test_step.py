@@ -10,7 +10,8 @@ import torch
 from conftest import knowledge
 from torch import nn
 
-from auditkit import AttackerKnowledge, KKTAttack, UnsupportedModelError
+from auditkit import KKTAttack, UnsupportedModelError
+from auditkit.attacks import AttackerKnowledge
 from auditkit.attacks.kkt import step
 from auditkit.attacks.kkt.kernel import as_objective, extract_layers
 from auditkit.attacks.kkt.step import losses_function, step_chunks, step_losses

@@ -13,10 +13,11 @@ import torch
 from click.testing import CliRunner
 from conftest import TINY
 
-from auditkit import AuditkitError, Auditor, KKTAttack, build_mlp
+from auditkit import AuditkitError, Auditor, KKTAttack
 from auditkit.cli import entry, main
 from auditkit.data.user_data import audit_data
 from auditkit.errors import ConfigError, UnsupportedModelError
+from auditkit.victims import build_mlp
 
 PAIR = (np.random.default_rng(0).random((6, 16)), np.arange(6) % 2)
 

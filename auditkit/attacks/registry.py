@@ -1,6 +1,7 @@
 """The attacks by name: a scenario's ``attack:`` (and ``auditkit audit --attack``) resolve here.
 
-``@register_attack`` adds a class; the built-in attacks register when this module is first used. A
+``@register_attack`` adds a class (a name already taken is refused unless forced); the built-in attacks register
+when this module is first used. A
 scenario's ``attack:`` mapping is validated by the config of the attack its ``name`` names (``kkt`` when
 it names none, so files written before there was a choice stay valid).
 """
@@ -11,6 +12,7 @@ import importlib
 
 from auditkit.attacks.base import Attack, AttackConfig, AttackFacts
 from auditkit.errors import ConfigError
+from auditkit.registries import Registry
 
 DEFAULT_ATTACK = "kkt"
 BUILTIN_MODULES = (
@@ -19,26 +21,40 @@ BUILTIN_MODULES = (
     "auditkit.attacks.span.attack",
 )  # imported on first use: each registers its attack
 
-ATTACKS: dict[str, type[Attack]] = {}
+ATTACKS: Registry[type[Attack]] = Registry("attack")
 
 
-def register_attack(attack: type[Attack]) -> type[Attack]:
-    """Register ``attack`` under its ``name`` (a class decorator).
+def register_attack(attack: type[Attack] | None = None, *, force: bool = False):
+    """Register ``attack`` under its ``name`` (a class decorator: ``@register_attack``, or
+    ``@register_attack(force=True)`` to replace an attack registered under that name).
 
     Args:
         attack: an :class:`Attack` subclass with ``name``, ``config_type`` and ``facts_type``.
+        force: replace the attack registered under the name; by default a taken name is refused.
 
     Returns:
-        The class, unchanged.
+        The class, unchanged (without ``attack``: the decorator).
+
+    Raises:
+        TypeError: ``attack`` is not a named Attack subclass.
+        ValueError: its name is taken by another attack and ``force`` is False.
     """
-    if not issubclass(attack, Attack) or not isinstance(getattr(attack, "name", None), str):
-        raise TypeError(f"{attack!r}: an attack is an Attack subclass with a name")
-    ATTACKS[attack.name] = attack
-    return attack
+
+    def register(cls: type[Attack]) -> type[Attack]:
+        if not isinstance(cls, type) or not issubclass(cls, Attack) or not isinstance(getattr(cls, "name", None), str):
+            raise TypeError(f"{cls!r}: an attack is an Attack subclass with a name")
+        ATTACKS.add(cls.name, cls, force=force)
+        return cls
+
+    return register if attack is None else register(attack)
 
 
 def attack_names() -> list[str]:
-    """The registered attacks' names."""
+    """The registered attacks' names.
+
+    Returns:
+        The names, sorted (what ``attack.name`` and ``--attack`` accept).
+    """
     _load_builtin()
     return sorted(ATTACKS)
 
@@ -71,7 +87,22 @@ def attack_config(values: dict | AttackConfig | None = None, field: str = "attac
 
 
 def build_attack(config: dict | AttackConfig | None = None) -> Attack:
-    """The attack a config (or a mapping of settings) describes."""
+    """The attack a config (or a mapping of settings) describes.
+
+    Args:
+        config: a mapping of settings (``{"name": "span", ...}``; the default attack's when it names none), or a
+            validated config.
+
+    Returns:
+        The attack, ready to run.
+
+    Raises:
+        ConfigError: naming the setting that is not valid.
+
+    Example:
+        >>> build_attack({"name": "kkt", "steps": 300}).steps
+        300
+    """
     config = attack_config(config or {})
     return attack_class(config.name)(config)
 

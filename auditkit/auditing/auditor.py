@@ -16,9 +16,8 @@ from torch import nn
 
 from auditkit.attacks.base import Attack, AttackerKnowledge, AttackOutput, ProgressCallback
 from auditkit.attacks.registry import build_attack
-from auditkit.auditing.inputs import flat_input, initial_model, input_shape, sample_pairs
+from auditkit.auditing.inputs import flat_input, initial_model, input_shape, pipeline_data, sample_pairs
 from auditkit.data.audit_data import AuditData
-from auditkit.data.user_data import audit_data
 from auditkit.environment import DEFAULT_DTYPE, resolve_device, resolve_dtype
 from auditkit.errors import ConfigError, DataError, UnsupportedModelError
 from auditkit.progress import Progress
@@ -100,32 +99,75 @@ class Auditor:
     ) -> AuditResult:
         """Run the attack on ``model`` and score every training sample.
 
-        Give ``data`` (AuditData), or what a pipeline has: ``train`` as ``(inputs, labels)`` (tensors or
-        arrays, any two-class label encoding) or a Dataset/DataLoader of such pairs (read in the dataset's
-        index order whatever the loader's sampler, so sample i is the user's item i), ``nonmembers``
-        (inputs of the same distribution not trained on: the members-vs-non-members test needs them),
-        ``mean`` and ``std`` (the normalisation of [0, 1] pixels: inputs ``(pixels - mean) / std``, each a
-        number, one per channel or one per feature; without a mean, inputs must be pixels in [0, 1]) and
-        ``image_shape``; ``test`` (held-out labelled pairs, as ``train``) gives the test accuracy beside
-        the leakage. What was assumed is stated in the result's ``data_notes``.
-
-        privacy: for a model trained with DP-SGD elsewhere, the Opacus ``PrivacyEngine`` that trained it
-        (with ``delta``) or ``{noise_multiplier, sample_rate, steps, delta}``: the result then carries its
-        epsilon and the reconstruction ceiling beside the measured counts.
-        init: the weights training started from (a module of the model's architecture, or its state_dict):
-        what the owner's attack (``OwnerAttack``) explains the trained weights against.
-        progress: True for a progress bar of the attack steps (on a terminal; elsewhere one line when it
-        ends), or a callback ``(step, loss)``.
-        record: a training record (its folder, or a :class:`auditkit.recording.TrainingRecord`) kept by
-        :class:`auditkit.recording.TrainingRecorder`: the initial weights (unless ``init`` is given), the DP
-        settings (unless ``privacy`` is), and for Adam or AdamW what training added with the rescaling undone.
-        checkpoint: a folder where the attack keeps its state as it runs (an attack whose
-        ``keeps_checkpoints`` is True: the KKT and owner's, at most once a minute): the same audit run again
-        continues from it, bit for bit, after an interruption.
+        Args:
+            model: the trained network (any ReLU network the attack reads; a linear one reads not applicable).
+            data: an :class:`AuditData` (or feature data: :func:`auditkit.data.features.feature_data`); or, in
+                its place, what ``train`` takes.
+            train: the training samples as ``(inputs, labels)`` (tensors or arrays, any two-class label encoding)
+                or a Dataset/DataLoader of such pairs (read in the dataset's index order whatever the loader's
+                sampler, so sample i is the user's item i).
+            nonmembers: inputs of the same distribution not trained on (the members-vs-non-members test needs
+                them), as arrays or a Dataset/DataLoader of pairs.
+            test: held-out labelled pairs, as ``train``: the test accuracy beside the leakage.
+            mean: the normalisation of [0, 1] pixels (inputs ``(pixels - mean) / std``): a number, one per channel
+                or one per feature; without a mean, inputs must be pixels in [0, 1].
+            std: what the centred pixels were divided by, as ``mean`` (1 when not given).
+            image_shape: one input as an image, (H, W) or (C, H, W).
+            name: the audit's name (its folder when saved).
+            victim: the victim's facts (how it was trained), when known (scenario runs give them).
+            privacy: for a model trained with DP-SGD elsewhere, the Opacus ``PrivacyEngine`` that trained it (with
+                ``delta``) or ``{noise_multiplier, sample_rate, steps, delta}``: the result then carries its
+                epsilon and the reconstruction ceiling beside the measured counts.
+            delta: the DP delta, with a ``PrivacyEngine``.
+            init: the weights training started from (a module of the model's architecture, or its state_dict):
+                what the owner's attack (``OwnerAttack``) explains the trained weights against.
+            progress: True for a progress bar of the attack steps (on a terminal; elsewhere lines at intervals),
+                or a callback ``(step, loss)``.
+            checkpoint: a folder where the attack keeps its state as it runs (an attack whose
+                ``keeps_checkpoints`` is True: the KKT and owner's, at most once a minute): the same audit run
+                again continues from it, bit for bit, after an interruption.
+            record: a training record (its folder, or a :class:`auditkit.recording.TrainingRecord`) kept by
+                :class:`auditkit.recording.TrainingRecorder`: the initial weights (unless ``init`` is given), the
+                DP settings (unless ``privacy`` is), and for Adam or AdamW what training added with the rescaling
+                undone.
 
         Returns:
-            The per-sample result with its evidence and the attack's facts.
+            The per-sample result with its evidence and the attack's facts; what was assumed about the data is
+            stated in its ``data_notes``.
+
+        Raises:
+            DataError: naming the input that does not fit (labels, shapes, the normalisation, NaN).
+            UnsupportedModelError: naming the layer or operation the attack cannot read.
+            ConfigError: naming a setting that is not valid, or an audit over the memory budget.
+
+        Example:
+            >>> auditor = Auditor(device="cpu", seed=0)
+            >>> result = auditor.audit(model, train=(x, y), nonmembers=x_heldout, mean=0.1307)  # doctest: +SKIP
+            >>> result.summary().verdict  # doctest: +SKIP
         """
+        self._check_call(model, name, progress, data)
+        initial, updates, privacy, record_note = self._initial(model, init, record, privacy, victim)
+        model, initial, data, shape = self._inputs(
+            model, initial, data, train, nonmembers, test, mean, std, image_shape
+        )
+        victim, margins, train = self._victim(model, data, shape, name, victim, privacy, delta)
+        knowledge = dataclasses.replace(self.knowledge(data), initial=initial, updates=updates or None)
+        if record_note:
+            data = dataclasses.replace(data, notes=data.notes + (record_note,))
+        output = self._attack(model, knowledge, name, progress, checkpoint)
+        output = self.attack.assess(model, knowledge, output, train)
+        result = self._assemble(data, output, margins, name, victim)
+        if not result.membership().significant:  # a null result: does it back an all-clear?
+            where = {"seed": self.seed, "device": self.device, "dtype": self.dtype}
+            result.attack = self.attack.control(model, knowledge, output, train, data.pool_x, **where).facts
+        if result.privacy is not None:
+            pool_images = data.to_pixels(data.pool_x)
+            result.bounds = self._ceiling(result, len(result.train_images) + len(pool_images), pool_images, data)
+        return result
+
+    @staticmethod
+    def _check_call(model, name, progress, data) -> None:
+        """The arguments checked before anything is read: a module with values, a safe name, a progress setting."""
         if not isinstance(model, nn.Module):
             raise UnsupportedModelError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
         if not isinstance(name, str) or not re.fullmatch(SAFE_NAME, name):
@@ -136,16 +178,24 @@ class Auditor:
             raise DataError(f"data: {str(data)!r} is a path; load it first (auditkit.data.user_data.load_audit_data)")
         if any(tensor.is_meta for tensor in itertools.chain(model.parameters(), model.buffers())):
             raise UnsupportedModelError("model: its weights are on the meta device (no values): load them first")
-        updates, record_note = None, ""
+
+    def _initial(self, model, init, record, privacy, victim) -> tuple:
+        """The owner's knowledge: the initial weights (given, or from the training record), what training added
+        with Adam's rescaling undone (a record's), the DP settings a record holds, and the record's note."""
+        updates, note = None, ""
         if record is not None:
-            record, updates, record_note = record_inputs(record, model)
+            record, updates, note = record_inputs(record, model)
             init = init if init is not None else record.initial_state
             privacy = privacy if privacy is not None or victim is not None else record.privacy()
         if init is None and self.attack.needs_initial:
             raise ConfigError(
                 self.attack.missing_initial("init", "a module of the model's architecture, or its state_dict")
             )
-        initial = initial_model(model, init) if init is not None else None
+        return (initial_model(model, init) if init is not None else None), updates, privacy, note
+
+    def _inputs(self, model, initial, data, train, nonmembers, test, mean, std, image_shape) -> tuple:
+        """The model (and initial weights) taking flat rows, the audit's data (built from a pipeline's pairs when
+        no AuditData is given), and the model's shape, checked to fit each other."""
         if data is not None and not isinstance(data, AuditData):
             data, train = None, data  # (inputs, labels), a Dataset or a DataLoader given in data's place
         if data is None and train is None:
@@ -157,14 +207,8 @@ class Auditor:
         model, initial = (flat_input(m, sample_shape) if m is not None else None for m in (model, initial))
         shape = self.attack.check(model)
         if data is None:
-            x, y, note = pairs
             image_shape = image_shape or (sample_shape if sample_shape and len(sample_shape) in (2, 3) else None)
-            if nonmembers is not None and not isinstance(nonmembers, torch.Tensor | np.ndarray):
-                nonmembers = sample_pairs(nonmembers, "nonmembers")[0]  # a Dataset/DataLoader of pairs: the inputs
-            widths = {"image_shape": image_shape, "outputs": shape.outputs, "inputs": shape.inputs}
-            held_out = sample_pairs(test, "test")[:2] if test is not None else None
-            data = audit_data(x, y, nonmembers=nonmembers, test=held_out, mean=mean, std=std, **widths)
-            data = dataclasses.replace(data, notes=data.notes + ((note,) if note else ()))
+            data = pipeline_data(pairs, shape, nonmembers, test, mean=mean, std=std, image_shape=image_shape)
         if (data.outputs == 1) != (shape.outputs == 1) or data.outputs > shape.outputs:
             raise UnsupportedModelError(
                 f"the model has {shape.outputs} output(s) but the data's labels need {data.outputs} "
@@ -174,6 +218,11 @@ class Auditor:
             raise UnsupportedModelError(
                 f"the model takes {shape.inputs} inputs but the data has {data.train_x.shape[1]} features"
             )
+        return model, initial, data, shape
+
+    def _victim(self, model, data: AuditData, shape, name: str, victim, privacy, delta) -> tuple:
+        """The audit's memory checked, the members' margins, and the victim's facts (given, or what a model
+        trained elsewhere shows: its accuracies and DP settings), with the training set as float64 tensors."""
         self.attack.check_memory(
             shape, len(data.train_x), self.dtype.itemsize, f"the audit of {name}", len(data.pool_x)
         )
@@ -187,18 +236,20 @@ class Auditor:
         if victim is not None and victim.training.privacy is not None:
             given = victim.training.privacy
             check_ceiling_memory(given.noise_multiplier, given.sample_rate, given.steps)
+        return victim, margins, train
 
-        knowledge = dataclasses.replace(self.knowledge(data), initial=initial, updates=updates or None)
-        if record_note:
-            data = dataclasses.replace(data, notes=data.notes + (record_note,))
+    def _attack(self, model, knowledge: AttackerKnowledge, name: str, progress, checkpoint) -> AttackOutput:
+        """The attack run, with a progress bar or callback, keeping its checkpoints in ``checkpoint`` if it can."""
         bar = Progress().task(f"[{name}] attack", self.attack.steps) if progress is True else None
         with bar or contextlib.nullcontext(progress or None) as update:
             keeps = checkpoint is not None and self.attack.keeps_checkpoints
             kept = {"checkpoint": Path(checkpoint)} if keeps else {}
-            output = self.attack.run(
+            return self.attack.run(
                 model, knowledge, seed=self.seed, device=self.device, dtype=self.dtype, progress=update, **kept
             )
-        output = self.attack.assess(model, knowledge, output, train)
+
+    def _assemble(self, data: AuditData, output: AttackOutput, margins, name: str, victim) -> AuditResult:
+        """The result: every member scored against the candidates (pixels, or embeddings), with the evidence."""
         train_images = data.to_pixels(data.train_x)
         candidates = data.to_pixels(output.candidates) if len(output.candidates) else train_images[:0]
         pool_images = data.to_pixels(data.pool_x)
@@ -218,7 +269,7 @@ class Auditor:
             "mean": data.mean,
             "std": data.std,
         }
-        result = AuditResult(
+        return AuditResult(
             name=name,
             frame=frame,
             candidates=candidates,
@@ -229,12 +280,6 @@ class Auditor:
             victim=victim,
             data_notes=data.notes,
         )
-        if not result.membership().significant:  # a null result: does it back an all-clear?
-            where = {"seed": self.seed, "device": self.device, "dtype": self.dtype}
-            result.attack = self.attack.control(model, knowledge, output, train, data.pool_x, **where).facts
-        if result.privacy is not None:
-            result.bounds = self._ceiling(result, len(train_images) + len(pool_images), pool_images, data)
-        return result
 
     @staticmethod
     def _displays(data: AuditData, nearest: np.ndarray) -> dict[str, np.ndarray]:

@@ -6,13 +6,17 @@ flat rows every attack works on."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Mapping
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, IterableDataset, RandomSampler, SequentialSampler
 
 from auditkit.attacks.kkt.network import takes_flat_rows
+from auditkit.data.audit_data import AuditData
+from auditkit.data.user_data import audit_data
 from auditkit.errors import DataError, UnsupportedModelError
 from auditkit.victims.models import unwrap
 from auditkit.victims.user_model import fitting_state
@@ -114,3 +118,26 @@ def flat_input(model: nn.Module, shape: tuple[int, ...] | None) -> nn.Module:
     wrapped = copy.copy(inner)
     wrapped.__class__ = FlatInput
     return wrapped
+
+
+def pipeline_data(pairs: tuple, shape, nonmembers, test, **preparation) -> AuditData:
+    """AuditData from what a pipeline has: ``pairs`` (inputs, labels, note) from :func:`sample_pairs`, non-members
+    as arrays or a Dataset/DataLoader of pairs, held-out ``test`` pairs, for a model of ``shape``.
+
+    Args:
+        pairs: the training inputs, labels and how they were read.
+        shape: the model's :class:`auditkit.attacks.base.ModelShape` (its inputs and outputs).
+        nonmembers: inputs not trained on, or a Dataset/DataLoader of pairs (their inputs are read).
+        test: held-out labelled pairs, or None.
+        **preparation: ``mean``, ``std``, ``image_shape``, as :func:`auditkit.data.user_data.audit_data` takes them.
+
+    Returns:
+        The audit's data, with the note on how the pairs were read.
+    """
+    x, y, note = pairs
+    if nonmembers is not None and not isinstance(nonmembers, torch.Tensor | np.ndarray):
+        nonmembers = sample_pairs(nonmembers, "nonmembers")[0]  # a Dataset/DataLoader of pairs: the inputs
+    held_out = sample_pairs(test, "test")[:2] if test is not None else None
+    widths = {"outputs": shape.outputs, "inputs": shape.inputs}
+    data = audit_data(x, y, nonmembers=nonmembers, test=held_out, **preparation, **widths)
+    return dataclasses.replace(data, notes=data.notes + ((note,) if note else ()))

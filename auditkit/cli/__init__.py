@@ -289,7 +289,10 @@ def list_presets(presets: Path | None) -> None:
     from auditkit.data.datasets import DATASETS
 
     click.echo("datasets:  " + ", ".join(f"{name} ({dataset.description})" for name, dataset in DATASETS.items()))
+    from auditkit.defenses.registry import defense_names
+
     click.echo(f"attack.name: {', '.join(attack_names())}")
+    click.echo(f"defense kinds: {', '.join(defense_names())}")
     for kind, label in (("attack", "attacks"), ("defense", "defenses"), ("scenario", "scenarios")):
         click.echo(f"{label + ':':<10} {', '.join(available(dirs[kind])) or '(none)'}")
     click.echo(f"built-in presets: {BUILTIN_PRESETS}" + (f"; yours first: {presets}" if presets else ""))

@@ -47,8 +47,24 @@ def scenario_path(scenario: str | Path, presets: Path | None = None) -> Path:
 
 
 def load_scenario(scenario: str | Path, overrides: dict | None = None, presets: Path | None = None) -> Scenario:
-    """Read, compose and validate a scenario (a file, or a name: see :func:`scenario_path`); ``overrides``
-    (e.g. seed, device, ``--set`` values) win over the file; ``presets`` is searched before the built-ins."""
+    """Read, compose and validate a scenario.
+
+    Args:
+        scenario: a YAML file, or a scenario's name (see :func:`scenario_path`).
+        overrides: settings that win over the file (seed, device, ``--set`` values), as nested mappings.
+        presets: a folder of your presets (``attacks/``, ``defenses/``, ``scenarios/``), searched before the
+            built-in ones.
+
+    Returns:
+        The validated scenario.
+
+    Raises:
+        ScenarioError: naming the file and field of any setting that is not valid.
+
+    Example:
+        >>> load_scenario("mnist_quick", {"seed": 1}).seed
+        1
+    """
     path = scenario_path(scenario, presets)
     dirs = preset_dirs(path, presets)
     raw = raw_scenario(path, dirs)

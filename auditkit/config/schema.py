@@ -14,21 +14,27 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import torch
-from pydantic import BaseModel, Field, SerializeAsAny, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from auditkit.attacks.base import AttackConfig
 from auditkit.attacks.registry import attack_config
+from auditkit.config.defense import DefenseConfig
 from auditkit.config.overrides import deep_merge, short
 from auditkit.data.datasets import DATASETS
 from auditkit.errors import STRICT, ScenarioError, first_error
-from auditkit.results.facts import Accountant
 from auditkit.storage.files import SAFE_NAME, Name
 from auditkit.victims.models import BiasMode, ConvLayer, PoolMode
 from auditkit.victims.training import OptimizerName, Schedule
 
 MAX_GRID_POINTS = 1000
 DatasetName = Literal[tuple(DATASETS)]
-DefenseKindName = Literal["none", "recipe", "dp_sgd"]  # the keys of auditkit.victims.defenses.DEFENSE_KINDS
 
 
 class _Strict(BaseModel):
@@ -170,47 +176,6 @@ class VictimConfig(_Strict):
     def conv_layers(self) -> list[ConvLayer]:
         """The convolutions as :func:`auditkit.victims.models.build_cnn` takes them."""
         return [ConvLayer(**layer.model_dump()) for layer in self.conv]
-
-
-class DPConfig(_Strict):
-    """DP-SGD with Opacus: give target_epsilon (sigma found by the accountant) or noise_multiplier."""
-
-    target_epsilon: float | None = Field(None, gt=0, le=1e4)
-    noise_multiplier: float | None = Field(None, ge=0, le=1e4)
-    delta: float = Field(1e-5, ge=1e-20, lt=1)
-    max_grad_norm: float = Field(1.0, gt=0, le=1e6)
-    batch_size: int = Field(25, gt=0, description="expected Poisson batch size: sampling rate q = batch_size / n")
-    epochs: int = Field(100, gt=0, le=1_000_000)
-    lr: float = Field(0.5, gt=0, le=1e3)
-    accountant: Accountant = "rdp"
-
-    @model_validator(mode="after")
-    def _one_budget(self) -> DPConfig:
-        if (self.target_epsilon is None) == (self.noise_multiplier is None):
-            raise ValueError("give exactly one of 'target_epsilon' or 'noise_multiplier'")
-        return self
-
-
-class DefenseConfig(_Strict):
-    """One defense: a name, its kind (:data:`auditkit.victims.defenses.DEFENSE_KINDS`), recipe overrides, DP-SGD."""
-
-    name: Name
-    kind: DefenseKindName = "none"
-    description: str = ""
-    training: dict[str, Any] = Field(default_factory=dict, description="overrides of victim.training")
-    dp: DPConfig | None = None
-
-    @model_validator(mode="after")
-    def _dp_settings(self) -> DefenseConfig:
-        if (self.kind == "dp_sgd") != (self.dp is not None):
-            raise ValueError("kind 'dp_sgd' needs a 'dp' mapping, and only it takes one")
-        return self
-
-    @field_validator("training")
-    @classmethod
-    def _known_overrides(cls, overrides: dict[str, Any]) -> dict[str, Any]:
-        TrainingConfig(**{**TrainingConfig().model_dump(), **overrides})
-        return overrides
 
 
 class ReportConfig(_Strict):

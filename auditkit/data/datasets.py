@@ -148,7 +148,19 @@ def toy_colors(
     noise: float = 0.1,
     pool_per_class: int = TOY_POOL_PER_CLASS,
 ) -> AuditData:
-    """Small solid red (y=-1) vs blue (y=+1) RGB images with Gaussian pixel noise, clipped to [0, 1]."""
+    """Small solid red (y=-1) vs blue (y=+1) RGB images with Gaussian pixel noise, clipped to [0, 1].
+
+    Args:
+        n_per_class: members per class.
+        test_per_class: held-out test images per class.
+        seed: draws the images and the split.
+        size: the images' side, in pixels.
+        noise: the pixel noise's standard deviation.
+        pool_per_class: images per class beside the members (test set and non-member pool).
+
+    Returns:
+        The task's AuditData.
+    """
     rng = np.random.default_rng(seed)
     per_class = n_per_class + max(test_per_class, pool_per_class)
     colors = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])

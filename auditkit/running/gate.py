@@ -14,8 +14,8 @@ from dataclasses import dataclass, fields
 
 from auditkit.attacks.registry import ATTACKS, attack_names
 from auditkit.errors import ConfigError
-from auditkit.results.audit import LeakageSummary
 from auditkit.results.run import RunResult
+from auditkit.results.summary import LeakageSummary
 
 OPERATORS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq}
 

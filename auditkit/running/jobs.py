@@ -23,11 +23,8 @@ from auditkit.progress import Progress
 from auditkit.results.audit import AuditResult
 from auditkit.results.facts import PrivacyFacts, TrainingLog, VictimFacts
 from auditkit.results.run import VictimFailure
-from auditkit.scoring.bounds import check_ceiling_memory
-from auditkit.storage.files import cache_folder
-from auditkit.storage.fingerprint import fingerprint
-from auditkit.victims.cache import VictimCache, victim_key
-from auditkit.victims.defenses import (
+from auditkit.running.cache import VictimCache, victim_key
+from auditkit.running.victims import (
     TrainingDiverged,
     plan_defenses,
     train_victim,
@@ -35,6 +32,9 @@ from auditkit.victims.defenses import (
     untrained_victim,
     victim_size,
 )
+from auditkit.scoring.bounds import check_ceiling_memory
+from auditkit.storage.files import cache_folder
+from auditkit.storage.fingerprint import fingerprint
 from auditkit.victims.training import accuracy, classification_loss
 
 

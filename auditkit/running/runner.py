@@ -17,11 +17,11 @@ from auditkit.results.audit import RESULT_FILE, AuditResult
 from auditkit.results.facts import RunFacts
 from auditkit.results.run import RUN_FILE, RunResult, VictimFailure
 from auditkit.results.storage import ResultError, read_json
+from auditkit.running.cache import VictimCache
 from auditkit.running.executor import EXECUTORS, Executor, ExecutorError, run_here, run_on_ray
 from auditkit.running.jobs import attack_checkpoints, audit_victim, last_data_set, plan_victims
 from auditkit.storage.files import inside
 from auditkit.storage.outdir import check_layout, exclusive_output
-from auditkit.victims.cache import VictimCache
 
 
 def run_scenario(
@@ -35,9 +35,24 @@ def run_scenario(
     address: str | None = None,
 ) -> RunResult:
     """Train (or load) every victim (one per defense and grid point), audit each, and write results and
-    report into ``out``; ``executor="ray"`` runs the victims as Ray tasks of ``threads`` CPUs each (see
-    :mod:`auditkit.running.executor`). With resume, a victim whose folder holds a finished audit of the same
-    settings is loaded, not attacked."""
+    report into ``out``.
+
+    Args:
+        scenario: the validated scenario (:func:`auditkit.load_scenario`).
+        out: the run's folder (one run at a time per folder).
+        resume: load a victim whose folder holds a finished audit of the same settings instead of attacking it.
+        progress: where progress goes (bars on a terminal, lines in a log; ``Progress(enabled=False)``: silent).
+        executor: "local", or "ray" to run the victims as Ray tasks (see :mod:`auditkit.running.executor`).
+        threads: torch's CPU threads (per Ray task).
+        address: a Ray cluster's address (with ``executor="ray"``).
+
+    Returns:
+        The run: every victim's result, the failures, and the run's facts.
+
+    Example:
+        >>> run = run_scenario(load_scenario("toy_colors"), "runs/toy")  # doctest: +SKIP
+        >>> run.summary()[0].verdict  # doctest: +SKIP
+    """
     if executor not in EXECUTORS:
         raise ExecutorError(f"executor: '{executor}' is not one of {', '.join(EXECUTORS)}")
     if address is not None and executor != "ray":

@@ -40,9 +40,18 @@ def build_mlp(
 ) -> nn.Sequential:
     """``Linear, ReLU, ..., Linear(., outputs)``: one output for a binary task, C for C classes.
 
-    bias: "none" gives a homogeneous net (the standard victim), "all" biases in every layer
-    (non-homogeneous), "first" only in the first layer (the authors' released nets).
-    init_scale: first-layer weights (and bias) drawn N(0, init_scale^2); other layers PyTorch's default.
+    Args:
+        input_dim: the input width (flat rows).
+        hidden: the hidden layers' widths.
+        bias: "none" gives a homogeneous net (the standard victim), "all" biases in every layer
+            (non-homogeneous), "first" only in the first layer (the authors' released nets).
+        init_scale: first-layer weights (and bias) drawn N(0, init_scale^2); other layers PyTorch's default.
+        seed: the initialisation's seed (the global RNG is left as it was).
+        dtype: the weights' precision.
+        outputs: 1 for a binary task (labels -1/+1), C for C classes.
+
+    Returns:
+        The network, at its seeded initialisation.
     """
     widths = [input_dim, *hidden, outputs]
     return _seeded(lambda: _dense(widths, bias, first=True, dtype=resolve_dtype(dtype)), init_scale, seed)

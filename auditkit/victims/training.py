@@ -79,10 +79,26 @@ def train_mlp(
     None) or shuffled minibatches, as people train (SGD with momentum, Adam, AdamW), optionally with a
     cosine learning-rate decay to 0.
 
-    seed: drives the minibatch order (a generator of its own, so the global RNG stays untouched).
-    compile: run the step through torch.compile (with CUDA graphs on a GPU, where kernel launches
-    dominate a small full-batch step); costs a one-off compilation (3-8 s measured on a 2-core CPU).
-    progress: called with (epoch, loss of the epoch's last step) every ``log_every`` epochs.
+    Args:
+        model: the network, trained in place.
+        x: the training inputs (flat rows), on the model's device.
+        labels: -1/+1 (one output) or 0..C-1 (C outputs).
+        lr: the learning rate.
+        epochs: passes over the training set.
+        optimizer: "gd" (full batch), "sgd", "adam" or "adamw".
+        weight_decay: L2 in the gradient (adamw: decoupled).
+        momentum: SGD's momentum.
+        batch_size: the minibatch size (None: full batch).
+        schedule: "constant", or "cosine" (the learning rate decays to 0).
+        seed: drives the minibatch order (a generator of its own, so the global RNG stays untouched).
+        test: held-out (inputs, labels), for the test accuracy.
+        progress: called with (epoch, loss of the epoch's last step) every ``log_every`` epochs.
+        log_every: how often ``progress`` is called, in epochs.
+        compile: run the step through torch.compile (with CUDA graphs on a GPU, where kernel launches
+            dominate a small full-batch step), at the cost of a one-off compilation.
+
+    Returns:
+        The training log: final loss, train and test accuracy, seconds, the recipe.
     """
     start = time.perf_counter()
     n = len(x)

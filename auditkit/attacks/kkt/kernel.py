@@ -48,7 +48,7 @@ class MLPLayers:
     def to(self, device: torch.device | str, dtype: torch.dtype) -> MLPLayers:
         """The layers on ``device`` in ``dtype``, with subnormal weights set to 0: weight decay leaves the
         weights of dead units at 1e-39 and below, subnormal numbers slow CPU matrix products many times over
-        (README, "The attack"), and as weights they are 0 in all but name."""
+        (the manual, "The KKT attack"), and as weights they are 0 in all but name."""
         tiny = torch.finfo(dtype).tiny
 
         def move(t: torch.Tensor | None) -> torch.Tensor | None:

@@ -89,7 +89,8 @@ class SpanAttack(Attack):
             knowledge: its n, the valid input range, public inputs (the templates), and the
                 initial weights when the owner gives them.
             seed: the shifts (or random weights) of the templates reused past the first pass.
-            device, dtype: where and in what precision the network runs (spectra: float64 on the CPU).
+            device: where the network runs (spectra: on the CPU).
+            dtype: the network's precision (spectra: float64).
             progress: called as ``(program, inputs found)``.
 
         Returns:

@@ -1,83 +1,24 @@
-"""Defenses by kind: how the victim one defense describes is planned and trained (the scenario's recipe with
-the defense's overrides, or DP-SGD), a registry from ``kind`` to its planner and trainer."""
+"""The victims a scenario's defenses describe: planned before anything trains, sized, built and trained, each by
+its kind of defense (:mod:`auditkit.defenses`)."""
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import get_args
 
 import torch
 from torch import nn
 
-from auditkit.config.schema import DefenseConfig, DefenseKindName, Scenario
+from auditkit.config.schema import DefenseConfig, Scenario
 from auditkit.data.audit_data import AuditData
+from auditkit.defenses.base import Training
+from auditkit.defenses.registry import defense_kind
 from auditkit.environment import resolve_dtype, seed_everything
 from auditkit.errors import AuditkitError, ConfigError
 from auditkit.progress import Progress
 from auditkit.results.facts import PrivacyFacts, TrainingLog
-from auditkit.victims.dp import plan_dp, train_dp_sgd
 from auditkit.victims.models import build_cnn, build_mlp, cnn_widths, unwrap
-from auditkit.victims.training import train_mlp
 
 
 class TrainingDiverged(AuditkitError):
     """A victim's training produced NaN or infinite weights or loss; the message says which and where."""
-
-
-@dataclass(frozen=True)
-class Training:
-    """What one victim's training needs: its scenario, defense, data (tensors on the device) and plan."""
-
-    scenario: Scenario
-    defense: DefenseConfig
-    x: torch.Tensor
-    y: torch.Tensor
-    test: tuple[torch.Tensor, torch.Tensor]
-    device: torch.device
-    plan: PrivacyFacts | None
-
-
-@dataclass(frozen=True)
-class DefenseKind:
-    """A registered kind of defense: its planner (resolved before anything trains; None when there is nothing
-    to resolve) and its trainer."""
-
-    plan: Callable[[DefenseConfig, int, str], PrivacyFacts | None]
-    train: Callable[[nn.Module, Training, Progress], TrainingLog]
-
-
-def _no_plan(defense: DefenseConfig, n: int, field: str) -> None:
-    return None
-
-
-def _train_recipe(model: nn.Module, job: Training, progress: Progress) -> TrainingLog:
-    training = job.scenario.training_for(job.defense)
-    recipe = training.model_dump(exclude={"loss", "compile"})
-    with progress.task(f"[{job.defense.name}] training", training.epochs, unit="epoch") as update:
-        compiled = training.compiled_on(job.device)
-        seed = job.scenario.seed
-        return train_mlp(model, job.x, job.y, **recipe, seed=seed, test=job.test, progress=update, compile=compiled)
-
-
-def _plan_dp(defense: DefenseConfig, n: int, field: str) -> PrivacyFacts:
-    return plan_dp(n, **defense.dp.model_dump(exclude={"lr"}), field=field)
-
-
-def _train_dp(model: nn.Module, job: Training, progress: Progress) -> TrainingLog:
-    decay, plan = job.scenario.training_for(job.defense).weight_decay, job.plan
-    plan = plan if plan is not None else _plan_dp(job.defense, len(job.x), "defense.dp")
-    with progress.task(f"[{job.defense.name}] DP-SGD training", plan.epochs, unit="epoch") as update:
-        settings = {"lr": job.defense.dp.lr, "weight_decay": decay, "seed": job.scenario.seed, "test": job.test}
-        return train_dp_sgd(model, job.x, job.y, plan, **settings, progress=update)
-
-
-DEFENSE_KINDS: dict[str, DefenseKind] = {
-    "none": DefenseKind(_no_plan, _train_recipe),
-    "recipe": DefenseKind(_no_plan, _train_recipe),
-    "dp_sgd": DefenseKind(_plan_dp, _train_dp),
-}
-assert set(DEFENSE_KINDS) == set(get_args(DefenseKindName)), "the schema allows exactly the registered kinds"
 
 
 def plan_defenses(scenario: Scenario, n: int) -> dict[str, PrivacyFacts]:
@@ -97,7 +38,7 @@ def plan_defenses(scenario: Scenario, n: int) -> dict[str, PrivacyFacts]:
         if batch is not None and batch > n:
             where = f"defenses.{index}.training" if "batch_size" in defense.training else "victim.training"
             raise ConfigError(f"{where}.batch_size: {batch} is larger than the {n} training samples")
-        plan = DEFENSE_KINDS[defense.kind].plan(defense, n, f"defenses.{index}.dp")
+        plan = defense_kind(defense.kind).plan(defense, n, f"defenses.{index}.dp")
         if plan is not None:
             plans[defense.name] = plan
     return plans
@@ -120,12 +61,9 @@ def training_bytes(scenario: Scenario, defense: DefenseConfig, n: int, widths: l
     """
     itemsize = resolve_dtype(scenario.dtype).itemsize
     training = scenario.training_for(defense)
-    batch = min(n, training.batch_size or n)
-    per_sample = 0
-    if defense.dp is not None:
-        batch = min(n, 2 * defense.dp.batch_size)
-        per_sample = batch * parameters
-    return itemsize * (4 * parameters + 3 * batch * sum(widths) + per_sample)
+    rows = defense_kind(defense.kind).per_sample_rows(defense, n)  # per-sample gradients held at once (DP-SGD)
+    batch = rows or min(n, training.batch_size or n)
+    return itemsize * (4 * parameters + 3 * batch * sum(widths) + rows * parameters)
 
 
 def victim_size(scenario: Scenario, data: AuditData) -> tuple[list[int], int]:
@@ -184,7 +122,8 @@ def train_victim(
     x, y = (torch.as_tensor(a, dtype=dtype, device=device) for a in (data.train_x, data.train_y))
     test = tuple(torch.as_tensor(a, dtype=dtype, device=device) for a in (data.test_x, data.test_y))
     seed_everything(scenario.seed)
-    log = DEFENSE_KINDS[defense.kind].train(model, Training(scenario, defense, x, y, test, device, plan), progress)
+    job = Training(scenario, defense, x, y, test, device, plan)
+    log = defense_kind(defense.kind).train(model, job, progress)
     model = unwrap(model)
     if not (all(torch.isfinite(p).all() for p in model.parameters()) and torch.isfinite(torch.tensor(log.final_loss))):
         raise TrainingDiverged(
