@@ -43,6 +43,35 @@ class Registry(dict[str, Entry], Generic[Entry]):
             )
         self[name] = entry
 
+    def class_decorator(self, base: type, cls: type | None, force: bool):
+        """What a ``register_*`` decorator returns: ``cls`` registered under its ``name`` (checked to be a named
+        subclass of ``base``), or, without ``cls``, the decorator that registers one (``@register_x(force=True)``).
+
+        Args:
+            base: the class every entry subclasses.
+            cls: the class to register now, or None.
+            force: replace an entry registered under the name.
+
+        Returns:
+            The class, unchanged (without ``cls``: the decorator).
+
+        Raises:
+            TypeError: not a subclass of ``base`` with a name.
+            ValueError: its name is taken (see :meth:`add`).
+        """
+
+        def register(entry: type) -> type:
+            if (
+                not isinstance(entry, type)
+                or not issubclass(entry, base)
+                or not isinstance(getattr(entry, "name", None), str)
+            ):
+                raise TypeError(f"{entry!r}: a {self.kind} is a {base.__name__} subclass with a name")
+            self.add(entry.name, entry, force=force)
+            return entry
+
+        return register if cls is None else register(cls)
+
 
 def _identity(entry) -> str:
     """What makes two entries the same: a class or function's module and qualified name (one defined twice by a

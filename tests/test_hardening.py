@@ -16,7 +16,8 @@ from auditkit import Auditor, KKTAttack
 from auditkit.cli import main
 from auditkit.config.loading import load_scenario
 from auditkit.config.yaml_files import read_yaml
-from auditkit.data.user_data import audit_data, load_audit_data
+from auditkit.data.files import load_audit_data
+from auditkit.data.user_data import audit_data
 from auditkit.errors import ConfigError, DataError, ScenarioError, UnsupportedModelError
 from auditkit.victims import build_mlp
 from auditkit.victims.user_model import mlp_from_state_dict

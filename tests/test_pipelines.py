@@ -17,7 +17,8 @@ from auditkit import Auditor, KKTAttack
 from auditkit.attacks.kkt.kernel import extract_layers, forward
 from auditkit.attacks.kkt.network import ReLUNetwork, takes_flat_rows
 from auditkit.attacks.kkt.tracing import ModelGraphError, linear_chain
-from auditkit.data.user_data import audit_data, load_audit_data
+from auditkit.data.files import load_audit_data
+from auditkit.data.user_data import audit_data
 from auditkit.errors import DataError
 
 

@@ -28,7 +28,8 @@ from hypothesis.configuration import set_hypothesis_home_dir
 
 from auditkit import AuditkitError, Auditor, KKTAttack, load_scenario, run_scenario
 from auditkit.cli import main
-from auditkit.data.user_data import audit_data, load_audit_data
+from auditkit.data.files import load_audit_data
+from auditkit.data.user_data import audit_data
 from auditkit.progress import Progress
 from auditkit.victims.user_model import mlp_from_state_dict
 

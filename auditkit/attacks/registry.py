@@ -40,13 +40,7 @@ def register_attack(attack: type[Attack] | None = None, *, force: bool = False):
         ValueError: its name is taken by another attack and ``force`` is False.
     """
 
-    def register(cls: type[Attack]) -> type[Attack]:
-        if not isinstance(cls, type) or not issubclass(cls, Attack) or not isinstance(getattr(cls, "name", None), str):
-            raise TypeError(f"{cls!r}: an attack is an Attack subclass with a name")
-        ATTACKS.add(cls.name, cls, force=force)
-        return cls
-
-    return register if attack is None else register(attack)
+    return ATTACKS.class_decorator(Attack, attack, force)
 
 
 def attack_names() -> list[str]:

@@ -175,7 +175,7 @@ class Auditor:
         if progress is not None and not isinstance(progress, bool) and not callable(progress):
             raise ConfigError(f"progress: expected True/False or a callback (step, loss), got {progress!r}")
         if isinstance(data, str | Path):
-            raise DataError(f"data: {str(data)!r} is a path; load it first (auditkit.data.user_data.load_audit_data)")
+            raise DataError(f"data: {str(data)!r} is a path; load it first (auditkit.data.files.load_audit_data)")
         if any(tensor.is_meta for tensor in itertools.chain(model.parameters(), model.buffers())):
             raise UnsupportedModelError("model: its weights are on the meta device (no values): load them first")
 

@@ -18,7 +18,7 @@ from auditkit.auditing.inputs import flat_input, initial_model, input_shape
 from auditkit.budget import check_memory
 from auditkit.config.overrides import deep_merge
 from auditkit.config.presets import attack_preset
-from auditkit.data.user_data import load_audit_data
+from auditkit.data.files import load_audit_data
 from auditkit.environment import DEFAULT_DTYPE, resolve_device, resolve_dtype, seed_everything
 from auditkit.errors import ConfigError, DataError
 from auditkit.progress import Progress

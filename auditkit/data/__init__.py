@@ -11,6 +11,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "auditkit.data.features": ("feature_data",),
         "auditkit.data.mnist": ("load_mnist_images",),
         "auditkit.data.tasks": ("binary_task", "multiclass_task"),
-        "auditkit.data.user_data": ("audit_data", "load_audit_data"),
+        "auditkit.data.user_data": ("audit_data",),
+        "auditkit.data.files": ("load_audit_data",),
     },
 )

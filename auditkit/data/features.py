@@ -9,7 +9,7 @@ from collections.abc import Callable
 import numpy as np
 
 from auditkit.data.audit_data import AuditData
-from auditkit.data.user_data import as_numpy, class_labels, held_out, rows, without_members
+from auditkit.data.user_data import SampleWords, as_numpy, labelled_samples, rows, without_members
 from auditkit.errors import DataError
 
 BOX_WIDENING = 0.1  # the prior's box: the non-members' range per feature, widened by this share of it each side
@@ -83,16 +83,10 @@ def feature_data(
         DataError: naming the key (``train_x``, ``nonmember_x``, ``train_images``, ...) of any input that does
         not fit: images where embeddings belong, another width than the head's, NaN, counts that disagree.
     """
-    x = _embeddings(train_x, "train_x")
-    if inputs is not None and x.shape[1] != inputs:
-        raise DataError(f"train_x: {x.shape[1]} features per embedding but the model takes {inputs} inputs")
-    y, labels_note = class_labels(train_y, outputs)
-    if len(y) != len(x):
-        raise DataError(f"train_y: {len(y)} labels for {len(x)} embeddings in train_x")
-    pool = _embeddings(nonmembers, "nonmember_x") if nonmembers is not None else np.zeros((0, x.shape[1]))
-    if pool.shape[1] != x.shape[1]:
-        raise DataError(f"nonmember_x: {pool.shape[1]} features per embedding, train_x has {x.shape[1]}")
-    test_x, test_y = held_out(test, x.shape[1], labels_note, outputs)
+    words = SampleWords("train_x", "train_x", "nonmember_x", "embedding", _embeddings)
+    x, y, labels_note, pool, test_x, test_y = labelled_samples(
+        train_x, train_y, nonmembers, test, outputs, inputs, words
+    )
     train_display = _images(train_images, "train_images", len(x), "train_x")
     pool_display = _images(nonmember_images, "nonmember_images", len(pool), "nonmember_x")
     kept, note = without_members(pool, x)

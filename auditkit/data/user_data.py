@@ -1,11 +1,10 @@
 """A user's own arrays or tensors become AuditData, and every assumption made on the way (label encoding,
-input preparation) is stated in its notes; the .npz data file ``auditkit audit`` reads is checked the same way."""
+input preparation) is stated in its notes."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
-from pathlib import Path
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -13,7 +12,6 @@ import torch
 from auditkit.data.audit_data import AuditData
 from auditkit.errors import DataError
 from auditkit.scoring.metrics import SSIM_WINDOW
-from auditkit.storage.safe_load import not_a_file, read_npz
 
 
 def class_labels(labels: Iterable, outputs: int = 1) -> tuple[np.ndarray, str]:
@@ -68,16 +66,7 @@ def audit_data(
     ``mean`` and ``std``: the normalisation of [0, 1] pixels before training, inputs ``(pixels - mean) / std``
     (each a number, one per channel of (C, H, W) images, or one per feature; ``std`` 1 when not given, ``mean``
     0); without either the inputs must be pixels in [0, 1]. Which one applies is checked and stated."""
-    x = rows(train_x, "train inputs")
-    if inputs is not None and x.shape[1] != inputs:
-        raise DataError(f"train inputs (train_x): {x.shape[1]} features per sample but the model takes {inputs} inputs")
-    y, labels_note = class_labels(train_y, outputs)
-    if len(y) != len(x):
-        raise DataError(f"train inputs: {len(x)} rows but {len(y)} labels")
-    pool = rows(nonmembers, "non-members") if nonmembers is not None else np.zeros((0, x.shape[1]))
-    if pool.shape[1] != x.shape[1]:
-        raise DataError(f"non-members: {pool.shape[1]} features, the training inputs have {x.shape[1]}")
-    test_x, test_y = held_out(test, x.shape[1], labels_note, outputs)
+    x, y, labels_note, pool, test_x, test_y = labelled_samples(train_x, train_y, nonmembers, test, outputs, inputs)
     shape = _checked_shape(image_shape, x.shape[1])
     if mean is None and std is None:
         if x.min() < 0 or x.max() > 1:
@@ -123,55 +112,47 @@ def audit_data(
     )
 
 
-FILE_KEYS = ("train_x", "train_y", "nonmember_x", "test_x", "test_y", "mean", "std", "image_shape")
-FEATURE_KEYS = ("train_images", "nonmember_images")  # feature data only: the images behind the embeddings
+@dataclass(frozen=True)
+class SampleWords:
+    """How messages name the samples of one kind of data, and how its rows are read."""
+
+    train: str  # the members' inputs
+    train_key: str  # the same where the model's width is compared
+    pool: str  # the non-members'
+    unit: str  # one sample
+    read: Callable[[object, str], np.ndarray]
 
 
-def load_audit_data(path: str | Path, outputs: int = 1, inputs: int | None = None, features: bool = False) -> AuditData:
-    """An .npz (``allow_pickle=False``) with ``train_x`` (the model's inputs), ``train_y`` and optionally
-    ``nonmember_x``, ``test_x`` with ``test_y`` (held-out labelled data: the test accuracy), ``mean`` and
-    ``std`` (the normalisation of [0, 1] pixels that made ``train_x``: checked) and ``image_shape``, for a model with
-    ``outputs`` outputs and ``inputs`` inputs. Feature data (``features``, or a file with ``train_images`` or
-    ``nonmember_images``): ``train_x`` and ``nonmember_x`` are embeddings, the images behind them optional
-    (:func:`auditkit.data.features.feature_data`)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: {not_a_file(path)}")
-    arrays = read_npz(path, DataError, ".npz without pickled objects")
-    missing = [key for key in ("train_x", "train_y") if key not in arrays]
-    if missing:
-        raise DataError(f"{path}: missing array(s) {', '.join(missing)} (found: {', '.join(arrays) or 'none'})")
-    features = features or any(key in arrays for key in FEATURE_KEYS)
-    unknown = set(arrays) - {*FILE_KEYS, *FEATURE_KEYS}
-    if unknown:
-        raise DataError(f"{path}: unknown array(s) {', '.join(sorted(unknown))}")
-    elsewhere = set(arrays) & ({"mean", "std", "image_shape"} if features else set(FEATURE_KEYS))
-    if elsewhere:
-        kind = "feature data (embeddings as given)" if features else "image data"
-        raise DataError(f"{path}: array(s) {', '.join(sorted(elsewhere))} are not read for {kind}")
-    if ("test_x" in arrays) != ("test_y" in arrays):
-        given, lacking = ("test_x", "test_y") if "test_x" in arrays else ("test_y", "test_x")
-        raise DataError(f"{path}: {given} without {lacking} (the held-out data needs both)")
-    common = {
-        "nonmembers": arrays.get("nonmember_x"),
-        "test": (arrays["test_x"], arrays["test_y"]) if "test_x" in arrays else None,
-        "name": re.sub(r"[^A-Za-z0-9_.-]", "_", path.stem),
-        "outputs": outputs,
-        "inputs": inputs,
-    }
-    if features:
-        from auditkit.data.features import feature_data
+IMAGE_WORDS = SampleWords("train inputs", "train inputs (train_x)", "non-members", "sample", lambda v, w: rows(v, w))
 
-        images = {key: arrays.get(key) for key in FEATURE_KEYS}
-        return feature_data(arrays["train_x"], arrays["train_y"], **common, **images)
-    return audit_data(
-        arrays["train_x"],
-        arrays["train_y"],
-        mean=arrays.get("mean"),
-        std=arrays.get("std"),
-        image_shape=arrays.get("image_shape"),
-        **common,
-    )
+
+def labelled_samples(train_x, train_y, nonmembers, test, outputs: int, inputs: int | None, words=IMAGE_WORDS):
+    """The members' rows and labels, the non-members' rows and the held-out pairs, read and checked to agree.
+
+    Args:
+        train_x: the members' inputs.
+        train_y: their labels (:func:`class_labels`).
+        nonmembers: the non-members' inputs, or None.
+        test: held-out (inputs, labels), or None.
+        outputs: the model's outputs.
+        inputs: the model's input width, when known.
+        words: how messages name the samples, and how rows are read.
+
+    Returns:
+        ``(x, y, labels_note, pool, test_x, test_y)``.
+    """
+    x = words.read(train_x, words.train)
+    if inputs is not None and x.shape[1] != inputs:
+        raise DataError(
+            f"{words.train_key}: {x.shape[1]} features per {words.unit} but the model takes {inputs} inputs"
+        )
+    y, labels_note = class_labels(train_y, outputs)
+    if len(y) != len(x):
+        raise DataError(f"{words.train}: {len(x)} rows but {len(y)} labels")
+    pool = words.read(nonmembers, words.pool) if nonmembers is not None else np.zeros((0, x.shape[1]))
+    if pool.shape[1] != x.shape[1]:
+        raise DataError(f"{words.pool}: {pool.shape[1]} features, the training inputs have {x.shape[1]}")
+    return (x, y, labels_note, pool, *held_out(test, x.shape[1], labels_note, outputs))
 
 
 def held_out(test: tuple | None, features: int, labels_note: str, outputs: int) -> tuple[np.ndarray, np.ndarray]:

@@ -32,13 +32,7 @@ def register_defense(defense: type[Defense] | None = None, *, force: bool = Fals
         ValueError: its name is taken by another kind and ``force`` is False.
     """
 
-    def register(cls: type[Defense]) -> type[Defense]:
-        if not isinstance(cls, type) or not issubclass(cls, Defense) or not isinstance(getattr(cls, "name", None), str):
-            raise TypeError(f"{cls!r}: a defense kind is a Defense subclass with a name")
-        DEFENSES.add(cls.name, cls, force=force)
-        return cls
-
-    return register if defense is None else register(defense)
+    return DEFENSES.class_decorator(Defense, defense, force)
 
 
 def defense_names() -> list[str]:
