@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 from tqdm import tqdm
 
-LOG_SECONDS = 30.0  # without bars, a task's line at most this often...
+LOG_SECONDS = 30.0  # without bars, a task's line this often (no gap longer)...
 LOG_SHARE = 0.1  # ...and only once it has moved this share of its total since the last (whichever is later)
 
 
@@ -37,6 +37,7 @@ class Progress:
         bar = tqdm(total=total, desc=label, unit=unit, file=self.stream, disable=not self.bars, dynamic_ncols=True)
         latest = [0, float("nan")]
         logged = [0, start]  # the step and time of the last line written to a log
+        called = [start]  # when update was last called: the next call comes about as much later
         logging = self.enabled and not self.bars
 
         def update(step: int, loss: float) -> None:
@@ -44,7 +45,9 @@ class Progress:
             latest[:] = [step, loss]
             bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
             now = time.perf_counter()
-            if logging and now - logged[1] >= LOG_SECONDS and step - logged[0] >= LOG_SHARE * total and step < total:
+            due = now - logged[1] + (now - called[0]) >= LOG_SECONDS  # waiting for the next call would pass it
+            called[0] = now
+            if logging and due and step - logged[0] >= LOG_SHARE * total and step < total:
                 elapsed = now - start
                 left = elapsed * (total - step) / step if step else float("nan")
                 line = f"{label}  {step}/{total} {unit}s  loss {loss:.4g}  {elapsed:.0f}s, about {left:.0f}s left"
