@@ -26,6 +26,7 @@ from torch import nn
 from auditkit.budget import check_memory
 from auditkit.errors import STRICT, ConfigError, UnsupportedModelError, first_error
 from auditkit.scoring.metrics import identification_bytes
+from auditkit.scoring.verdict import Concern
 from auditkit.storage.files import to_jsonable
 from auditkit.storage.safe_load import from_json_fields
 
@@ -83,15 +84,6 @@ class AttackerKnowledge:
         scale = 1.0 if self.pixel_scale is None else np.asarray(self.pixel_scale).reshape(1, -1)
         offset = 0.0 if self.pixel_offset is None else np.asarray(self.pixel_offset).reshape(1, -1)
         return np.asarray(inputs) * scale + offset
-
-
-@dataclass(frozen=True)
-class Concern:
-    """One way an attack's premise falls short for this victim: ``fatal`` when a low count then says
-    nothing (the verdict reads inconclusive), else it under-states the leakage (weak)."""
-
-    reason: str
-    fatal: bool
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from auditkit.attacks.base import AttackFacts, Concern
+from auditkit.attacks.base import AttackFacts
 from auditkit.attacks.registry import facts_from_dict
 from auditkit.results.facts import PrivacyFacts, VictimFacts
 from auditkit.results.storage import ResultError, read_arrays, read_frame, read_json
@@ -23,7 +23,7 @@ from auditkit.results.summary import LeakageSummary
 from auditkit.scoring.bounds import ReconstructionBounds, bounding_epsilon
 from auditkit.scoring.membership import MembershipTest
 from auditkit.scoring.roc import DistanceROC
-from auditkit.scoring.verdict import Verdict, judge, resemblance_note
+from auditkit.scoring.verdict import Concern, Verdict, judge, resemblance_note
 from auditkit.storage.checksums import verify_checksums, write_checksums
 from auditkit.storage.files import SAFE_NAME, ensure_writable, write_json, write_npz, write_text
 

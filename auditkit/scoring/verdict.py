@@ -12,11 +12,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from auditkit.attacks.base import Concern
 from auditkit.scoring.bounds import VACUOUS_CEILING
 from auditkit.scoring.membership import MembershipTest
 
 Level = Literal["conclusive", "weak", "inconclusive", "not applicable"]
+
+
+@dataclass(frozen=True)
+class Concern:
+    """One way an attack's premise falls short for this victim: ``fatal`` when a low count then says
+    nothing (the verdict reads inconclusive), else it under-states the leakage (weak)."""
+
+    reason: str
+    fatal: bool
 
 
 @dataclass(frozen=True)

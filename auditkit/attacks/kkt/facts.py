@@ -16,10 +16,11 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from auditkit.attacks.base import AttackFacts, Concern
+from auditkit.attacks.base import AttackFacts
 from auditkit.attacks.kkt.config import SELECTION_RULES
 from auditkit.attacks.kkt.control import StartControl
 from auditkit.attacks.kkt.convergence import Convergence
+from auditkit.scoring.verdict import Concern
 from auditkit.storage.files import to_jsonable
 
 CONCLUSIVE_RESIDUAL = 0.3

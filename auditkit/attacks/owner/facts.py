@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from auditkit.attacks.base import Concern
 from auditkit.attacks.kkt.facts import KKTFacts
+from auditkit.scoring.verdict import Concern
 
 CONCLUSIVE_RESIDUAL = 0.3
 WEAK_RESIDUAL = 0.6

@@ -16,7 +16,8 @@ from typing import Any, ClassVar
 
 import pandas as pd
 
-from auditkit.attacks.base import AttackFacts, Concern
+from auditkit.attacks.base import AttackFacts
+from auditkit.scoring.verdict import Concern
 
 NO_LAYER = "no dense layer (nn.Linear) to read"
 OUTSIDE = 0.01  # a training sample's residual above this: off the row space (members of clean spans: <= 3e-4)
