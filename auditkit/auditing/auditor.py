@@ -156,12 +156,11 @@ class Auditor:
             data = dataclasses.replace(data, notes=data.notes + (record_note,))
         output = self._attack(model, knowledge, name, progress, checkpoint)
         output = self.attack.assess(model, knowledge, output, train)
-        result = self._assemble(data, output, margins, name, victim)
+        result, pool_images = self._assemble(data, output, margins, name, victim)
         if not result.membership().significant:  # a null result: does it back an all-clear?
             where = {"seed": self.seed, "device": self.device, "dtype": self.dtype}
             result.attack = self.attack.control(model, knowledge, output, train, data.pool_x, **where).facts
         if result.privacy is not None:
-            pool_images = data.to_pixels(data.pool_x)
             result.bounds = self._ceiling(result, len(result.train_images) + len(pool_images), pool_images, data)
         return result
 
@@ -248,8 +247,9 @@ class Auditor:
                 model, knowledge, seed=self.seed, device=self.device, dtype=self.dtype, progress=update, **kept
             )
 
-    def _assemble(self, data: AuditData, output: AttackOutput, margins, name: str, victim) -> AuditResult:
-        """The result: every member scored against the candidates (pixels, or embeddings), with the evidence."""
+    def _assemble(self, data: AuditData, output: AttackOutput, margins, name: str, victim) -> tuple:
+        """The result: every member scored against the candidates (pixels, or embeddings), with the evidence; and
+        the non-members as they were compared (what the DP ceiling's baseline reads)."""
         train_images = data.to_pixels(data.train_x)
         candidates = data.to_pixels(output.candidates) if len(output.candidates) else train_images[:0]
         pool_images = data.to_pixels(data.pool_x)
@@ -269,7 +269,7 @@ class Auditor:
             "mean": data.mean,
             "std": data.std,
         }
-        return AuditResult(
+        result = AuditResult(
             name=name,
             frame=frame,
             candidates=candidates,
@@ -280,6 +280,7 @@ class Auditor:
             victim=victim,
             data_notes=data.notes,
         )
+        return result, pool_images
 
     @staticmethod
     def _displays(data: AuditData, nearest: np.ndarray) -> dict[str, np.ndarray]:

@@ -287,10 +287,9 @@ def list_presets(presets: Path | None) -> None:
     dirs = preset_dirs(None, presets)
     from auditkit.attacks.registry import attack_names
     from auditkit.data.datasets import DATASETS
-
-    click.echo("datasets:  " + ", ".join(f"{name} ({dataset.description})" for name, dataset in DATASETS.items()))
     from auditkit.defenses.registry import defense_names
 
+    click.echo("datasets:  " + ", ".join(f"{name} ({dataset.description})" for name, dataset in DATASETS.items()))
     click.echo(f"attack.name: {', '.join(attack_names())}")
     click.echo(f"defense kinds: {', '.join(defense_names())}")
     for kind, label in (("attack", "attacks"), ("defense", "defenses"), ("scenario", "scenarios")):

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_serializer, model_validator
 
+from auditkit.config.training import TrainingConfig
 from auditkit.defenses.dp_sgd import DPConfig
 from auditkit.defenses.registry import defense_kind
 from auditkit.errors import STRICT, first_error
@@ -64,7 +65,5 @@ class DefenseConfig(BaseModel):
     @field_validator("training")
     @classmethod
     def _known_overrides(cls, overrides: dict[str, Any]) -> dict[str, Any]:
-        from auditkit.config.schema import TrainingConfig  # the recipe this overrides (the schema composes both)
-
         TrainingConfig(**{**TrainingConfig().model_dump(), **overrides})
         return overrides

@@ -18,7 +18,7 @@ from auditkit.report.plots import thumbnail
 from auditkit.report.tables import privacy_sentences
 from auditkit.results.audit import AuditResult
 from auditkit.results.run import RunResult
-from auditkit.scoring.metrics import minmax
+from auditkit.scoring.metrics import EMBEDDINGS, minmax
 
 GLOSSARY = {
     "identified": "the reconstruction matched to a training sample is closer (normalised cross-correlation) to that "
@@ -143,7 +143,7 @@ def _victim(result: AuditResult, figures: dict[str, bytes]) -> dict:
         ],
         "leaked": _leaked(result),
         "shown": SHOWN[result.compared_by],
-        "compared": "cosine similarity in the embedding space" if result.compared_by == "cosine" else "",
+        "compared": EMBEDDINGS.description if result.compared_by == EMBEDDINGS.name else "",
         "grid": _data_uri(figures.get(result.name)),
         "loss": _data_uri(figures.get(f"{result.name}/loss")),
         "roc": _data_uri(figures.get(f"{result.name}/roc")),

@@ -137,9 +137,9 @@ class KKTAttack(Attack):
         init (tests and diagnostics, e.g. starting at the true training set; first pass only). With
         ``passes`` > 1 the search deflates (:mod:`auditkit.attacks.kkt.deflation`).
         """
-        victim, cfg = self.objective(model, knowledge), self.config
-        if self._linear(model):
+        if self._linear(model):  # before the objective: a linear model has nothing to search
             return self._not_applicable(len(knowledge.lower), seed, device, dtype)
+        victim, cfg = self.objective(model, knowledge), self.config
         kept = (lambda index: SearchCheckpoint(checkpoint, index)) if checkpoint is not None else (lambda index: None)
         if cfg.passes == 1:
             return self.search(victim, victim, knowledge, seed, device, dtype, progress, initial, kept(0)).output
